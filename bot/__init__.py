@@ -1,0 +1,1 @@
+"""Composition root: settings, Slack app factory, runners, CLI and scheduler start-up."""

@@ -1,0 +1,44 @@
+"""The `crobot` command line. Each command group lives in its own module with `register`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from bot.cli.context import CliContext, CliError
+
+# Modules that add command groups; each defines `register(subparsers)` and sets `func`.
+GROUPS = ("bot.cli.db_cmds",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crobot",
+        description="crobot: milestones, actions, KPIs, digests and approvals for "
+        "sponsor/CRO teams in Slack.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in GROUPS:
+        import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = CliContext()
+    logging.basicConfig(
+        level=ctx.settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = args.func(args, ctx)
+    except CliError as exc:
+        print(f"crobot: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        ctx.close()
+    return int(result or 0)

@@ -1,0 +1,48 @@
+"""Typed configuration, read from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SLACK_API_URL = "https://slack.com/api/"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field(default="sqlite:///crobot.db", alias="CROBOT_DATABASE_URL")
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default=SLACK_API_URL, alias="CROBOT_SLACK_API_URL")
+    default_tz: str = Field(default="UTC", alias="CROBOT_DEFAULT_TZ")
+    log_level: str = Field(default="INFO", alias="CROBOT_LOG_LEVEL")
+    scheduler_enabled: bool = Field(default=True, alias="CROBOT_SCHEDULER")
+    digest_grace_hours: float = Field(default=6.0, alias="CROBOT_DIGEST_GRACE_HOURS")
+    listener_workers: int = Field(default=16, alias="CROBOT_LISTENER_WORKERS", ge=1, le=256)
+
+    @field_validator("default_tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Berlin)") from exc
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        # slack_sdk joins method names onto base_url verbatim.
+        return value if value.endswith("/") else value + "/"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,13 @@
+"""Slack surface: one module (or folder) per listener kind, each with `register(app, runtime)`."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from services.runtime import Runtime
+
+
+def register_listeners(app: App, runtime: Runtime) -> None:
+    from handlers import errors
+
+    errors.register(app, runtime)

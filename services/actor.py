@@ -1,0 +1,47 @@
+"""Who is asking: the Slack user resolved to a Person (or nobody we know)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import OrgKind, Person, Role
+
+
+@dataclass(frozen=True)
+class Actor:
+    team_id: str
+    user_id: str
+    person: Person | None = None
+
+    @property
+    def label(self) -> str:
+        """Stable audit identity: team and user id (Slack Connect users share channels)."""
+        return f"{self.team_id}:{self.user_id}"
+
+    @property
+    def org_id(self) -> int | None:
+        return self.person.org_id if self.person else None
+
+    @property
+    def role(self) -> Role | None:
+        return self.person.role if self.person else None
+
+    @property
+    def is_sponsor_side(self) -> bool:
+        return self.person is not None and (
+            self.person.role in (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.ADMIN)
+            and self.person.org.kind == OrgKind.SPONSOR
+        )
+
+
+SYSTEM = Actor(team_id="crobot", user_id="system")
+
+
+def resolve_actor(session: Session, team_id: str, user_id: str) -> Actor:
+    person = session.scalars(
+        select(Person).where(Person.team_id == team_id, Person.slack_user_id == user_id)
+    ).one_or_none()
+    return Actor(team_id=team_id, user_id=user_id, person=person)

@@ -1,0 +1,139 @@
+"""The approval state machine for vendor submissions (KPI values, milestone completions).
+
+pending --approve--> approved ; pending --reject(reason)--> rejected. A decision on a
+decided approval changes nothing and reports who decided (idempotent: double clicks,
+Slack retries, two approvers at once). The decision row is locked first, so only one of
+two concurrent deciders can win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services import audit
+from services.actor import Actor
+from services.errors import NotFound, UserError
+from services.permissions import require_approver
+from storage.models import (
+    Approval,
+    ApprovalState,
+    KpiUpdate,
+    Milestone,
+    MilestoneStatus,
+    Study,
+    SubjectType,
+    utcnow,
+)
+
+MAX_REASON = 1000
+
+
+def request(
+    session: Session,
+    actor: Actor,
+    *,
+    subject_type: SubjectType,
+    subject_id: int,
+    study_id: int,
+    org_id: int,
+    summary: dict[str, Any],
+) -> Approval:
+    approval = Approval(
+        subject_type=subject_type,
+        subject_id=subject_id,
+        study_id=study_id,
+        org_id=org_id,
+        summary=summary,
+        requested_by=actor.label,
+    )
+    session.add(approval)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "approval.request",
+        "approval",
+        approval.id,
+        study_id=study_id,
+        after={"subject": f"{subject_type.value}:{subject_id}", **summary},
+    )
+    return approval
+
+
+@dataclass(frozen=True)
+class Decision:
+    approval: Approval
+    changed: bool  # False: it had already been decided, nothing was written
+
+
+def _lock(session: Session, approval_id: int) -> Approval:
+    stmt = select(Approval).where(Approval.id == approval_id).with_for_update()
+    approval = session.scalars(stmt).one_or_none()
+    if approval is None:
+        raise NotFound(f"There is no approval request #{approval_id}.")
+    return approval
+
+
+def decide(
+    session: Session,
+    actor: Actor,
+    approval_id: int,
+    *,
+    approve: bool,
+    reason: str | None = None,
+) -> Decision:
+    approval = _lock(session, approval_id)
+    study = session.get_one(Study, approval.study_id)
+    require_approver(actor, study)
+    if approval.state != ApprovalState.PENDING:
+        return Decision(approval, changed=False)
+    reason = (reason or "").strip() or None
+    if not approve and reason is None:
+        raise UserError(
+            "A rejection needs a reason.", "Say what is wrong so the vendor can fix it."
+        )
+    if reason is not None and len(reason) > MAX_REASON:
+        raise UserError(f"The reason is too long ({len(reason)} characters; at most {MAX_REASON}).")
+    before = audit.snapshot(approval, "state", "decided_by", "decided_at", "reason")
+    approval.state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
+    approval.decided_by = actor.label
+    approval.decided_at = utcnow()
+    approval.reason = reason
+    _apply(session, approval)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "approval.approve" if approve else "approval.reject",
+        "approval",
+        approval.id,
+        study_id=approval.study_id,
+        before=before,
+        after=audit.snapshot(approval, "state", "decided_by", "decided_at", "reason"),
+    )
+    return Decision(approval, changed=True)
+
+
+def _apply(session: Session, approval: Approval) -> None:
+    """Carry the decision onto its subject."""
+    approved = approval.state == ApprovalState.APPROVED
+    if approval.subject_type == SubjectType.KPI_UPDATE:
+        update = session.get_one(KpiUpdate, approval.subject_id)
+        update.approval_state = approval.state
+        return
+    milestone = session.get_one(Milestone, approval.subject_id)
+    if approved:
+        milestone.status = MilestoneStatus.APPROVED
+    else:
+        # The completion is refused: back to where it was, actual date withdrawn.
+        milestone.status = MilestoneStatus(approval.summary.get("from_status", "planned"))
+        milestone.actual_date = None
+
+
+def record_message(session: Session, approval: Approval, channel_id: str, ts: str) -> None:
+    approval.channel_id, approval.message_ts = channel_id, ts
+    session.flush()

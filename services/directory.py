@@ -1,0 +1,243 @@
+"""Organisations, studies, study vendors, people and channel links (admin writes)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services import audit
+from services.actor import Actor
+from services.errors import UserError, validate
+from services.lookup import org_by_name, study_by_code, vendor_org_ids
+from storage.models import (
+    AudienceKind,
+    ChannelLink,
+    Organization,
+    OrgKind,
+    Person,
+    Role,
+    Study,
+    StudyVendor,
+)
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+SlackId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z0-9]{2,32}$")]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OrgCreate(_Input):
+    name: Name
+    kind: OrgKind
+    slack_team_id: SlackId | None = None
+
+
+class StudyCreate(_Input):
+    code: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*$", max_length=40)
+    ]
+    title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    sponsor: Name
+    phase: Annotated[str, StringConstraints(max_length=20)] | None = None
+
+
+class StudyVendorCreate(_Input):
+    study: str
+    vendor: Name
+    scope: Annotated[str, StringConstraints(max_length=300)] | None = None
+
+
+class PersonCreate(_Input):
+    team_id: SlackId
+    user_id: SlackId
+    display_name: Name
+    org: Name
+    role: Role
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        return None if v is None else check_zone(v)
+
+
+class ChannelLinkCreate(_Input):
+    team_id: SlackId
+    channel_id: SlackId
+    study: str
+    audience: str = Field(description="sponsor | joint | vendor:ORG | joint:ORG")
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return check_zone(v)
+
+    @field_validator("audience")
+    @classmethod
+    def _audience(cls, v: str) -> str:
+        if not re.match(r"^(sponsor|joint|vendor:.+|joint:.+)$", v.strip()):
+            raise ValueError("use sponsor, joint, vendor:ORG or joint:ORG")
+        return v.strip()
+
+
+def check_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {name!r} (e.g. Europe/Berlin)") from exc
+    return name
+
+
+def add_org(session: Session, actor: Actor, **data: object) -> Organization:
+    inp = validate(OrgCreate, data)
+    if session.scalars(select(Organization).where(Organization.name == inp.name)).first():
+        raise UserError(f"Organisation `{inp.name}` already exists.")
+    org = Organization(name=inp.name, kind=inp.kind, slack_team_id=inp.slack_team_id)
+    session.add(org)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "org.create",
+        "organization",
+        org.id,
+        after=audit.snapshot(org, "name", "kind", "slack_team_id"),
+    )
+    return org
+
+
+def add_study(session: Session, actor: Actor, **data: object) -> Study:
+    inp = validate(StudyCreate, data)
+    sponsor = org_by_name(session, inp.sponsor)
+    if sponsor.kind != OrgKind.SPONSOR:
+        raise UserError(f"`{sponsor.name}` is a {sponsor.kind.value}, not a sponsor.")
+    code = inp.code.upper()
+    if session.scalars(select(Study).where(Study.code == code)).first():
+        raise UserError(f"Study `{code}` already exists.")
+    study = Study(code=code, title=inp.title, sponsor_org_id=sponsor.id, phase=inp.phase)
+    session.add(study)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "study.create",
+        "study",
+        study.id,
+        study_id=study.id,
+        after=audit.snapshot(study, "code", "title", "sponsor_org_id", "phase"),
+    )
+    return study
+
+
+def add_study_vendor(session: Session, actor: Actor, **data: object) -> StudyVendor:
+    inp = validate(StudyVendorCreate, data)
+    study = study_by_code(session, inp.study)
+    org = org_by_name(session, inp.vendor)
+    if org.kind == OrgKind.SPONSOR:
+        raise UserError(f"`{org.name}` is a sponsor; vendors are CROs, CMOs, labs or other.")
+    if org.id in vendor_org_ids(session, study.id):
+        raise UserError(f"`{org.name}` is already a vendor on {study.code}.")
+    link = StudyVendor(study_id=study.id, org_id=org.id, scope=inp.scope)
+    session.add(link)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "study.vendor.add",
+        "study_vendor",
+        link.id,
+        study_id=study.id,
+        after={"org": org.name, "scope": inp.scope},
+    )
+    return link
+
+
+def add_person(session: Session, actor: Actor, **data: object) -> Person:
+    inp = validate(PersonCreate, data)
+    org = org_by_name(session, inp.org)
+    sponsor_role = inp.role in (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER)
+    if sponsor_role and org.kind != OrgKind.SPONSOR:
+        raise UserError(f"{inp.role.value} needs a sponsor organisation; `{org.name}` is not.")
+    if inp.role == Role.VENDOR_MEMBER and org.kind == OrgKind.SPONSOR:
+        raise UserError(f"vendor_member needs a vendor organisation; `{org.name}` is a sponsor.")
+    existing = session.scalars(
+        select(Person).where(Person.team_id == inp.team_id, Person.slack_user_id == inp.user_id)
+    ).first()
+    if existing is not None:
+        raise UserError(f"{inp.team_id}:{inp.user_id} is already registered.")
+    person = Person(
+        team_id=inp.team_id,
+        slack_user_id=inp.user_id,
+        display_name=inp.display_name,
+        org_id=org.id,
+        role=inp.role,
+        timezone=inp.timezone,
+    )
+    session.add(person)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "person.create",
+        "person",
+        person.id,
+        after=audit.snapshot(person, "team_id", "slack_user_id", "display_name", "org_id", "role"),
+    )
+    return person
+
+
+def link_channel(session: Session, actor: Actor, **data: object) -> ChannelLink:
+    inp = validate(ChannelLinkCreate, data)
+    study = study_by_code(session, inp.study)
+    kind_word, _, org_name = inp.audience.partition(":")
+    kind = AudienceKind(kind_word)
+    org_id = None
+    if org_name:
+        org = org_by_name(session, org_name)
+        if org.id not in vendor_org_ids(session, study.id):
+            raise UserError(
+                f"`{org.name}` is not a vendor on {study.code}.",
+                f'Add it first: crobot study vendor add {study.code} "{org.name}"',
+            )
+        org_id = org.id
+    link = session.scalars(
+        select(ChannelLink).where(
+            ChannelLink.team_id == inp.team_id, ChannelLink.channel_id == inp.channel_id
+        )
+    ).first()
+    before = None
+    if link is None:
+        link = ChannelLink(team_id=inp.team_id, channel_id=inp.channel_id)
+        session.add(link)
+    else:
+        before = audit.snapshot(link, "study_id", "audience", "audience_org_id", "timezone")
+    link.study_id, link.audience, link.audience_org_id = study.id, kind, org_id
+    link.timezone = inp.timezone
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "channel.link",
+        "channel_link",
+        link.id,
+        study_id=study.id,
+        before=before,
+        after=audit.snapshot(
+            link, "team_id", "channel_id", "study_id", "audience", "audience_org_id", "timezone"
+        ),
+    )
+    return link

@@ -1,0 +1,224 @@
+"""The KPI definitions crobot ships, and the periods values are reported for."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.errors import UserError
+from storage.models import Aggregation, Direction, KpiDefinition
+
+
+@dataclass(frozen=True)
+class KpiSpec:
+    key: str
+    label: str
+    unit: str
+    direction: Direction
+    aggregation: Aggregation
+    target: float | None
+    min_value: float | None
+    max_value: float | None
+    integer: bool
+    description: str
+
+
+UP, DOWN = Direction.UP, Direction.DOWN
+SUM, LATEST, AVG = Aggregation.SUM, Aggregation.LATEST, Aggregation.AVERAGE
+
+SHIPPED: tuple[KpiSpec, ...] = (
+    KpiSpec(
+        "enrollment",
+        "Enrolment",
+        "patients",
+        UP,
+        SUM,
+        20,
+        0,
+        None,
+        True,
+        "Patients enrolled in the period (count).",
+    ),
+    KpiSpec(
+        "screen_failure_rate",
+        "Screen-failure rate",
+        "%",
+        DOWN,
+        LATEST,
+        25,
+        0,
+        100,
+        False,
+        "Share of screened patients who failed screening.",
+    ),
+    KpiSpec(
+        "site_activation",
+        "Site activation",
+        "sites",
+        UP,
+        LATEST,
+        None,
+        0,
+        None,
+        True,
+        "Sites activated to date.",
+    ),
+    KpiSpec(
+        "query_aging",
+        "Query aging",
+        "days",
+        DOWN,
+        LATEST,
+        14,
+        0,
+        None,
+        False,
+        "Average age of open data queries.",
+    ),
+    KpiSpec(
+        "protocol_deviations",
+        "Protocol deviations",
+        "count",
+        DOWN,
+        SUM,
+        2,
+        0,
+        None,
+        True,
+        "Protocol deviations recorded in the period.",
+    ),
+    KpiSpec(
+        "compliance_rate",
+        "Compliance rate",
+        "%",
+        UP,
+        LATEST,
+        95,
+        0,
+        100,
+        False,
+        "Share of visits/processes compliant with protocol and SOPs.",
+    ),
+    KpiSpec(
+        "cost_of_quality",
+        "Cost of quality",
+        "kUSD",
+        DOWN,
+        SUM,
+        None,
+        0,
+        None,
+        False,
+        "Cost of rework, deviations and audits in the period.",
+    ),
+    KpiSpec(
+        "supplier_performance",
+        "Supplier performance",
+        "score",
+        UP,
+        LATEST,
+        4,
+        0,
+        5,
+        False,
+        "Sponsor's scorecard rating of the vendor (0-5).",
+    ),
+    KpiSpec(
+        "data_entry_timeliness",
+        "Data-entry timeliness",
+        "days",
+        DOWN,
+        LATEST,
+        5,
+        0,
+        None,
+        False,
+        "Median days from visit to eCRF entry.",
+    ),
+    KpiSpec(
+        "customer_satisfaction",
+        "Customer satisfaction",
+        "score",
+        UP,
+        LATEST,
+        4,
+        0,
+        5,
+        False,
+        "Sponsor satisfaction survey score (0-5).",
+    ),
+)
+
+ALIASES = {
+    "enrolment": "enrollment",
+    "sfr": "screen_failure_rate",
+    "deviations": "protocol_deviations",
+    "coq": "cost_of_quality",
+}
+
+
+def seed_definitions(session: Session) -> int:
+    """Insert shipped definitions that are missing; existing ones (and their targets) stay."""
+    existing = set(session.scalars(select(KpiDefinition.key)))
+    added = 0
+    for spec in SHIPPED:
+        if spec.key in existing:
+            continue
+        session.add(KpiDefinition(**spec.__dict__))
+        added += 1
+    session.flush()
+    return added
+
+
+def normalise_key(raw: str) -> str:
+    key = raw.strip().lower().replace("-", "_")
+    return ALIASES.get(key, key)
+
+
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.IGNORECASE)
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    label: str
+
+
+def iso_week_label(d: date) -> str:
+    year, week, _ = d.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def current_period(today: date) -> Period:
+    monday = today - timedelta(days=today.weekday())
+    return Period(monday, iso_week_label(today))
+
+
+def parse_period(raw: str) -> Period:
+    """`2026-W47` (ISO week), `2026-11` (month) or `2026-11-23` (a day)."""
+    text = raw.strip()
+    hint = "Write the period as an ISO week (2026-W47), a month (2026-11) or a date (2026-11-23)."
+    if m := _WEEK.match(text):
+        year, week = int(m.group(1)), int(m.group(2))
+        try:
+            start = date.fromisocalendar(year, week, 1)
+        except ValueError as exc:
+            raise UserError(f"{text!r} is not a week of {year}.", hint) from exc
+        return Period(start, f"{year}-W{week:02d}")
+    if _DAY.match(text):
+        try:
+            return Period(date.fromisoformat(text), text)
+        except ValueError as exc:
+            raise UserError(f"{text!r} is not a real date.", hint) from exc
+    if m := _MONTH.match(text):
+        year, month = int(m.group(1)), int(m.group(2))
+        if not 1 <= month <= 12:
+            raise UserError(f"{text!r} is not a month.", hint)
+        return Period(date(year, month, 1), text)
+    raise UserError(f"I don't understand the period {text!r}.", hint)

@@ -1,0 +1,25 @@
+"""What listeners, digests and the CLI share at run time: the database and the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from storage.db import Database
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    db: Database
+    default_tz: str = "UTC"
+    now: Callable[[], datetime] = field(default=_utcnow)
+
+    def today(self, tz: str | None = None) -> date:
+        """Today's date where the user (or channel) is, not where the server is."""
+        return self.now().astimezone(ZoneInfo(tz or self.default_tz)).date()

@@ -1,0 +1,153 @@
+"""The visibility rule: what an audience (a person, or a channel) may see of a study.
+
+This module is the only place the rule lives. Every listing query — slash-command
+replies, digests, exports scoped to an audience — builds its WHERE clause with
+`milestone_filter`, `action_filter`, `kpi_filter` or `approval_filter`.
+
+- sponsor: everything of the study, including pending and rejected submissions.
+- vendor:X: X's own rows (any approval state) and study-level items marked shared.
+  Never another vendor's rows.
+- joint (optionally naming vendor X): approved data only — approved KPI values, and no
+  milestone whose completion still awaits approval; with X named, rows of X, of the
+  sponsor, and shared items; without, every organisation's rows.
+- public (someone we do not know): shared study-level items only, approved only.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, false, or_, true
+
+from services.actor import Actor
+from storage.models import (
+    ActionItem,
+    Approval,
+    ApprovalState,
+    AudienceKind,
+    ChannelLink,
+    KpiUpdate,
+    Milestone,
+    MilestoneStatus,
+    Role,
+    Study,
+)
+
+
+class Scope(enum.StrEnum):
+    SPONSOR = "sponsor"
+    VENDOR = "vendor"
+    JOINT = "joint"
+    PUBLIC = "public"
+
+
+_RANK = {Scope.SPONSOR: 3, Scope.JOINT: 2, Scope.VENDOR: 1, Scope.PUBLIC: 0}
+_SPONSOR_ROLES = (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.ADMIN)
+
+
+@dataclass(frozen=True)
+class Audience:
+    study_id: int
+    scope: Scope
+    org_id: int | None = None  # the vendor of a vendor scope; optional vendor of a joint one
+    sponsor_org_id: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.scope.value}:{self.org_id}" if self.org_id else self.scope.value
+
+
+def audience_for_person(actor: Actor, study: Study, vendor_org_ids: set[int]) -> Audience:
+    """A person's own audience for one study (their org and role decide)."""
+    person = actor.person
+    if person is not None:
+        if person.org_id == study.sponsor_org_id and person.role in _SPONSOR_ROLES:
+            return Audience(study.id, Scope.SPONSOR, None, study.sponsor_org_id)
+        if person.org_id in vendor_org_ids:
+            return Audience(study.id, Scope.VENDOR, person.org_id, study.sponsor_org_id)
+    return Audience(study.id, Scope.PUBLIC, None, study.sponsor_org_id)
+
+
+def audience_for_channel(link: ChannelLink) -> Audience:
+    scope = {
+        AudienceKind.SPONSOR: Scope.SPONSOR,
+        AudienceKind.VENDOR: Scope.VENDOR,
+        AudienceKind.JOINT: Scope.JOINT,
+    }[link.audience]
+    return Audience(link.study_id, scope, link.audience_org_id, link.study.sponsor_org_id)
+
+
+def narrowest(person: Audience, channel: Audience | None) -> Audience:
+    """What may be shown to this person in this channel: never more than either allows.
+
+    Ephemeral replies still respect the channel, so that a screen-share or a forwarded
+    message in a vendor channel cannot carry another vendor's rows.
+    """
+    if channel is None or channel.study_id != person.study_id:
+        return person
+    if person.scope == Scope.SPONSOR:
+        return channel
+    if person.scope == Scope.VENDOR:
+        if channel.scope == Scope.VENDOR and channel.org_id != person.org_id:
+            return Audience(person.study_id, Scope.PUBLIC, None, person.sponsor_org_id)
+        if channel.scope == Scope.JOINT:
+            if channel.org_id in (None, person.org_id):
+                return Audience(person.study_id, Scope.JOINT, person.org_id, person.sponsor_org_id)
+            return Audience(person.study_id, Scope.PUBLIC, None, person.sponsor_org_id)
+        return person
+    return person if _RANK[person.scope] <= _RANK[channel.scope] else channel
+
+
+def _owned(org_col: ColumnElement[int | None] | object, aud: Audience) -> ColumnElement[bool]:
+    col = org_col  # typed loosely: InstrumentedAttribute
+    if aud.org_id is None:
+        return true()
+    return or_(col == aud.org_id, col == aud.sponsor_org_id, col.is_(None))  # type: ignore[attr-defined]
+
+
+def milestone_filter(aud: Audience) -> ColumnElement[bool]:
+    base = Milestone.study_id == aud.study_id
+    if aud.scope == Scope.SPONSOR:
+        return base
+    if aud.scope == Scope.VENDOR:
+        return and_(base, or_(Milestone.org_id == aud.org_id, Milestone.shared.is_(True)))
+    not_pending = Milestone.status != MilestoneStatus.DONE
+    if aud.scope == Scope.JOINT:
+        return and_(
+            base, not_pending, or_(Milestone.shared.is_(True), _owned(Milestone.org_id, aud))
+        )
+    return and_(base, not_pending, Milestone.shared.is_(True))
+
+
+def action_filter(aud: Audience) -> ColumnElement[bool]:
+    base = ActionItem.study_id == aud.study_id
+    if aud.scope == Scope.SPONSOR:
+        return base
+    if aud.scope == Scope.VENDOR:
+        return and_(base, or_(ActionItem.owner_org_id == aud.org_id, ActionItem.shared.is_(True)))
+    if aud.scope == Scope.JOINT:
+        return and_(base, or_(ActionItem.shared.is_(True), _owned(ActionItem.owner_org_id, aud)))
+    return and_(base, ActionItem.shared.is_(True))
+
+
+def kpi_filter(aud: Audience) -> ColumnElement[bool]:
+    base = KpiUpdate.study_id == aud.study_id
+    if aud.scope == Scope.SPONSOR:
+        return base
+    if aud.scope == Scope.VENDOR:
+        return and_(base, KpiUpdate.org_id == aud.org_id)
+    if aud.scope == Scope.JOINT:
+        approved = KpiUpdate.approval_state == ApprovalState.APPROVED
+        return and_(base, approved, _owned(KpiUpdate.org_id, aud))
+    return and_(base, false())
+
+
+def approval_filter(aud: Audience) -> ColumnElement[bool]:
+    """Pending/decided approvals: the sponsor sees all, a vendor only its own."""
+    base = Approval.study_id == aud.study_id
+    if aud.scope == Scope.SPONSOR:
+        return base
+    if aud.scope == Scope.VENDOR:
+        return and_(base, Approval.org_id == aud.org_id)
+    return and_(base, false())

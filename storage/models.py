@@ -1,0 +1,404 @@
+"""SQLAlchemy 2 typed models for every entity of the crobot data model.
+
+All timestamps are stored in UTC (timezone-aware on PostgreSQL, naive-UTC on SQLite via
+`UtcDateTime`), and rendered in the viewer's or channel's zone at the edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and always returns aware UTC datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Store values (not names) as VARCHAR with a CHECK so SQLite and PostgreSQL agree.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class OrgKind(enum.StrEnum):
+    SPONSOR = "sponsor"
+    CRO = "cro"
+    CMO = "cmo"
+    LAB = "lab"
+    OTHER = "other"
+
+
+class Role(enum.StrEnum):
+    SPONSOR_APPROVER = "sponsor_approver"
+    SPONSOR_MEMBER = "sponsor_member"
+    VENDOR_MEMBER = "vendor_member"
+    ADMIN = "admin"
+
+
+class AudienceKind(enum.StrEnum):
+    SPONSOR = "sponsor"
+    VENDOR = "vendor"
+    JOINT = "joint"
+
+
+class MilestoneStatus(enum.StrEnum):
+    PLANNED = "planned"
+    AT_RISK = "at_risk"
+    DONE = "done"  # completion reported, awaiting sponsor approval
+    APPROVED = "approved"  # completion accepted
+    CANCELLED = "cancelled"
+
+
+class ActionStatus(enum.StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Priority(enum.StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+class Direction(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+class Aggregation(enum.StrEnum):
+    LATEST = "latest"
+    SUM = "sum"
+    AVERAGE = "average"
+
+
+class ApprovalState(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class SubjectType(enum.StrEnum):
+    KPI_UPDATE = "kpi_update"
+    MILESTONE = "milestone"
+
+
+class DigestRunState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON()}
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[OrgKind] = mapped_column(_enum(OrgKind, "org_kind"))
+    # Slack Connect: an organisation is recognised by its own workspace's team id.
+    slack_team_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    sponsor_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    phase: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sponsor: Mapped[Organization] = relationship(lazy="joined")
+
+
+class StudyVendor(Base):
+    __tablename__ = "study_vendors"
+    __table_args__ = (UniqueConstraint("study_id", "org_id", name="uq_study_vendor"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    scope: Mapped[str | None] = mapped_column(String(300))
+
+    org: Mapped[Organization] = relationship(lazy="joined")
+
+
+class Person(Base):
+    __tablename__ = "people"
+    __table_args__ = (UniqueConstraint("team_id", "slack_user_id", name="uq_person_slack"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    slack_user_id: Mapped[str] = mapped_column(String(32))
+    display_name: Mapped[str] = mapped_column(String(120))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "person_role"))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    org: Mapped[Organization] = relationship(lazy="joined")
+
+
+class ChannelLink(Base):
+    __tablename__ = "channel_links"
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", name="uq_channel_link"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    audience: Mapped[AudienceKind] = mapped_column(_enum(AudienceKind, "audience_kind"))
+    # vendor:<org> channels name their org; a joint channel may name one vendor it is shared with.
+    audience_org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    digest_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    digest_days: Mapped[str] = mapped_column(String(40), default="mon")
+    digest_time: Mapped[str] = mapped_column(String(5), default="09:00")
+    charts_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    study: Mapped[Study] = relationship(lazy="joined")
+    audience_org: Mapped[Organization | None] = relationship(lazy="joined")
+
+
+class Milestone(Base):
+    __tablename__ = "milestones"
+    __table_args__ = (Index("ix_milestones_study_org", "study_id", "org_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    planned_date: Mapped[date] = mapped_column(Date)
+    forecast_date: Mapped[date | None] = mapped_column(Date)
+    actual_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[MilestoneStatus] = mapped_column(
+        _enum(MilestoneStatus, "milestone_status"), default=MilestoneStatus.PLANNED
+    )
+    # Study-level items every audience of the study may see.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    org: Mapped[Organization | None] = relationship(lazy="joined")
+    study: Mapped[Study] = relationship(lazy="joined")
+
+
+class ActionItem(Base):
+    __tablename__ = "action_items"
+    __table_args__ = (
+        Index("ix_actions_study_org", "study_id", "owner_org_id"),
+        Index("ix_actions_owner_status", "owner_user_id", "status", "due_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    title: Mapped[str] = mapped_column(String(300))
+    owner_team_id: Mapped[str | None] = mapped_column(String(32))
+    owner_user_id: Mapped[str] = mapped_column(String(32))
+    owner_org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    due_date: Mapped[date] = mapped_column(Date)
+    priority: Mapped[Priority] = mapped_column(_enum(Priority, "priority"), default=Priority.NORMAL)
+    status: Mapped[ActionStatus] = mapped_column(
+        _enum(ActionStatus, "action_status"), default=ActionStatus.OPEN
+    )
+    milestone_id: Mapped[int | None] = mapped_column(ForeignKey("milestones.id"))
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+    owner_org: Mapped[Organization | None] = relationship(lazy="joined")
+    study: Mapped[Study] = relationship(lazy="joined")
+
+
+class KpiDefinition(Base):
+    __tablename__ = "kpi_definitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    label: Mapped[str] = mapped_column(String(80))
+    unit: Mapped[str] = mapped_column(String(20))
+    direction: Mapped[Direction] = mapped_column(_enum(Direction, "kpi_direction"))
+    target: Mapped[float | None] = mapped_column(Float)
+    aggregation: Mapped[Aggregation] = mapped_column(_enum(Aggregation, "kpi_aggregation"))
+    min_value: Mapped[float | None] = mapped_column(Float)
+    max_value: Mapped[float | None] = mapped_column(Float)
+    integer: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class KpiUpdate(Base):
+    """One reported value. Corrections are new rows (`supersedes_id`), never UPDATEs of value."""
+
+    __tablename__ = "kpi_updates"
+    __table_args__ = (
+        Index("ix_kpi_updates_lookup", "study_id", "kpi_id", "org_id", "period_start", "id"),
+        Index("ix_kpi_updates_study_period", "study_id", "period_start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    kpi_id: Mapped[int] = mapped_column(ForeignKey("kpi_definitions.id"))
+    # Monday of the ISO week (weekly periods) or the day itself; label keeps what was said.
+    period_start: Mapped[date] = mapped_column(Date)
+    period_label: Mapped[str] = mapped_column(String(12))
+    value: Mapped[float] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(String(500))
+    submitted_by: Mapped[str] = mapped_column(String(32))
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approval_state: Mapped[ApprovalState] = mapped_column(
+        _enum(ApprovalState, "approval_state"), default=ApprovalState.APPROVED
+    )
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("kpi_updates.id"))
+
+    kpi: Mapped[KpiDefinition] = relationship(lazy="joined")
+    org: Mapped[Organization] = relationship(lazy="joined")
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("subject_type", "subject_id", name="uq_approval_subject"),
+        Index("ix_approvals_study_state", "study_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_type: Mapped[SubjectType] = mapped_column(_enum(SubjectType, "subject_type"))
+    subject_id: Mapped[int] = mapped_column(Integer)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    # What the decision is about (old -> new), frozen at request time for the message.
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    requested_by: Mapped[str] = mapped_column(String(32))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    state: Mapped[ApprovalState] = mapped_column(
+        _enum(ApprovalState, "approval_decision"), default=ApprovalState.PENDING
+    )
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    # Where the Approve/Reject message lives, so it can be updated in place.
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class AuditEvent(Base):
+    """Append-only, SHA-256 hash-chained record of every write."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(60))
+    subject_type: Mapped[str] = mapped_column(String(40))
+    subject_id: Mapped[str | None] = mapped_column(String(40))
+    study_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """Single row serialising appends to the audit chain (a row lock on every backend)."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class DigestRun(Base):
+    """Claim row that makes a digest (or nudge) post exactly once per target and period."""
+
+    __tablename__ = "digest_runs"
+    __table_args__ = (UniqueConstraint("target", "period_key", name="uq_digest_run"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "link:<channel_link_id>" for channel digests, "dm:<team>:<user>" for overdue nudges.
+    target: Mapped[str] = mapped_column(String(80))
+    period_key: Mapped[str] = mapped_column(String(40))
+    channel_link_id: Mapped[int | None] = mapped_column(ForeignKey("channel_links.id"))
+    state: Mapped[DigestRunState] = mapped_column(
+        _enum(DigestRunState, "digest_run_state"), default=DigestRunState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(String(300))
+
+
+class UserTimezoneCache(Base):
+    """users.info answers (time zone) cached across processes."""
+
+    __tablename__ = "user_tz_cache"
+    __table_args__ = (UniqueConstraint("team_id", "user_id", name="uq_user_tz"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    timezone: Mapped[str] = mapped_column(String(64))
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)

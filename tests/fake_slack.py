@@ -1,0 +1,346 @@
+"""A fake Slack Web API on 127.0.0.1: real HTTP, records every call, injects faults.
+
+Point slack_sdk at it with `WebClient(base_url=server.base_url)` (or
+CROBOT_SLACK_API_URL). Messages posted are kept per channel so `conversations.history`
+can answer with them (metadata included), which exactly-once delivery relies on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+
+
+@dataclass
+class Fault:
+    method: str  # "*" for any
+    status: int = 500
+    retry_after: int | None = None
+    error: str | None = None  # HTTP 200 with {"ok": false, "error": ...}
+    delay: float = 0.0  # sleep before answering (client read timeouts)
+    reset: bool = False  # close the connection without an answer
+    after_effect: bool = False  # perform the call, then fail the answer (unknown outcome)
+    count: int = 1
+
+
+@dataclass
+class FakeSlackState:
+    calls: list[Call] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    views: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ts_counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    fail_rate: float = 0.0
+    rng_seed: int = 0
+    pace_seconds: float = 0.0  # per-call service time, to model a throttled Slack
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.state = FakeSlackState()
+        handler = _make_handler(self.state)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}/api/"
+
+    def start(self) -> FakeSlack:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # --- test helpers -------------------------------------------------------------
+    def reset(self) -> None:
+        with self.state.lock:
+            self.state.calls.clear()
+            self.state.faults.clear()
+            self.state.messages.clear()
+            self.state.uploads.clear()
+            self.state.views.clear()
+            self.state.pace_seconds = 0.0
+
+    def add_user(
+        self, user_id: str, tz: str = "UTC", name: str | None = None, team_id: str = "T1"
+    ) -> None:
+        self.state.users[user_id] = {
+            "id": user_id,
+            "team_id": team_id,
+            "name": name or user_id.lower(),
+            "real_name": name or user_id,
+            "tz": tz,
+            "tz_offset": 0,
+        }
+
+    def fail(self, method: str, **kwargs: Any) -> None:
+        with self.state.lock:
+            self.state.faults.append(Fault(method=method, **kwargs))
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self.state.lock:
+            return [c for c in self.state.calls if c.method == method]
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[Call]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            calls = self.calls_to(method)
+            if len(calls) >= count:
+                return calls
+            time.sleep(0.01)
+        raise AssertionError(
+            f"expected {count} call(s) to {method}, got {len(self.calls_to(method))}"
+        )
+
+    def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
+        with self.state.lock:
+            if channel is not None:
+                return list(self.state.messages.get(channel, []))
+            return [m for msgs in self.state.messages.values() for m in msgs]
+
+
+def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._handle()
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._handle()
+
+        def _params(self) -> dict[str, Any]:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            ctype = self.headers.get("Content-Type", "")
+            params: dict[str, Any] = {
+                k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()
+            }
+            if "application/json" in ctype and raw:
+                params.update(json.loads(raw))
+            elif "multipart/form-data" in ctype or self.path.startswith("/upload/"):
+                params["_bytes"] = len(raw)
+            elif raw:
+                params.update({k: v[0] for k, v in parse_qs(raw.decode()).items()})
+            for key in ("blocks", "metadata", "view", "files", "attachments"):
+                if isinstance(params.get(key), str):
+                    try:
+                        params[key] = json.loads(params[key])
+                    except json.JSONDecodeError:
+                        pass
+            return params
+
+        def _handle(self) -> None:
+            path = urlparse(self.path).path
+            method = path.rsplit("/", 1)[-1] if path.startswith("/api/") else path
+            params = self._params()
+            fault = self._take_fault(method)
+            if state.pace_seconds:
+                time.sleep(state.pace_seconds)
+            if fault and fault.delay:
+                time.sleep(fault.delay)
+            if fault and fault.reset:
+                with state.lock:
+                    state.calls.append(Call(method, params, dict(self.headers), time.time()))
+                if fault.after_effect:
+                    self._dispatch(method, params)
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if fault and not fault.after_effect and (fault.status != 200 or fault.error):
+                with state.lock:
+                    state.calls.append(Call(method, params, dict(self.headers), time.time()))
+                self._fail(fault)
+                return
+            with state.lock:
+                state.calls.append(Call(method, params, dict(self.headers), time.time()))
+            body = self._dispatch(method, params)
+            if fault and fault.after_effect:
+                self._fail(fault)
+                return
+            self._send(200, body)
+
+        def _take_fault(self, method: str) -> Fault | None:
+            with state.lock:
+                for f in state.faults:
+                    if f.method in (method, "*") and f.count > 0:
+                        f.count -= 1
+                        if f.count == 0:
+                            state.faults.remove(f)
+                        return f
+            return None
+
+        def _fail(self, fault: Fault) -> None:
+            if fault.error:
+                self._send(200, {"ok": False, "error": fault.error})
+                return
+            headers = {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = str(fault.retry_after)
+            err = "ratelimited" if fault.status == 429 else "internal_error"
+            self._send(fault.status, {"ok": False, "error": err}, headers)
+
+        def _send(
+            self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _dispatch(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
+            if method.startswith("/upload/"):
+                return {"ok": True}
+            handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+            if handler is None:
+                return {"ok": True}
+            result: dict[str, Any] = handler(p)
+            return result
+
+        def _new_ts(self) -> str:
+            with state.lock:
+                return f"{1700000000 + next(state.ts_counter)}.000100"
+
+        def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "ok": True,
+                "url": "https://fake.slack.com/",
+                "team": "Fake",
+                "user": "crobot",
+                "team_id": "T1",
+                "user_id": "UBOT",
+                "bot_id": "BBOT",
+            }
+
+        def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+            channel = str(p.get("channel", ""))
+            if not channel:
+                return {"ok": False, "error": "channel_not_found"}
+            ts = self._new_ts()
+            msg = {
+                "ts": ts,
+                "channel": channel,
+                "text": p.get("text"),
+                "blocks": p.get("blocks"),
+                "metadata": p.get("metadata"),
+                "thread_ts": p.get("thread_ts"),
+                "bot_id": "BBOT",
+                "type": "message",
+            }
+            with state.lock:
+                state.messages.setdefault(channel, []).append(msg)
+            return {"ok": True, "channel": channel, "ts": ts, "message": msg}
+
+        def _m_chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+            return {"ok": True, "message_ts": self._new_ts()}
+
+        def _m_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+            channel, ts = str(p.get("channel")), str(p.get("ts"))
+            with state.lock:
+                for msg in state.messages.get(channel, []):
+                    if msg["ts"] == ts:
+                        msg.update(text=p.get("text"), blocks=p.get("blocks"))
+                        return {"ok": True, "channel": channel, "ts": ts}
+            return {"ok": False, "error": "message_not_found"}
+
+        def _m_conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
+            channel = str(p.get("channel"))
+            limit = int(p.get("limit", 100))
+            with state.lock:
+                msgs = list(reversed(state.messages.get(channel, [])))[:limit]
+            return {"ok": True, "messages": msgs, "has_more": False}
+
+        def _m_conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "ok": True,
+                "channel": {"id": p.get("channel"), "name": "fake", "is_ext_shared": False},
+            }
+
+        def _m_conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
+            users = str(p.get("users", ""))
+            return {"ok": True, "channel": {"id": "D" + users.split(",")[0].lstrip("UW")}}
+
+        def _m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
+            user = state.users.get(str(p.get("user")))
+            if user is None:
+                return {"ok": False, "error": "user_not_found"}
+            return {"ok": True, "user": user}
+
+        def _m_views_open(self, p: dict[str, Any]) -> dict[str, Any]:
+            with state.lock:
+                state.views.append(p)
+            return {"ok": True, "view": {"id": f"V{len(state.views)}", **(p.get("view") or {})}}
+
+        def _m_views_publish(self, p: dict[str, Any]) -> dict[str, Any]:
+            with state.lock:
+                state.views.append(p)
+            return {"ok": True, "view": {"id": f"V{len(state.views)}", **(p.get("view") or {})}}
+
+        def _m_views_update(self, p: dict[str, Any]) -> dict[str, Any]:
+            return self._m_views_publish(p)
+
+        def _m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+            host, port = self.server.server_address[:2]
+            file_id = f"F{len(state.uploads) + 1:04d}"
+            with state.lock:
+                state.uploads[file_id] = {"filename": p.get("filename"), "length": p.get("length")}
+            return {
+                "ok": True,
+                "upload_url": f"http://{host!s}:{port}/upload/{file_id}",
+                "file_id": file_id,
+            }
+
+        def _m_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+            files = p.get("files") or []
+            with state.lock:
+                for f in files:
+                    if f.get("id") in state.uploads:
+                        state.uploads[f["id"]].update(
+                            channel=p.get("channel_id"), thread_ts=p.get("thread_ts")
+                        )
+            return {
+                "ok": True,
+                "files": [{"id": f.get("id"), "title": f.get("title")} for f in files],
+            }
+
+    return Handler
+
+
+@contextmanager
+def running_fake_slack() -> Iterator[FakeSlack]:
+    server = FakeSlack().start()
+    try:
+        yield server
+    finally:
+        server.stop()
