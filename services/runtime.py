@@ -20,6 +20,14 @@ class Runtime:
     default_tz: str = "UTC"
     now: Callable[[], datetime] = field(default=_utcnow)
 
+    # Observers told (after commit) that an approval awaits a decision: the approvals
+    # surface posts the Approve/Reject message. Called with the approval id.
+    approval_listeners: list[Callable[[int], None]] = field(default_factory=list)
+
+    def approval_requested(self, approval_id: int) -> None:
+        for listener in self.approval_listeners:
+            listener(approval_id)
+
     def today(self, tz: str | None = None) -> date:
         """Today's date where the user (or channel) is, not where the server is."""
         return self.now().astimezone(ZoneInfo(tz or self.default_tz)).date()

@@ -1,0 +1,108 @@
+"""HTTP mode: a small ASGI app served by uvicorn.
+
+Bolt's `App.dispatch` is synchronous; calling it on the event loop (as Bolt's own ASGI
+adapter does for a sync App) would let one slow listener stall every request. So each
+Slack request is dispatched on a worker thread; Bolt verifies the signature there, acks,
+and hands lazy work to its listener executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltRequest, BoltResponse
+
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+MAX_BODY = 1 << 20  # Slack payloads are far smaller; refuse anything absurd
+
+
+class SlackASGI:
+    def __init__(self, app: App, db: Database, *, workers: int = 32) -> None:
+        self.app = app
+        self.db = db
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crobot-http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/healthz" and method == "GET":
+            await self._health(send)
+        elif path == "/slack/events" and method == "POST":
+            await self._slack(scope, receive, send)
+        else:
+            await _respond(send, 404, b'{"error":"not_found"}', "application/json")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _health(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.pool, self.db.ping)
+        except Exception as exc:  # any DB failure means unhealthy, said plainly
+            log.warning("health check failed: %s", type(exc).__name__)
+            body = json.dumps({"status": "unhealthy", "database": "unreachable"}).encode()
+            await _respond(send, 503, body, "application/json")
+            return
+        await _respond(send, 200, b'{"status":"ok","database":"ok"}', "application/json")
+
+    async def _slack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = bytearray()
+        while True:
+            message = await receive()
+            body.extend(message.get("body", b""))
+            if len(body) > MAX_BODY:
+                await _respond(send, 413, b"payload too large", "text/plain")
+                return
+            if not message.get("more_body"):
+                break
+        headers: dict[str, list[str]] = {}
+        for k, v in scope.get("headers", []):
+            headers.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
+        req = BoltRequest(
+            body=body.decode("utf-8", errors="replace"),
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+        )
+        loop = asyncio.get_running_loop()
+        resp: BoltResponse = await loop.run_in_executor(self.pool, self.app.dispatch, req)
+        raw = resp.body.encode() if isinstance(resp.body, str) else resp.body
+        await _respond_headers(send, resp.status, raw, resp.headers)
+
+
+async def _respond(send: Send, status: int, body: bytes, ctype: str) -> None:
+    await _respond_headers(send, status, body, {"content-type": [ctype]})
+
+
+async def _respond_headers(send: Send, status: int, body: bytes, headers: dict[str, Any]) -> None:
+    raw_headers = []
+    for k, vs in headers.items():
+        if k.lower() == "content-length":
+            continue
+        for v in vs if isinstance(vs, list | tuple | set) else [vs]:
+            raw_headers.append((k.encode("latin-1"), str(v).encode("latin-1")))
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
