@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -135,48 +135,56 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
 
-@contextmanager
-def start_server(kind: str, db_url: str, slack_url: str) -> Iterator[Server]:
+def launch(kind: str, db_url: str, slack_url: str) -> Server:
     port = free_port()
-    cmd = [
-        sys.executable,
-        str(SERVE),
-        "--kind",
-        kind,
-        "--url",
-        db_url,
-        "--port",
-        str(port),
-        "--slack-url",
-        slack_url,
-    ]
+    cmd = [sys.executable, str(SERVE), "--kind", kind, "--url", db_url, "--port", str(port),
+           "--slack-url", slack_url]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                tail = Path(log.name).read_text(errors="replace")[-2000:]
-                raise SystemExit(f"{kind} server exited with {proc.returncode}:\n{tail}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{kind} server did not become healthy")
-            time.sleep(0.05)
-        yield Server(kind, port, proc, log.name)
-    finally:
-        log.close()
-        proc.terminate()
+    log.close()
+    return Server(kind, port, proc, log.name)
+
+
+def wait_healthy(server: Server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.proc.poll() is not None:
+            tail = Path(server.log_path).read_text(errors="replace")[-2000:]
+            raise SystemExit(f"{server.kind} server exited with {server.proc.returncode}:\n{tail}")
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            with urllib.request.urlopen(f"http://{server.host}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{server.kind} server did not become healthy")
+        time.sleep(0.05)
+
+
+def stop(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
+@contextmanager
+def start_servers(kinds: list[str], db_url: str, slack_url: str) -> Iterator[dict[str, Server]]:
+    """Start every server at once (start-up overlaps), then wait until each is healthy."""
+    servers: dict[str, Server] = {}
+    try:
+        for kind in kinds:
+            servers[kind] = launch(kind, db_url, slack_url)
+        for server in servers.values():
+            wait_healthy(server)
+        yield servers
+    finally:
+        for server in servers.values():
+            stop(server)
 
 
 # --- workload --------------------------------------------------------------------------------
@@ -366,11 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, int], Run] = {}
     rss: dict[str, float | None] = {}
     failed = False
+    logs_to_drop: list[str] = []
     try:
-        with ExitStack() as stack:
-            servers = {
-                k: stack.enter_context(start_server(k, args.url, fake.base_url)) for k in kinds
-            }
+        with start_servers(kinds, args.url, fake.base_url) as servers:
             for kind in kinds:
                 warm = run_load(servers[kind], requests, args.warmup, 4, followups, f"w{kind}")
                 if warm.errors:
@@ -391,11 +397,15 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"         first error ({e.name}): {e.detail}")
             for kind, server in servers.items():
                 rss[kind] = peak_rss_mb(server.proc.pid)
-                if server.kind == "crobot" and any(r.errors for r in runs.values()):
-                    print(f"  crobot server log: {server.log_path}")
+                if any(r.errors for r in runs.values() if r.kind == kind):
+                    print(f"  {kind} server log: {server.log_path}")
+                else:
+                    logs_to_drop.append(server.log_path)
     finally:
         followups.stop()
         fake.stop()
+        for path in logs_to_drop:
+            Path(path).unlink(missing_ok=True)
     if "bare" in kinds and "crobot" in kinds:
         print("ratio crobot/bare:")
         for level in levels:

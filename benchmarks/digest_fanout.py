@@ -1,0 +1,261 @@
+"""Digest fan-out: compose and deliver N channel digests to the fake Slack Web API.
+
+    python benchmarks/digest_fanout.py --url sqlite:///bench.db [--digests 1000]
+        [--workers 8] [--pace 0] [--charts]
+
+Two passes over the first N channel links of the generated portfolio:
+
+1. Compose, one digest at a time: load the link, `digests.compose.compose` (the queries
+   and the view model), then `digests.render.render` alone — the template floor. Reports
+   per-digest times, the ratio (compose + render) / render, and SQL statements per
+   digest counted with a `before_cursor_execute` listener (transaction control such as
+   BEGIN is not counted). Target: constant per digest (no N+1).
+2. Deliver: `digests.delivery.Delivery.send_link` for every link on a thread pool the
+   size of the scheduler's (8), to the fake Slack (`--pace` seconds per Slack call
+   models a throttled Slack). Reports total time, digests/s, SQL statements per digest
+   (claim, attempt, compose, finish), and checks exactly-once: one message per channel,
+   every run `sent`. Target: 1,000 digests in < 10 s unthrottled.
+
+Charts: channel links have charts on by default, and a matplotlib PNG per KPI costs far
+more than the text digest. The delivery pass runs with charts off for the measured links
+(restored afterwards) unless `--charts`; the cost of one chart is reported separately.
+The delivery pass writes DigestRun rows under a fresh `bench-…` period key each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+
+from slack_sdk import WebClient  # noqa: E402
+from sqlalchemy import Engine, event, select, update  # noqa: E402
+
+from benchmarks.common import Summary, machine_line, ratio, redact  # noqa: E402
+from services.runtime import Runtime  # noqa: E402
+from storage.db import Database  # noqa: E402
+from storage.models import ChannelLink, DigestRun, DigestRunState  # noqa: E402
+from tests.fake_slack import FakeSlack  # noqa: E402
+
+try:
+    from digests import charts
+    from digests.compose import compose
+    from digests.delivery import Delivery, delivery_client
+    from digests.render import render
+except ImportError as exc:  # the digests package lands with the digests branch
+    raise SystemExit(f"digest_fanout needs the digests package: {exc}") from exc
+
+# The generated portfolio is dated around 2026-11-25; digests are composed as of then.
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA")
+
+
+class QueryCounter:
+    """SQL statements executed, per thread, on the given engines."""
+
+    def __init__(self, *engines: Engine) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.total = 0
+        for engine in {id(e): e for e in engines}.values():
+            event.listen(engine, "before_cursor_execute", self._on_execute)
+
+    def _on_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith(_CONTROL):
+            return
+        self._local.count = getattr(self._local, "count", 0) + 1
+        with self._lock:
+            self.total += 1
+
+    def reset_thread(self) -> None:
+        self._local.count = 0
+
+    @property
+    def thread_count(self) -> int:
+        return int(getattr(self._local, "count", 0))
+
+
+def link_ids(db: Database, n: int) -> list[int]:
+    with db.read() as s:
+        return list(s.scalars(select(ChannelLink.id).order_by(ChannelLink.id).limit(n)))
+
+
+def compose_pass(
+    db: Database, counter: QueryCounter, ids: list[int], chart_samples: int
+) -> dict[str, Any]:
+    compose_t: list[float] = []
+    render_t: list[float] = []
+    queries: dict[str, list[int]] = {}
+    kpi_views: list[Any] = []
+    for link_id in ids:
+        counter.reset_thread()
+        t0 = time.perf_counter()
+        with db.read() as s:
+            link = s.get(ChannelLink, link_id)
+            assert link is not None
+            view = compose(s, link, NOW)
+        t1 = time.perf_counter()
+        render(view)
+        t2 = time.perf_counter()
+        queries.setdefault(view.audience.scope.value, []).append(counter.thread_count)
+        compose_t.append(t1 - t0)
+        render_t.append(t2 - t1)
+        if len(kpi_views) <= chart_samples:
+            kpi_views.extend(k for k in view.kpis if charts.chartable(k))
+    chart_t: list[float] = []
+    for i, k in enumerate(kpi_views[: chart_samples + 1] if chart_samples else []):
+        t = time.perf_counter()
+        charts.kpi_chart_png(k)
+        if i:  # the first chart pays matplotlib's one-off font and backend set-up
+            chart_t.append(time.perf_counter() - t)
+    return {"compose": compose_t, "render": render_t, "queries": queries, "charts": chart_t}
+
+
+@contextmanager
+def charts_off(db: Database, ids: list[int], keep: bool) -> Iterator[None]:
+    if keep:
+        yield
+        return
+    with db.read() as s:
+        before = dict(
+            s.execute(
+                select(ChannelLink.id, ChannelLink.charts_enabled).where(ChannelLink.id.in_(ids))
+            ).all()
+        )
+    with db.write() as s:
+        s.execute(update(ChannelLink).where(ChannelLink.id.in_(ids)).values(charts_enabled=False))
+    try:
+        yield
+    finally:
+        with db.write() as s:
+            for value in (True, False):
+                on = [i for i, v in before.items() if v is value]
+                if on:
+                    s.execute(
+                        update(ChannelLink)
+                        .where(ChannelLink.id.in_(on))
+                        .values(charts_enabled=value)
+                    )
+
+
+def deliver_pass(
+    db: Database, counter: QueryCounter, ids: list[int], workers: int, pace: float, keep: bool
+) -> dict[str, Any]:
+    fake = FakeSlack().start()
+    fake.state.pace_seconds = pace
+    period = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
+    runtime = Runtime(db, now=lambda: NOW)
+    client = delivery_client(WebClient(token="xoxb-bench-token", base_url=fake.base_url))
+    delivery = Delivery(runtime, client)
+    try:
+        with charts_off(db, ids, keep):
+            before = counter.total
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                outcomes = list(pool.map(lambda i: delivery.send_link(i, period), ids))
+            wall = time.perf_counter() - started
+            statements = counter.total - before
+        posted = fake.posted()
+    finally:
+        fake.stop()
+    keys = [((m.get("metadata") or {}).get("event_payload") or {}).get("run_key") for m in posted]
+    with db.read() as s:
+        sent = s.scalar(
+            select(DigestRun.id)
+            .where(DigestRun.period_key == period, DigestRun.state != DigestRunState.SENT)
+            .limit(1)
+        )
+    return {
+        "wall": wall,
+        "statements": statements,
+        "states": {o.state for o in outcomes},
+        "sent": sum(1 for o in outcomes if o.state == "sent"),
+        "posted": len(posted),
+        "distinct_keys": len(set(keys)),
+        "not_sent_rows": sent is not None,
+        "period": period,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--url", required=True)
+    p.add_argument("--digests", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=8, help="delivery threads (scheduler pool)")
+    p.add_argument("--pace", type=float, default=0.0, help="fake Slack seconds per call")
+    p.add_argument("--charts", action="store_true", help="keep chart uploads in delivery")
+    p.add_argument("--chart-samples", type=int, default=10, help="KPI charts to time (0: none)")
+    p.add_argument("--skip-compose", action="store_true")
+    args = p.parse_args(argv)
+    db = Database(args.url)
+    counter = QueryCounter(db.engine, db.write_engine)
+    ids = link_ids(db, args.digests)
+    if not ids:
+        raise SystemExit("no channel links: run benchmarks/generate.py first")
+    print(machine_line())
+    print(f"digest_fanout: {redact(db.url)}  {len(ids)} channel digests as of {NOW:%Y-%m-%d}")
+    ok = True
+    if not args.skip_compose:
+        c = compose_pass(db, counter, ids, args.chart_samples)
+        comp, rend = Summary.of(c["compose"]), Summary.of(c["render"])
+        full = Summary.of([a + b for a, b in zip(c["compose"], c["render"], strict=True)])
+        q = c["queries"]
+        print("compose pass (sequential):")
+        print(f"  compose (queries + view model) {comp.ms()}")
+        print(f"  render alone (template floor)  {rend.ms()}")
+        print(f"  compose + render               {full.ms()}")
+        print(
+            f"  ratio (compose + render) / render: p50 {ratio(full.p50, rend.p50):.2f}  "
+            f"p99 {ratio(full.p99, rend.p99):.2f}"
+        )
+        constant = all(min(v) == max(v) for v in q.values())
+        per_scope = ", ".join(
+            f"{scope}: {min(v)}" + ("" if min(v) == max(v) else f"..{max(v)}")
+            for scope, v in sorted(q.items())
+        )
+        print(
+            f"  SQL statements per digest by audience: {per_scope} "
+            f"({'constant' if constant else 'VARIES'}; sponsor digests add pending approvals)"
+        )
+        print(
+            f"  sequential total {sum(c['compose']) + sum(c['render']):.2f} s "
+            f"for {len(ids)} digests"
+        )
+        if c["charts"]:
+            ch = Summary.of(c["charts"])
+            print(f"  one KPI chart PNG (matplotlib) {ch.ms()}")
+        ok = ok and constant
+    d = deliver_pass(db, counter, ids, args.workers, args.pace, args.charts)
+    n = len(ids)
+    target = "OK" if d["wall"] < 10 * n / 1000 else "OVER TARGET"
+    print(
+        f"deliver pass ({args.workers} threads, Slack pace {args.pace * 1000:.0f} ms/call, "
+        f"charts {'on' if args.charts else 'off'}):"
+    )
+    print(
+        f"  {n} digests in {d['wall']:.2f} s  ({n / d['wall']:.1f} digests/s, "
+        f"{d['wall'] / n * 1000:.2f} ms each; target 1,000 in < 10 s: {target})"
+    )
+    print(f"  SQL statements per delivered digest: {d['statements'] / n:.1f}")
+    exactly_once = d["sent"] == n == d["posted"] == d["distinct_keys"] and not d["not_sent_rows"]
+    print(
+        f"  outcomes {sorted(d['states'])}: sent {d['sent']}, messages posted {d['posted']}, "
+        f"distinct run keys {d['distinct_keys']} -> "
+        f"{'exactly once' if exactly_once else 'NOT exactly once'}"
+    )
+    ok = ok and exactly_once
+    db.dispose()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""The benchmark scripts still run: each at tiny scale, end to end, in a subprocess.
+
+Figures at this scale mean nothing; what is checked is that the generator fills a
+migrated database the app can use (audit chain intact), that the KPI service and its SQL
+floor give the same answers, that signed slash commands get answers from crobot and the
+bare app, and that digests are delivered exactly once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = [
+    "--kpi-rows", "2000", "--studies", "2", "--orgs", "10",
+    "--milestones", "200", "--actions", "400", "--channels", "12",
+]  # fmt: skip
+
+
+def run(script: str, *args: str, timeout: float = 60) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def bench_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('bench') / 'bench.db'}"
+    out = run("generate.py", "--url", url, *TINY, "--fresh")
+    assert re.search(r"kpi_updates\s+2,000 rows", out), out
+    assert "audit chain: OK: 1 audit events" in out
+    return url
+
+
+def test_generate_is_deterministic(bench_url: str, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    from benchmarks.generate import main as generate_main
+
+    other = f"sqlite:///{tmp_path / 'again.db'}"
+    assert generate_main(["--url", other, *TINY, "--no-analyze"]) == 0
+    fingerprint = text(
+        "SELECT count(*), sum(value), sum(org_id * kpi_id), sum(length(approval_state)), "
+        "(SELECT count(*) FROM approvals), "
+        "(SELECT sum(id) FROM action_items WHERE status = 'open'), "
+        "(SELECT sum(length(name)) FROM milestones WHERE status = 'approved') "
+        "FROM kpi_updates"
+    )
+    sums = []
+    for url in (bench_url, other):
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            sums.append(tuple(conn.execute(fingerprint).one()))
+        engine.dispose()
+    assert sums[0] == sums[1]
+
+
+def test_kpi_query_runs_and_agrees_with_floor(bench_url: str) -> None:
+    out = run("kpi_query.py", "--url", bench_url, "--iterations", "20", "--warmup", "2")
+    assert "kpi show" in out and "kpi trend" in out
+    assert out.count("ratio service/floor") == 2
+
+
+def test_slash_roundtrip_runs(bench_url: str) -> None:
+    out = run(
+        "slash_roundtrip.py", "--url", bench_url, "--count", "24", "--concurrency", "1,4",
+        "--warmup", "3", "--servers", "bare", "--strict",
+    )  # fmt: skip
+    assert "bare c=4" in out
+    assert "peak RSS bare" in out
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("digests") is None, reason="digests package not merged yet"
+)
+def test_digest_fanout_runs(bench_url: str) -> None:
+    out = run("digest_fanout.py", "--url", bench_url, "--chart-samples", "0")
+    assert "12 digests in" in out
+    assert "exactly once" in out and "NOT exactly once" not in out
