@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", required=True, help="database URL")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--slack-url", required=True, help="Slack Web API base URL (the fake)")
+    p.add_argument(
+        "--process-before-response",
+        action="store_true",
+        help="experiment: run the ack listener on the dispatch thread (Bolt's FaaS mode)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(
@@ -72,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     db = Database(settings.database_url)
     runtime = Runtime(db, default_tz=settings.default_tz)
     app = create_app(settings, runtime) if args.kind == "crobot" else bare_app(settings)
+    if args.process_before_response:
+        # Bolt only takes this at construction; set what its constructor sets. Without it
+        # Bolt's runner polls for ack() in 10 ms sleeps, a floor under every command.
+        app._process_before_response = True
+        app._listener_runner.process_before_response = True
     asgi = SlackASGI(app, db)
     uvicorn.run(
         asgi,

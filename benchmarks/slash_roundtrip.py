@@ -135,10 +135,10 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
 
-def launch(kind: str, db_url: str, slack_url: str) -> Server:
+def launch(kind: str, db_url: str, slack_url: str, extra: list[str]) -> Server:
     port = free_port()
     cmd = [sys.executable, str(SERVE), "--kind", kind, "--url", db_url, "--port", str(port),
-           "--slack-url", slack_url]  # fmt: skip
+           "--slack-url", slack_url, *extra]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -173,12 +173,14 @@ def stop(server: Server) -> None:
 
 
 @contextmanager
-def start_servers(kinds: list[str], db_url: str, slack_url: str) -> Iterator[dict[str, Server]]:
+def start_servers(
+    kinds: list[str], db_url: str, slack_url: str, extra: list[str]
+) -> Iterator[dict[str, Server]]:
     """Start every server at once (start-up overlaps), then wait until each is healthy."""
     servers: dict[str, Server] = {}
     try:
         for kind in kinds:
-            servers[kind] = launch(kind, db_url, slack_url)
+            servers[kind] = launch(kind, db_url, slack_url, extra)
         for server in servers.values():
             wait_healthy(server)
         yield servers
@@ -358,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--studies", type=int, default=10, help="studies the requests cycle over")
     p.add_argument("--warmup", type=int, default=30, help="unmeasured requests per server")
     p.add_argument("--strict", action="store_true", help="exit 1 if any request failed")
+    p.add_argument(
+        "--process-before-response",
+        action="store_true",
+        help="experiment: both servers run Bolt with process_before_response",
+    )
     args = p.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
@@ -366,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"slash_roundtrip: {redact(args.url)}  {args.count} requests per server and level, "
         f"concurrency {levels}, commands: {sorted({r.name for r in requests})}"
+        + (", Bolt process_before_response" if args.process_before_response else "")
     )
     fake = FakeSlack().start()
     for r in requests:
@@ -376,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     logs_to_drop: list[str] = []
     try:
-        with start_servers(kinds, args.url, fake.base_url) as servers:
+        extra = ["--process-before-response"] if args.process_before_response else []
+        with start_servers(kinds, args.url, fake.base_url, extra) as servers:
             for kind in kinds:
                 warm = run_load(servers[kind], requests, args.warmup, 4, followups, f"w{kind}")
                 if warm.errors:
