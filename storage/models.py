@@ -288,6 +288,7 @@ class KpiUpdate(Base):
 
     __tablename__ = "kpi_updates"
     __table_args__ = (
+        Index("ix_kpi_updates_lookup", "study_id", "kpi_id", "org_id", "period_start", "id"),
         # Period ranges per study+KPI (kpi show/trend) and per study (status, digests);
         # see migration 0002 for the benchmark that chose these column orders.
         Index("ix_kpi_updates_series", "study_id", "kpi_id", "period_start", "org_id", "id"),

@@ -1,14 +1,17 @@
 """kpi_updates indexes that serve period ranges (benchmark finding)
 
 `kpi show`/`kpi trend` ask for one study and KPI since a date; status and digests ask for
-one study since a date across KPIs. The 0001 indexes put org_id before period_start
-(lookup) or left kpi/org out (study_period), so on 1M rows both scanned every row of
-the study (20k) or study+KPI (2k) instead of the last weeks. Reordered/covering:
+one study since a date across KPIs. In 0001, ix_kpi_updates_lookup puts org_id before
+period_start and ix_kpi_updates_study_period leaves kpi/org out, so on 1M rows those
+queries read every row of the study+KPI (2k) or of the study (20k, via the lookup index)
+instead of the last weeks (benchmarks/RESULTS.md):
 
-- ix_kpi_updates_series (study_id, kpi_id, period_start, org_id, id) replaces
-  ix_kpi_updates_lookup; equality on all four (latest_row) is still a direct seek.
+- ix_kpi_updates_series (study_id, kpi_id, period_start, org_id, id): period ranges per
+  study and KPI (services.kpis.series).
 - ix_kpi_updates_study_period_cover (study_id, period_start, kpi_id, org_id, id)
-  replaces ix_kpi_updates_study_period; the GROUP BY of latest_per_kpi reads only it.
+  replaces ix_kpi_updates_study_period: the GROUP BY of latest_per_kpi reads only it.
+
+ix_kpi_updates_lookup stays (latest_row's exact lookup; tests/test_migrations.py names it).
 
 Revision ID: 0002
 Revises: 0001
@@ -26,7 +29,6 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table('kpi_updates', schema=None) as batch_op:
-        batch_op.drop_index('ix_kpi_updates_lookup')
         batch_op.drop_index('ix_kpi_updates_study_period')
         batch_op.create_index(
             'ix_kpi_updates_series',
@@ -46,9 +48,4 @@ def downgrade() -> None:
         batch_op.drop_index('ix_kpi_updates_series')
         batch_op.create_index(
             'ix_kpi_updates_study_period', ['study_id', 'period_start'], unique=False
-        )
-        batch_op.create_index(
-            'ix_kpi_updates_lookup',
-            ['study_id', 'kpi_id', 'org_id', 'period_start', 'id'],
-            unique=False,
         )
