@@ -138,11 +138,8 @@ def publish(
         actor = resolve_actor(s, team_id, user_id)
         model = home_for(s, actor, today=today)
         ids = {a.org_id for a, _ in model.approvals}
-        names = dict(
-            s.execute(select(Organization.id, Organization.name).where(Organization.id.in_(ids)))
-            .tuples()
-            .all()
-        )
+        rows = s.execute(select(Organization.id, Organization.name).where(Organization.id.in_(ids)))
+        names = {org_id: name for org_id, name in rows}
         view = render(model, names, notice)
     client.views_publish(user_id=user_id, view=view)
     return view
