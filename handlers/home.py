@@ -139,7 +139,7 @@ def publish(
         model = home_for(s, actor, today=today)
         ids = {a.org_id for a, _ in model.approvals}
         rows = s.execute(select(Organization.id, Organization.name).where(Organization.id.in_(ids)))
-        names = {org_id: name for org_id, name in rows}
+        names: dict[int, str] = dict(rows.all())
         view = render(model, names, notice)
     client.views_publish(user_id=user_id, view=view)
     return view
