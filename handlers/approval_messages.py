@@ -8,6 +8,7 @@ to ack Slack within 3 s. Every post, update and thread notice is an audit event.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,7 @@ APPROVE = "approval_approve"
 REJECT = "approval_reject"
 ACTIONS_BLOCK = "approval_actions"
 METADATA_TYPE = "crobot_approval"
+POST_RETRIES, POST_RETRY_DELAY = 10, 0.1
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,12 @@ def register(app: App, runtime: Runtime) -> None:
 
     def _post(approval_id: int) -> None:
         try:
+            # Told after commit by contract; a caller that notifies from inside its
+            # transaction would make the row invisible for a moment, so wait briefly.
+            for _ in range(POST_RETRIES):
+                if load_view(runtime, approval_id) is not None:
+                    break
+                time.sleep(POST_RETRY_DELAY)
             post_request(runtime, client, approval_id)
         except Exception:  # a background post must log, not vanish
             log.exception("posting approval request %s failed", approval_id)
