@@ -32,7 +32,7 @@ def bot_for(db: Database, fake_slack: FakeSlack) -> Iterator[RunningBot]:
         yield bot
 
 
-def wait_until(fn: Callable[[], T], timeout: float = 10.0) -> T:
+def wait_until(fn: Callable[[], T | None], timeout: float = 10.0) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = fn()
