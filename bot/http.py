@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -78,9 +78,10 @@ class SlackASGI:
                 return
             if not message.get("more_body"):
                 break
-        headers: dict[str, list[str]] = {}
+        headers: dict[str, str | Sequence[str]] = {}
         for k, v in scope.get("headers", []):
-            headers.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
+            name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+            headers[name] = [*headers.get(name, []), value]
         req = BoltRequest(
             body=body.decode("utf-8", errors="replace"),
             query=scope.get("query_string", b"").decode("latin-1"),

@@ -11,3 +11,10 @@ def register_listeners(app: App, runtime: Runtime) -> None:
     from handlers import errors
 
     errors.register(app, runtime)
+
+    from handlers import actions, approval_messages, home, modals
+
+    approval_messages.register(app, runtime)
+    actions.register(app, runtime)
+    modals.register(app, runtime)
+    home.register(app, runtime)

@@ -15,6 +15,8 @@ class Actor:
     team_id: str
     user_id: str
     person: Person | None = None
+    # The CLI and the system itself act with an operator's authority, not a Slack user's.
+    trusted: bool = False
 
     @property
     def label(self) -> str:
@@ -37,7 +39,7 @@ class Actor:
         )
 
 
-SYSTEM = Actor(team_id="crobot", user_id="system")
+SYSTEM = Actor(team_id="crobot", user_id="system", trusted=True)
 
 
 def resolve_actor(session: Session, team_id: str, user_id: str) -> Actor:

@@ -270,6 +270,6 @@ def latest_per_kpi(session: Session, audience: Audience, *, since: date) -> dict
         .order_by(KpiUpdate.kpi_id, KpiUpdate.period_start, Organization.name)
     )
     out: dict[int, list[Point]] = {}
-    for kpi_id, *rest in session.execute(stmt):
-        out.setdefault(kpi_id, []).append(Point(*rest))
+    for row in session.execute(stmt):
+        out.setdefault(row.kpi_id, []).append(Point(*row[1:]))
     return out

@@ -11,6 +11,8 @@ _UNKNOWN_HINT = "Ask a crobot admin to add you (`crobot person add`)."
 
 
 def is_sponsor(actor: Actor, study: Study) -> bool:
+    if actor.trusted:
+        return True
     p = actor.person
     return p is not None and p.org_id == study.sponsor_org_id and p.role in _SPONSOR_ROLES
 
@@ -31,6 +33,8 @@ def is_approver(actor: Actor, study: Study) -> bool:
 
 def require_member(actor: Actor, study: Study, vendor_ids: set[int]) -> None:
     """Sponsor staff or a vendor of this study; everyone else is read-only."""
+    if actor.trusted:
+        return
     if actor.person is None:
         raise Forbidden("You are not registered with crobot, so you can only read.", _UNKNOWN_HINT)
     if not (is_sponsor(actor, study) or is_vendor(actor, vendor_ids)):

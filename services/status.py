@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services import actions, kpis, milestones
@@ -72,7 +72,3 @@ def study_status(
         )
     )
     return st
-
-
-def count_rows(session: Session, model: type[object]) -> int:
-    return int(session.scalar(select(func.count()).select_from(model)) or 0)  # type: ignore[arg-type]

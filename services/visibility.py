@@ -19,6 +19,7 @@ import enum
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, false, or_, true
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.actor import Actor
 from storage.models import (
@@ -99,11 +100,11 @@ def narrowest(person: Audience, channel: Audience | None) -> Audience:
     return person if _RANK[person.scope] <= _RANK[channel.scope] else channel
 
 
-def _owned(org_col: ColumnElement[int | None] | object, aud: Audience) -> ColumnElement[bool]:
-    col = org_col  # typed loosely: InstrumentedAttribute
+def _owned(org_col: InstrumentedAttribute[int | None], aud: Audience) -> ColumnElement[bool]:
+    """Rows of the named vendor, of the sponsor, or of no organisation (study level)."""
     if aud.org_id is None:
         return true()
-    return or_(col == aud.org_id, col == aud.sponsor_org_id, col.is_(None))  # type: ignore[attr-defined]
+    return or_(org_col == aud.org_id, org_col == aud.sponsor_org_id, org_col.is_(None))
 
 
 def milestone_filter(aud: Audience) -> ColumnElement[bool]:

@@ -8,10 +8,17 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 
+from sqlalchemy.exc import OperationalError
+
 from bot.cli.context import CliContext, CliError
 
 # Modules that add command groups; each defines `register(subparsers)` and sets `func`.
-GROUPS = ("bot.cli.db_cmds",)
+GROUPS = (
+    "bot.cli.db_cmds",
+    "bot.cli.demo_cmds",
+    "bot.cli.directory_cmds",
+    "bot.cli.data_cmds",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"crobot: {exc}", file=sys.stderr)
         return 2
+    except OperationalError as exc:
+        print(
+            f"crobot: database unavailable ({_first_line(exc)}); check CROBOT_DATABASE_URL",
+            file=sys.stderr,
+        )
+        return 3
     finally:
         ctx.close()
     return int(result or 0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

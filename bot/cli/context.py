@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import getpass
+from collections.abc import Callable
 from functools import cached_property
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from bot.settings import Settings
 from services.actor import Actor
+from services.errors import UserError
 from storage.db import Database
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
     """Printed as one line, exit status 2; never a traceback."""
 
 
-CLI_ACTOR = Actor(team_id="cli", user_id="admin")
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+
+
+# Audit lines name the operating-system account that ran the command.
+CLI_ACTOR = Actor(team_id="cli", user_id=_os_user(), trusted=True)
 
 
 class CliContext:
@@ -35,3 +49,12 @@ class CliContext:
     def close(self) -> None:
         if "db" in self.__dict__:
             self.db.dispose()
+
+
+def run_service(ctx: CliContext, fn: Callable[..., T], **data: Any) -> T:
+    """Run one service call in one transaction as the CLI operator; user errors -> CliError."""
+    try:
+        with ctx.db.write() as session:
+            return fn(session, CLI_ACTOR, **data)
+    except UserError as exc:
+        raise CliError(str(exc)) from None

@@ -1,0 +1,97 @@
+"""`crobot kpi import`, `crobot export`, `crobot audit verify|export`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from bot.cli.context import CLI_ACTOR, CliContext, CliError
+from bot.cli.progress import Progress
+from services import audit, export
+from services.errors import UserError
+from services.kpi_import import import_csv
+from services.runtime import Runtime
+
+
+def register(sub: Any) -> None:
+    kpi = sub.add_parser("kpi", help="KPI values")
+    ksub = kpi.add_subparsers(dest="kpi_command", required=True)
+    p = ksub.add_parser("import", help="import KPI values from CSV (all rows or none)")
+    p.add_argument("file", type=Path, help="CSV with columns study,org,kpi,period,value[,note]")
+    p.set_defaults(func=cmd_kpi_import)
+
+    p = sub.add_parser("export", help="export milestones, actions or KPI values as CSV")
+    p.add_argument("what", choices=["milestones", "actions", "kpis"])
+    p.add_argument("--study", help="only this study")
+    p.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    p.set_defaults(func=cmd_export)
+
+    aud = sub.add_parser("audit", help="the hash-chained audit trail")
+    asub = aud.add_subparsers(dest="audit_command", required=True)
+    p = asub.add_parser("verify", help="check the hash chain; names the first broken link")
+    p.set_defaults(func=cmd_audit_verify)
+    p = asub.add_parser("export", help="export the audit trail for an inspection")
+    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p.add_argument("--study", help="only events of this study")
+    p.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    p.set_defaults(func=cmd_audit_export)
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        yield fh
+
+
+def cmd_kpi_import(args: argparse.Namespace, ctx: CliContext) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    today = Runtime(ctx.db, ctx.settings.default_tz).today()
+    progress = Progress("validating and importing rows")
+    try:
+        with ctx.db.write() as session:
+            result = import_csv(session, CLI_ACTOR, text, today=today, progress=progress.update)
+    except UserError as exc:
+        progress.done()
+        raise CliError(f"{args.file}: {exc}") from None
+    progress.done()
+    print(f"imported {result.rows} KPI value(s) for {', '.join(sorted(result.studies))}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, ctx: CliContext) -> int:
+    try:
+        with ctx.db.read() as session, _output(args.out) as out:
+            count = export.export_csv(session, args.what, out, study=args.study)
+    except UserError as exc:
+        raise CliError(str(exc)) from None
+    if args.out:
+        print(f"wrote {count} {args.what} row(s) to {args.out}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace, ctx: CliContext) -> int:
+    with ctx.db.read() as session:
+        result = audit.verify(session)
+    print(result.describe())
+    return 0 if result.ok else 1
+
+
+def cmd_audit_export(args: argparse.Namespace, ctx: CliContext) -> int:
+    try:
+        with ctx.db.read() as session, _output(args.out) as out:
+            count = export.export_audit(session, out, fmt=args.format, study=args.study)
+    except UserError as exc:
+        raise CliError(str(exc)) from None
+    if args.out:
+        print(f"wrote {count} audit event(s) to {args.out}")
+    return 0

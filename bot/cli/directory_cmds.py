@@ -1,0 +1,107 @@
+"""`crobot org|study|person|channel ...`: who is who, and which channel serves which study."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bot.cli.context import CliContext, run_service
+from services import directory
+from storage.models import OrgKind, Role
+
+
+def register(sub: Any) -> None:
+    org = sub.add_parser("org", help="organisations (sponsor, CROs, CMOs, labs)")
+    osub = org.add_subparsers(dest="org_command", required=True)
+    p = osub.add_parser("add", help="add an organisation")
+    p.add_argument("name")
+    p.add_argument("--kind", required=True, choices=[k.value for k in OrgKind])
+    p.add_argument("--slack-team", dest="slack_team_id", help="its Slack workspace id (T...)")
+    p.set_defaults(func=cmd_org_add)
+
+    study = sub.add_parser("study", help="studies and their vendors")
+    ssub = study.add_subparsers(dest="study_command", required=True)
+    p = ssub.add_parser("add", help="add a study")
+    p.add_argument("code", help="e.g. ONC-301")
+    p.add_argument("--title", required=True)
+    p.add_argument("--sponsor", required=True, help="sponsor organisation name")
+    p.add_argument("--phase")
+    p.set_defaults(func=cmd_study_add)
+    vendor = ssub.add_parser("vendor", help="vendors on a study")
+    vsub = vendor.add_subparsers(dest="vendor_command", required=True)
+    p = vsub.add_parser("add", help="put a vendor organisation on a study")
+    p.add_argument("study")
+    p.add_argument("vendor")
+    p.add_argument("--scope", help="services, e.g. 'monitoring, data management'")
+    p.set_defaults(func=cmd_vendor_add)
+
+    person = sub.add_parser("person", help="Slack users and their roles")
+    psub = person.add_subparsers(dest="person_command", required=True)
+    p = psub.add_parser("add", help="register a Slack user")
+    p.add_argument("user_id", help="Slack user id (U...)")
+    p.add_argument("--team", required=True, dest="team_id", help="Slack team id (T...)")
+    p.add_argument("--name", required=True, dest="display_name")
+    p.add_argument("--org", required=True)
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--tz", dest="timezone", help="IANA time zone, e.g. Asia/Kolkata")
+    p.set_defaults(func=cmd_person_add)
+
+    channel = sub.add_parser("channel", help="link Slack channels to studies")
+    csub = channel.add_subparsers(dest="channel_command", required=True)
+    p = csub.add_parser("link", help="link a channel to a study and an audience")
+    p.add_argument("channel_id", help="Slack channel id (C...)")
+    p.add_argument("--team", required=True, dest="team_id")
+    p.add_argument("--study", required=True)
+    p.add_argument("--audience", required=True, help="sponsor | joint | vendor:ORG | joint:ORG")
+    p.add_argument("--tz", dest="timezone", default="UTC", help="IANA zone for digests")
+    p.set_defaults(func=cmd_channel_link)
+
+
+def _fields(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def cmd_org_add(args: argparse.Namespace, ctx: CliContext) -> int:
+    org = run_service(ctx, directory.add_org, **_fields(args, "name", "kind", "slack_team_id"))
+    print(f"organisation #{org.id} {org.name} ({org.kind.value}) added")
+    return 0
+
+
+def cmd_study_add(args: argparse.Namespace, ctx: CliContext) -> int:
+    study = run_service(
+        ctx, directory.add_study, **_fields(args, "code", "title", "sponsor", "phase")
+    )
+    print(f"study {study.code} added")
+    return 0
+
+
+def cmd_vendor_add(args: argparse.Namespace, ctx: CliContext) -> int:
+    run_service(ctx, directory.add_study_vendor, **_fields(args, "study", "vendor", "scope"))
+    print(f"{args.vendor} is now a vendor on {args.study.upper()}")
+    return 0
+
+
+def cmd_person_add(args: argparse.Namespace, ctx: CliContext) -> int:
+    person = run_service(
+        ctx,
+        directory.add_person,
+        **_fields(args, "team_id", "user_id", "display_name", "org", "role", "timezone"),
+    )
+    print(
+        f"{person.display_name} ({person.team_id}:{person.slack_user_id}) added as "
+        f"{person.role.value}"
+    )
+    return 0
+
+
+def cmd_channel_link(args: argparse.Namespace, ctx: CliContext) -> int:
+    link = run_service(
+        ctx,
+        directory.link_channel,
+        **_fields(args, "team_id", "channel_id", "study", "audience", "timezone"),
+    )
+    print(
+        f"channel {link.channel_id} linked to {args.study.upper()} as {args.audience} "
+        f"({link.timezone})"
+    )
+    return 0

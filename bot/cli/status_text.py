@@ -1,0 +1,57 @@
+"""Plain-text rendering of a study status for the terminal."""
+
+from __future__ import annotations
+
+from services.status import StudyStatus
+
+
+def render_status(st: StudyStatus) -> str:
+    s = st.study
+    lines = [
+        f"{s.code} — {s.title}  (phase {s.phase or '?'}, view: {st.audience.label}, "
+        f"as of {st.today.isoformat()})",
+        "",
+    ]
+    lines.append("Milestones")
+    if st.late_milestones:
+        for m in st.late_milestones:
+            when = m.forecast_date or m.planned_date
+            lines.append(
+                f"  ! #{m.id} {m.name} [{_org(m.org)}] planned {m.planned_date}, "
+                f"now {when} ({m.status.value})"
+            )
+    for m in st.next_milestones:
+        lines.append(
+            f"  · #{m.id} {m.name} [{_org(m.org)}] due {m.forecast_date or m.planned_date}"
+        )
+    if not st.late_milestones and not st.next_milestones:
+        lines.append("  nothing due in the next 30 days")
+    lines += ["", f"Actions: {st.open_actions} open, {len(st.overdue_actions)} overdue"]
+    for a in st.overdue_actions:
+        lines.append(f"  ! #{a.id} {a.title} — <@{a.owner_user_id}> was due {a.due_date}")
+    lines += ["", "KPIs (latest vs previous period)"]
+    for kpi, trends in st.kpis:
+        for t in trends:
+            target = f" target {kpi.target:g}" if kpi.target is not None else ""
+            mark = {True: "on target", False: "off target", None: ""}[t.on_target]
+            change = f" {t.arrow} {t.change:+g}" if t.change else f" {t.arrow}"
+            state = (
+                ""
+                if t.latest.approval_state.value == "approved"
+                else f" ({t.latest.approval_state.value})"
+            )
+            lines.append(
+                f"  {kpi.label:<24} {t.org_name:<14} {t.latest.value:>8g} {kpi.unit}"
+                f"{change}{target} {mark}{state}  [{t.latest.period_label}]"
+            )
+    if not st.kpis:
+        lines.append("  no KPI values yet")
+    lines += ["", f"Pending approvals: {len(st.pending_approvals)}"]
+    for ap in st.pending_approvals:
+        what = ap.summary.get("label") or ap.summary.get("milestone") or ap.subject_type.value
+        lines.append(f"  ? #{ap.id} {what}: requested by {ap.requested_by}")
+    return "\n".join(lines)
+
+
+def _org(org: object | None) -> str:
+    return getattr(org, "name", None) or "study"

@@ -1,0 +1,229 @@
+"""A sample study for `crobot demo`: a sponsor, a CRO and a central lab on DEMO-301, with
+milestones, action items and 12 weeks of KPI history relative to today. Loading is
+idempotent: a second run finds DEMO-301 and changes nothing."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services import actions, directory, kpis, milestones
+from services.actor import SYSTEM, Actor, resolve_actor
+from services.kpi_catalog import iso_week_label, seed_definitions
+from storage.models import Organization, Study
+
+STUDY = "DEMO-301"
+TEAM = "TDEMO"
+SPONSOR, CRO, LAB = "Helix Pharma", "Apex CRO", "CentraLab"
+PEOPLE = [
+    ("UDEMOAPPR", "Dana Approver", SPONSOR, "sponsor_approver", "America/New_York"),
+    ("UDEMOSPON", "Sam Sponsor", SPONSOR, "sponsor_member", "America/New_York"),
+    ("UDEMOCRO", "Priya Rao", CRO, "vendor_member", "Asia/Kolkata"),
+    ("UDEMOLAB", "Liam Byrne", LAB, "vendor_member", "Europe/Dublin"),
+]
+CHANNELS = [
+    ("CDEMOSPONSOR", "sponsor", "America/New_York"),
+    ("CDEMOCRO", f"vendor:{CRO}", "Asia/Kolkata"),
+    ("CDEMOLAB", f"vendor:{LAB}", "Europe/Dublin"),
+    ("CDEMOJOINT", "joint", "Europe/Berlin"),
+]
+WEEKS = 12
+
+
+def is_loaded(session: Session) -> bool:
+    return session.scalars(select(Study.id).where(Study.code == STUDY)).first() is not None
+
+
+def load(session: Session, *, today: date, progress: Callable[[str], None] | None = None) -> bool:
+    """Load the demo study; False when it was already there (nothing written)."""
+    if is_loaded(session):
+        return False
+    say = progress or (lambda _msg: None)
+    seed_definitions(session)
+    say("organisations, study, people and channels")
+    _directory(session)
+    say("milestones")
+    _milestones(session, today)
+    say("action items")
+    _actions(session, today)
+    say(f"{WEEKS} weeks of KPI history")
+    _kpis(session, today)
+    return True
+
+
+def _directory(session: Session) -> None:
+    existing = set(session.scalars(select(Organization.name)))
+    for name, kind in ((SPONSOR, "sponsor"), (CRO, "cro"), (LAB, "lab")):
+        if name not in existing:
+            directory.add_org(session, SYSTEM, name=name, kind=kind)
+    directory.add_study(
+        session,
+        SYSTEM,
+        code=STUDY,
+        title="Phase 3 study of HX-17 in NSCLC (demo)",
+        sponsor=SPONSOR,
+        phase="3",
+    )
+    directory.add_study_vendor(
+        session, SYSTEM, study=STUDY, vendor=CRO, scope="monitoring, data management"
+    )
+    directory.add_study_vendor(session, SYSTEM, study=STUDY, vendor=LAB, scope="central lab")
+    for uid, name, org, role, tz in PEOPLE:
+        if resolve_actor(session, TEAM, uid).person is None:
+            directory.add_person(
+                session,
+                SYSTEM,
+                team_id=TEAM,
+                user_id=uid,
+                display_name=name,
+                org=org,
+                role=role,
+                timezone=tz,
+            )
+    for channel, audience, tz in CHANNELS:
+        directory.link_channel(
+            session,
+            SYSTEM,
+            team_id=TEAM,
+            channel_id=channel,
+            study=STUDY,
+            audience=audience,
+            timezone=tz,
+        )
+
+
+def _vendor(session: Session, uid: str) -> Actor:
+    return resolve_actor(session, TEAM, uid)
+
+
+def _milestones(session: Session, t: date) -> None:
+    d = timedelta
+    done = [
+        ("Protocol finalised", None, -120, -118),
+        ("First site activated", CRO, -90, -85),
+        ("First patient in", None, -70, -72),
+        ("Lab kit distribution complete", LAB, -60, -61),
+    ]
+    for name, org, planned, actual in done:
+        ms = milestones.add(
+            session,
+            SYSTEM,
+            today=t,
+            allow_past=True,
+            study=STUDY,
+            name=name,
+            planned=t + d(planned),
+            org=org,
+            shared=org is None,
+        )
+        milestones.update(session, SYSTEM, today=t, id=ms.id, status="done", actual=t + d(actual))
+    upcoming = [
+        ("50% enrolment", CRO, 20, 34, "at_risk"),
+        ("Central lab validation report", LAB, 10, None, None),
+        ("Interim database lock", CRO, 90, None, None),
+        ("Last patient in", None, 150, None, None),
+    ]
+    for name, org, planned, forecast, status in upcoming:
+        ms = milestones.add(
+            session,
+            SYSTEM,
+            today=t,
+            study=STUDY,
+            name=name,
+            planned=t + d(planned),
+            org=org,
+            shared=org is None,
+        )
+        if forecast is not None or status is not None:
+            milestones.update(
+                session,
+                SYSTEM,
+                today=t,
+                id=ms.id,
+                forecast=t + d(forecast) if forecast else None,
+                status=status,
+            )
+    # A vendor completion waiting for the sponsor's approval.
+    late = milestones.add(
+        session,
+        SYSTEM,
+        today=t,
+        allow_past=True,
+        study=STUDY,
+        name="Site initiation visits complete",
+        planned=t - d(5),
+        org=CRO,
+    )
+    milestones.update(
+        session, _vendor(session, "UDEMOCRO"), today=t, id=late.id, status="done", actual=t - d(1)
+    )
+
+
+def _actions(session: Session, t: date) -> None:
+    d = timedelta
+    items = [
+        ("Resolve open queries at site 104", "UDEMOCRO", -3, "high"),
+        ("Send updated enrolment forecast", "UDEMOCRO", 4, "normal"),
+        ("Re-ship temperature-excursion kits to site 212", "UDEMOLAB", -1, "high"),
+        ("Approve revised monitoring plan", "UDEMOSPON", 6, "normal"),
+        ("Confirm lab normal ranges for site 305", "UDEMOLAB", 9, "low"),
+        ("Schedule DSMB data cut", "UDEMOAPPR", 14, "normal"),
+    ]
+    for title, owner, due, prio in items:
+        actions.add(
+            session,
+            SYSTEM,
+            today=t,
+            allow_past=True,
+            study=STUDY,
+            title=title,
+            owner_user_id=owner,
+            owner_team_id=TEAM,
+            due=t + d(due),
+            priority=prio,
+        )
+
+
+def _kpis(session: Session, t: date) -> None:
+    rng = random.Random(301)
+    series: dict[tuple[str, str], Callable[[int], float]] = {
+        (CRO, "enrollment"): lambda w: float(8 + w + rng.randint(-2, 3)),
+        (CRO, "screen_failure_rate"): lambda w: round(31 - w * 0.6 + rng.uniform(-2, 2), 1),
+        (CRO, "site_activation"): lambda w: float(min(40, 12 + 2 * w)),
+        (CRO, "query_aging"): lambda w: round(19 - w * 0.5 + rng.uniform(-1.5, 1.5), 1),
+        (CRO, "protocol_deviations"): lambda w: float(rng.randint(0, 4)),
+        (CRO, "data_entry_timeliness"): lambda w: round(7 - w * 0.2 + rng.uniform(-1, 1), 1),
+        (LAB, "compliance_rate"): lambda w: round(min(100.0, 92 + w * 0.4 + rng.uniform(-1, 1)), 1),
+        (LAB, "supplier_performance"): lambda w: round(min(5.0, 3.4 + w * 0.08), 2),
+        (LAB, "cost_of_quality"): lambda w: round(max(0.0, 14 - w + rng.uniform(-2, 2)), 1),
+        (SPONSOR, "customer_satisfaction"): lambda w: round(min(5.0, 3.6 + w * 0.05), 2),
+    }
+    monday = t - timedelta(days=t.weekday())
+    for week in range(WEEKS):
+        start = monday - timedelta(weeks=WEEKS - 1 - week)
+        for (org, key), fn in series.items():
+            kpis.report(
+                session,
+                SYSTEM,
+                today=t,
+                study=STUDY,
+                org=org,
+                kpi=key,
+                value=fn(week),
+                period=iso_week_label(start),
+            )
+    # This week's CRO enrolment, reported by the CRO itself: pending sponsor approval.
+    kpis.report(
+        session,
+        _vendor(session, "UDEMOCRO"),
+        today=t,
+        study=STUDY,
+        kpi="enrollment",
+        value=23,
+        period=iso_week_label(monday),
+        note="2 sites back from holiday",
+    )

@@ -1,0 +1,214 @@
+"""CSV/JSON exports: milestones, actions, KPI values, and the audit trail for inspections."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services import audit
+from services.lookup import study_by_code
+from storage.models import (
+    ActionItem,
+    AuditEvent,
+    KpiDefinition,
+    KpiUpdate,
+    Milestone,
+    Organization,
+    Study,
+)
+
+BATCH = 5000
+
+
+def _study_id(session: Session, code: str | None) -> int | None:
+    return study_by_code(session, code).id if code else None
+
+
+def _rows(session: Session, what: str, study_id: int | None) -> tuple[list[str], Iterator[Any]]:
+    stmt: Any  # three differently shaped selects
+    if what == "milestones":
+        cols = [
+            "id",
+            "study",
+            "org",
+            "name",
+            "planned_date",
+            "forecast_date",
+            "actual_date",
+            "status",
+            "shared",
+        ]
+        stmt = (
+            select(
+                Milestone.id,
+                Study.code,
+                Organization.name,
+                Milestone.name,
+                Milestone.planned_date,
+                Milestone.forecast_date,
+                Milestone.actual_date,
+                Milestone.status,
+                Milestone.shared,
+            )
+            .join(Study, Study.id == Milestone.study_id)
+            .outerjoin(Organization, Organization.id == Milestone.org_id)
+            .order_by(Milestone.id)
+        )
+        if study_id:
+            stmt = stmt.where(Milestone.study_id == study_id)
+    elif what == "actions":
+        cols = [
+            "id",
+            "study",
+            "title",
+            "owner_user_id",
+            "owner_org",
+            "due_date",
+            "priority",
+            "status",
+            "completed_at",
+        ]
+        stmt = (
+            select(
+                ActionItem.id,
+                Study.code,
+                ActionItem.title,
+                ActionItem.owner_user_id,
+                Organization.name,
+                ActionItem.due_date,
+                ActionItem.priority,
+                ActionItem.status,
+                ActionItem.completed_at,
+            )
+            .join(Study, Study.id == ActionItem.study_id)
+            .outerjoin(Organization, Organization.id == ActionItem.owner_org_id)
+            .order_by(ActionItem.id)
+        )
+        if study_id:
+            stmt = stmt.where(ActionItem.study_id == study_id)
+    elif what == "kpis":
+        cols = [
+            "id",
+            "study",
+            "org",
+            "kpi",
+            "period",
+            "value",
+            "unit",
+            "note",
+            "submitted_by",
+            "submitted_at",
+            "approval_state",
+            "supersedes_id",
+        ]
+        stmt = (
+            select(
+                KpiUpdate.id,
+                Study.code,
+                Organization.name,
+                KpiDefinition.key,
+                KpiUpdate.period_label,
+                KpiUpdate.value,
+                KpiDefinition.unit,
+                KpiUpdate.note,
+                KpiUpdate.submitted_by,
+                KpiUpdate.submitted_at,
+                KpiUpdate.approval_state,
+                KpiUpdate.supersedes_id,
+            )
+            .join(Study, Study.id == KpiUpdate.study_id)
+            .join(Organization, Organization.id == KpiUpdate.org_id)
+            .join(KpiDefinition, KpiDefinition.id == KpiUpdate.kpi_id)
+            .order_by(KpiUpdate.id)
+        )
+        if study_id:
+            stmt = stmt.where(KpiUpdate.study_id == study_id)
+    else:
+        raise ValueError(what)
+    return cols, session.execute(stmt.execution_options(yield_per=BATCH))
+
+
+def _cell(value: Any) -> Any:
+    if hasattr(value, "value") and not isinstance(value, int | float | str):
+        return value.value  # enums
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def export_csv(session: Session, what: str, out: IO[str], *, study: str | None = None) -> int:
+    cols, rows = _rows(session, what, _study_id(session, study))
+    writer = csv.writer(out)
+    writer.writerow(cols)
+    count = 0
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+        count += 1
+    return count
+
+
+AUDIT_COLS = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "subject_type",
+    "subject_id",
+    "study_id",
+    "before",
+    "after",
+    "prev_hash",
+    "hash",
+]
+
+
+def _audit_events(session: Session, study_id: int | None) -> Iterator[AuditEvent]:
+    for ev in audit.iter_events(session):
+        if study_id is None or ev.study_id == study_id:
+            yield ev
+
+
+def _audit_dict(ev: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": ev.seq,
+        "at": ev.at.isoformat(),
+        "actor": ev.actor,
+        "action": ev.action,
+        "subject_type": ev.subject_type,
+        "subject_id": ev.subject_id,
+        "study_id": ev.study_id,
+        "before": ev.before,
+        "after": ev.after,
+        "prev_hash": ev.prev_hash,
+        "hash": ev.hash,
+    }
+
+
+def export_audit(session: Session, out: IO[str], *, fmt: str, study: str | None = None) -> int:
+    """Every event (approval requests and decisions included), with its chain hashes, so an
+    inspector can re-verify the chain outside crobot."""
+    study_id = _study_id(session, study)
+    count = 0
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(AUDIT_COLS)
+        for ev in _audit_events(session, study_id):
+            d = _audit_dict(ev)
+            d["before"] = json.dumps(d["before"], sort_keys=True) if d["before"] is not None else ""
+            d["after"] = json.dumps(d["after"], sort_keys=True) if d["after"] is not None else ""
+            writer.writerow([d[c] for c in AUDIT_COLS])
+            count += 1
+    elif fmt == "json":
+        out.write("[\n")
+        for ev in _audit_events(session, study_id):
+            out.write((",\n" if count else "") + json.dumps(_audit_dict(ev), sort_keys=True))
+            count += 1
+        out.write("\n]\n")
+    else:
+        raise ValueError(fmt)
+    return count

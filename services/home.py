@@ -1,0 +1,112 @@
+"""A person's own work across their studies: the App Home view model and form pickers.
+
+Every list is read through the person's audience (services/visibility.py), so the Home
+tab never shows a row the person could not see with `/cro` in their own channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from services import actions, milestones
+from services.actor import Actor
+from services.lookup import vendor_org_ids
+from services.permissions import is_approver
+from services.visibility import Audience, Scope, approval_filter, audience_for_person
+from storage.models import (
+    ActionItem,
+    Approval,
+    ApprovalState,
+    Milestone,
+    Organization,
+    Study,
+    StudyVendor,
+)
+
+MAX_ITEMS = 20  # per section: Home views hold at most 100 blocks
+
+
+@dataclass(frozen=True)
+class MyStudy:
+    study: Study
+    audience: Audience
+
+
+def studies_for(session: Session, actor: Actor) -> list[MyStudy]:
+    """Studies the person belongs to (sponsor staff or a vendor on it), by code."""
+    if actor.person is None:
+        return []
+    org_id = actor.person.org_id
+    on_study = select(StudyVendor.study_id).where(StudyVendor.org_id == org_id)
+    rows = session.scalars(
+        select(Study)
+        .where(or_(Study.sponsor_org_id == org_id, Study.id.in_(on_study)))
+        .order_by(Study.code)
+    ).all()
+    out = []
+    for study in rows:
+        aud = audience_for_person(actor, study, vendor_org_ids(session, study.id))
+        if aud.scope in (Scope.SPONSOR, Scope.VENDOR):
+            out.append(MyStudy(study, aud))
+    return out
+
+
+def orgs_for(session: Session, studies: list[MyStudy]) -> list[Organization]:
+    """Organisations on any of these studies (sponsors and vendors), by name."""
+    ids: set[int] = set()
+    for my in studies:
+        ids.add(my.study.sponsor_org_id)
+        ids |= vendor_org_ids(session, my.study.id)
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            select(Organization).where(Organization.id.in_(ids)).order_by(Organization.name)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class StudyLine:
+    study: Study
+    next_milestone: Milestone | None
+
+
+@dataclass
+class HomeModel:
+    today: date
+    registered: bool
+    open_actions: list[ActionItem] = field(default_factory=list)
+    overdue_actions: list[ActionItem] = field(default_factory=list)
+    approvals: list[tuple[Approval, Study]] = field(default_factory=list)
+    studies: list[StudyLine] = field(default_factory=list)
+
+
+def home_for(session: Session, actor: Actor, *, today: date) -> HomeModel:
+    model = HomeModel(today=today, registered=actor.person is not None)
+    for my in studies_for(session, actor):
+        mine = actions.list_for(
+            session, my.audience, today=today, owner_user_id=actor.user_id, limit=MAX_ITEMS
+        )
+        model.overdue_actions += [a for a in mine if a.due_date < today]
+        model.open_actions += [a for a in mine if a.due_date >= today]
+        if is_approver(actor, my.study):
+            pending = session.scalars(
+                select(Approval)
+                .where(approval_filter(my.audience), Approval.state == ApprovalState.PENDING)
+                .order_by(Approval.requested_at, Approval.id)
+                .limit(MAX_ITEMS)
+            )
+            model.approvals += [(a, my.study) for a in pending]
+        upcoming = milestones.list_for(session, my.audience, today=today, open_only=True, limit=1)
+        model.studies.append(StudyLine(my.study, upcoming[0] if upcoming else None))
+    model.overdue_actions.sort(key=lambda a: (a.due_date, a.id))
+    model.open_actions.sort(key=lambda a: (a.due_date, a.id))
+    del model.overdue_actions[MAX_ITEMS:]
+    del model.open_actions[MAX_ITEMS:]
+    del model.approvals[MAX_ITEMS:]
+    return model

@@ -1,0 +1,195 @@
+"""Helpers for the approval, modal and App Home end-to-end tests: Slack-shaped payloads."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+
+from services import audit, kpis
+from services.approval_log import for_subject
+from services.runtime import Runtime
+from storage.db import Database
+from storage.models import Approval, AuditEvent, SubjectType
+from tests.bot_server import RunningBot, bot_settings, running_bot
+from tests.conftest import TODAY, World
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import interaction_body, post, post_signed, signed_headers
+
+T = TypeVar("T")
+NOW = datetime(2026, 11, 25, 19, 5, tzinfo=UTC)
+
+
+@contextmanager
+def bot_for(db: Database, fake_slack: FakeSlack) -> Iterator[RunningBot]:
+    runtime = Runtime(db, now=lambda: NOW)
+    with running_bot(bot_settings(db.url, fake_slack.base_url), runtime) as bot:
+        yield bot
+
+
+def wait_until(fn: Callable[[], T | None], timeout: float = 10.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def pending_kpi(world: World, value: float = 12, user: str = "UAPEX") -> int:
+    """A vendor reports a KPI value through the service; returns the approval id."""
+    with world.db.write() as s:
+        rep = kpis.report(
+            s, world.actor(user), today=TODAY, study="ONC-301", kpi="enrollment", value=value
+        )
+        approval = for_subject(s, SubjectType.KPI_UPDATE, rep.update.id)
+        assert approval is not None
+        return approval.id
+
+
+def posted_request(bot: RunningBot, world: World, approval_id: int) -> dict[str, Any]:
+    """Ask for the post the way command handlers do; wait until it is stored."""
+    bot.runtime.approval_requested(approval_id)
+
+    def stored() -> Approval | None:
+        with world.db.read() as s:
+            a = s.get_one(Approval, approval_id)
+            return a if a.message_ts else None
+
+    approval = wait_until(stored)
+    assert approval.channel_id == "CSPONSOR"
+    return {"channel": approval.channel_id, "ts": approval.message_ts}
+
+
+def message(fake_slack: FakeSlack, channel: str, ts: str) -> dict[str, Any]:
+    return next(m for m in fake_slack.posted(channel) if m["ts"] == ts)
+
+
+def block_action(
+    action_id: str,
+    approval_id: int,
+    *,
+    user: str,
+    msg: dict[str, Any] | None,
+    team: str = "T1",
+    trigger_id: str = "trig-1",
+    home: bool = False,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "team": {"id": team, "domain": "fake"},
+        "user": {"id": user, "username": user.lower(), "team_id": team},
+        "api_app_id": "A1",
+        "token": "legacy-unused",
+        "trigger_id": trigger_id,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "approval_actions",
+                "value": str(approval_id),
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    if home:
+        payload["container"] = {"type": "view", "view_id": "VHOME"}
+        payload["view"] = {"id": "VHOME", "type": "home", "blocks": []}
+    else:
+        assert msg is not None
+        payload["container"] = {
+            "type": "message",
+            "message_ts": msg["ts"],
+            "channel_id": msg["channel"],
+            "is_ephemeral": False,
+        }
+        payload["channel"] = {"id": msg["channel"], "name": "study"}
+        payload["message"] = {
+            "type": "message",
+            "ts": msg["ts"],
+            "text": msg.get("text"),
+            "blocks": msg.get("blocks") or [],
+        }
+        payload["response_url"] = ""
+    return payload
+
+
+def view_submission(
+    callback_id: str,
+    values: dict[str, dict[str, Any]],
+    *,
+    user: str,
+    private_metadata: str = "",
+    team: str = "T1",
+) -> dict[str, Any]:
+    return {
+        "type": "view_submission",
+        "team": {"id": team, "domain": "fake"},
+        "user": {"id": user, "username": user.lower(), "team_id": team},
+        "api_app_id": "A1",
+        "token": "legacy-unused",
+        "trigger_id": "trig-2",
+        "view": {
+            "id": "VMODAL",
+            "type": "modal",
+            "callback_id": callback_id,
+            "private_metadata": private_metadata,
+            "state": {"values": values},
+        },
+    }
+
+
+def send(bot: RunningBot, payload: dict[str, Any]) -> tuple[int, str]:
+    return post_signed(bot.events_url, interaction_body(payload))
+
+
+def send_event(bot: RunningBot, event: dict[str, Any], team: str = "T1") -> tuple[int, str]:
+    body = json.dumps(
+        {
+            "token": "legacy-unused",
+            "team_id": team,
+            "api_app_id": "A1",
+            "type": "event_callback",
+            "event_id": f"Ev{time.time_ns()}",
+            "event_time": int(time.time()),
+            "event": event,
+        }
+    )
+    headers = signed_headers(body)
+    headers["Content-Type"] = "application/json"
+    return post(bot.events_url, body, headers)
+
+
+def audit_actions(db: Database, action: str) -> list[AuditEvent]:
+    with db.read() as s:
+        return list(
+            s.scalars(
+                select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+            )
+        )
+
+
+def audit_count(db: Database) -> int:
+    with db.read() as s:
+        return int(s.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
+def assert_chain_ok(db: Database) -> None:
+    with db.read() as s:
+        result = audit.verify(s)
+    assert result.ok, result.describe()
+
+
+def ephemerals(fake_slack: FakeSlack, user: str) -> list[str]:
+    return [
+        str(c.params.get("text"))
+        for c in fake_slack.calls_to("chat.postEphemeral")
+        if c.params.get("user") == user
+    ]

@@ -1,0 +1,87 @@
+"""Two approvers clicking Approve at the same moment: exactly one decision is recorded."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from services import directory
+from services.actor import SYSTEM
+from storage.db import Database
+from storage.models import Approval, ApprovalState
+from tests.approval_support import (
+    assert_chain_ok,
+    audit_actions,
+    block_action,
+    bot_for,
+    ephemerals,
+    message,
+    pending_kpi,
+    posted_request,
+    send,
+    wait_until,
+)
+from tests.bot_server import RunningBot
+from tests.conftest import World
+from tests.fake_slack import FakeSlack
+
+APPROVER_2 = "UAPPROVER2"
+
+
+def _race(bot: RunningBot, payloads: list[dict[str, Any]]) -> list[int]:
+    """Send the payloads from one thread each, released together by a barrier."""
+    barrier = threading.Barrier(len(payloads))
+    statuses: list[int] = []
+
+    def click(payload: dict[str, Any]) -> None:
+        barrier.wait()
+        statuses.append(send(bot, payload)[0])
+
+    threads = [threading.Thread(target=click, args=(p,)) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def test_two_approvers_at_once(db: Database, world: World, fake_slack: FakeSlack) -> None:
+    with db.write() as s:
+        directory.add_person(
+            s,
+            SYSTEM,
+            team_id="T1",
+            user_id=APPROVER_2,
+            display_name="Otto Approver",
+            org="Helix Pharma",
+            role="sponsor_approver",
+            timezone="Europe/Berlin",
+        )
+    with bot_for(db, fake_slack) as bot:
+        for round_ in range(3):  # several rounds: the race is decided differently each time
+            aid = pending_kpi(world, 10 + round_)
+            msg = message(fake_slack, **posted_request(bot, world, aid))
+            clicks = [
+                block_action("approval_approve", aid, user=u, msg=msg)
+                for u in ("UAPPROVER", APPROVER_2)
+            ]
+            statuses = _race(bot, clicks)
+            assert statuses == [200, 200]
+            notified = round_ + 1
+            # The lambdas below run before the loop moves on, so late binding is harmless.
+            wait_until(lambda: len(audit_actions(db, "approval.notify")) == notified)  # noqa: B023
+            with db.read() as s:
+                approval = s.get_one(Approval, aid)
+            assert approval.state == ApprovalState.APPROVED
+            winner = approval.decided_by.split(":")[1] if approval.decided_by else ""
+            loser = APPROVER_2 if winner == "UAPPROVER" else "UAPPROVER"
+            wait_until(lambda: len(ephemerals(fake_slack, loser)) >= 1)  # noqa: B023
+            assert ephemerals(fake_slack, loser)[-1] == (
+                f"This request was already approved by <@{winner}>."
+            )
+            approves = [
+                e for e in audit_actions(db, "approval.approve") if e.subject_id == str(aid)
+            ]
+            assert len(approves) == 1 and approves[0].actor == f"T1:{winner}"
+            fake_slack.reset()
+    assert_chain_ok(db)

@@ -1,0 +1,288 @@
+"""Approve / Reject end to end: signed block_actions and view_submission against fake Slack."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from services import approval_log, kpis
+from services.kpi_catalog import current_period
+from services.lookup import kpi_by_key
+from services.visibility import Audience, Scope
+from storage.db import Database
+from storage.models import Approval, ApprovalState, KpiUpdate
+from tests.approval_support import (
+    assert_chain_ok,
+    audit_actions,
+    audit_count,
+    block_action,
+    bot_for,
+    ephemerals,
+    message,
+    pending_kpi,
+    posted_request,
+    send,
+    view_submission,
+    wait_until,
+)
+from tests.bot_server import RunningBot
+from tests.conftest import TODAY, World
+from tests.fake_slack import FakeSlack
+
+
+def _state(db: Database, approval_id: int) -> Approval:
+    with db.read() as s:
+        return s.get_one(Approval, approval_id)
+
+
+def _kpi_state(db: Database, approval_id: int) -> ApprovalState:
+    with db.read() as s:
+        a = s.get_one(Approval, approval_id)
+        return s.get_one(KpiUpdate, a.subject_id).approval_state
+
+
+def _has_buttons(msg: dict[str, object]) -> bool:
+    blocks = msg.get("blocks") or []
+    assert isinstance(blocks, list)
+    return any(b.get("block_id") == "approval_actions" for b in blocks)
+
+
+def _text_of(msg: dict[str, object]) -> str:
+    return json.dumps(msg.get("blocks"), ensure_ascii=False)
+
+
+def _series(db: Database, world: World, aud: Audience) -> list[kpis.Point]:
+    with db.read() as s:
+        return kpis.series(s, aud, kpi_by_key(s, "enrollment"))
+
+
+def test_request_is_posted_once_with_what_changed(
+    db: Database, world: World, fake_slack: FakeSlack
+) -> None:
+    with bot_for(db, fake_slack) as bot:
+        aid = pending_kpi(world, 12)
+        loc = posted_request(bot, world, aid)
+        bot.runtime.approval_requested(aid)  # a repeated notification must not double-post
+        msg = message(fake_slack, loc["channel"], loc["ts"])
+        text = _text_of(msg)
+        assert "ONC-301" in text and "Apex CRO" in text and "<@UAPEX>" in text
+        assert "→ *12*" in text and current_period(TODAY).label in text
+        assert _has_buttons(msg)
+        values = {
+            e["action_id"]: e["value"]
+            for b in msg["blocks"]
+            if b.get("block_id") == "approval_actions"
+            for e in b["elements"]
+        }
+        assert values == {"approval_approve": str(aid), "approval_reject": str(aid)}
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    assert [e.after for e in audit_actions(db, "approval.message.post")] == [
+        {"channel": "CSPONSOR", "ts": loc["ts"], "primary": True}
+    ]
+    assert_chain_ok(db)
+
+
+def test_approve_updates_message_notifies_submitter_and_shows_in_joint(
+    db: Database, world: World, fake_slack: FakeSlack
+) -> None:
+    joint = Audience(world.study_id, Scope.JOINT, None, world.sponsor_id)
+    with bot_for(db, fake_slack) as bot:
+        aid = pending_kpi(world, 12)
+        assert _series(db, world, joint) == []  # pending values are not facts yet
+        loc = posted_request(bot, world, aid)
+        msg = message(fake_slack, loc["channel"], loc["ts"])
+        status, body = send(bot, block_action("approval_approve", aid, user="UAPPROVER", msg=msg))
+        assert status == 200
+        wait_until(lambda: audit_actions(db, "approval.notify"))
+        updated = message(fake_slack, loc["channel"], loc["ts"])
+        assert not _has_buttons(updated)
+        # Decider is in New York: November is EST.
+        assert re.search(r"Approved by <@UAPPROVER> at \d\d:\d\d EST", _text_of(updated))
+        thread = [m for m in fake_slack.posted("CSPONSOR") if m.get("thread_ts") == loc["ts"]]
+        assert len(thread) == 1 and "<@UAPEX>" in thread[0]["text"]
+        assert "Approved by <@UAPPROVER>" in thread[0]["text"]
+    a = _state(db, aid)
+    assert a.state == ApprovalState.APPROVED and a.decided_by == "T1:UAPPROVER"
+    assert _kpi_state(db, aid) == ApprovalState.APPROVED
+    assert [p.value for p in _series(db, world, joint)] == [12]
+    assert len(audit_actions(db, "approval.approve")) == 1
+    assert len(audit_actions(db, "approval.message.update")) == 1
+    assert fake_slack.calls_to("chat.postEphemeral") == []
+    assert_chain_ok(db)
+
+
+def _open_reject_modal(
+    bot: RunningBot, fake_slack: FakeSlack, aid: int, msg: dict[str, object]
+) -> str:
+    status, _ = send(bot, block_action("approval_reject", aid, user="UAPPROVER", msg=msg))
+    assert status == 200
+    call = fake_slack.wait_for("views.open")[-1]
+    assert call.params["trigger_id"] == "trig-1"
+    view = call.params["view"]
+    assert view["callback_id"] == "approval_reject_modal"
+    return str(view["private_metadata"])
+
+
+def _reason(text: str) -> dict[str, dict[str, object]]:
+    return {"reason": {"reason_input": {"type": "plain_text_input", "value": text}}}
+
+
+def test_reject_with_reason(db: Database, world: World, fake_slack: FakeSlack) -> None:
+    joint = Audience(world.study_id, Scope.JOINT, None, world.sponsor_id)
+    apex = Audience(world.study_id, Scope.VENDOR, world.apex_id, world.sponsor_id)
+    lab = Audience(world.study_id, Scope.VENDOR, world.lab_id, world.sponsor_id)
+    sponsor = Audience(world.study_id, Scope.SPONSOR, None, world.sponsor_id)
+    with bot_for(db, fake_slack) as bot:
+        aid = pending_kpi(world, 12)
+        loc = posted_request(bot, world, aid)
+        meta = _open_reject_modal(bot, fake_slack, aid, message(fake_slack, **loc))
+        assert _state(db, aid).state == ApprovalState.PENDING  # opening the modal decides nothing
+        payload = view_submission(
+            "approval_reject_modal",
+            _reason("Does not match EDC export"),
+            user="UAPPROVER",
+            private_metadata=meta,
+        )
+        status, body = send(bot, payload)
+        assert status == 200 and "errors" not in body
+        wait_until(lambda: audit_actions(db, "approval.notify"))
+        updated = message(fake_slack, **loc)
+        assert not _has_buttons(updated)
+        assert "Rejected by <@UAPPROVER>" in _text_of(updated)
+        assert "Does not match EDC export" in _text_of(updated)
+    a = _state(db, aid)
+    assert a.state == ApprovalState.REJECTED and a.reason == "Does not match EDC export"
+    assert _kpi_state(db, aid) == ApprovalState.REJECTED
+    # Rejected: never in the joint channel; the submitting vendor and the sponsor see it
+    # marked rejected (with the reason); another vendor does not see it at all.
+    assert _series(db, world, joint) == []
+    assert _series(db, world, lab) == []
+    for aud in (apex, sponsor):
+        pts = _series(db, world, aud)
+        assert [(p.value, p.approval_state) for p in pts] == [(12, ApprovalState.REJECTED)]
+    with db.read() as s:
+        reasons = approval_log.rejection_reasons(s, a.subject_type, [a.subject_id])
+    assert reasons == {a.subject_id: "Does not match EDC export"}
+    reject = audit_actions(db, "approval.reject")
+    assert len(reject) == 1
+    assert (reject[0].after or {})["reason"] == "Does not match EDC export"
+    assert_chain_ok(db)
+
+
+def test_reject_without_reason_is_an_inline_error(
+    db: Database, world: World, fake_slack: FakeSlack
+) -> None:
+    with bot_for(db, fake_slack) as bot:
+        aid = pending_kpi(world, 12)
+        loc = posted_request(bot, world, aid)
+        meta = _open_reject_modal(bot, fake_slack, aid, message(fake_slack, **loc))
+        before = audit_count(db)
+        payload = view_submission(
+            "approval_reject_modal", _reason("   "), user="UAPPROVER", private_metadata=meta
+        )
+        status, body = send(bot, payload)
+        assert status == 200
+        answer = json.loads(body)
+        assert answer["response_action"] == "errors"
+        assert "reason" in answer["errors"]["reason"].lower()
+        assert audit_count(db) == before
+        assert _has_buttons(message(fake_slack, **loc))
+    assert _state(db, aid).state == ApprovalState.PENDING
+    assert _kpi_state(db, aid) == ApprovalState.PENDING
+    assert fake_slack.calls_to("chat.update") == []
+    assert_chain_ok(db)
+
+
+def test_non_approver_click_changes_nothing(
+    db: Database, world: World, fake_slack: FakeSlack
+) -> None:
+    with bot_for(db, fake_slack) as bot:
+        aid = pending_kpi(world, 12)
+        loc = posted_request(bot, world, aid)
+        msg = message(fake_slack, **loc)
+        before = audit_count(db)
+        for user, action in [
+            ("USPONSOR", "approval_approve"),
+            ("UAPEX", "approval_approve"),
+            ("USPONSOR", "approval_reject"),
+        ]:
+            assert send(bot, block_action(action, aid, user=user, msg=msg))[0] == 200
+        wait_until(lambda: len(fake_slack.calls_to("chat.postEphemeral")) >= 3)
+    expected = "Only approvers for ONC-301 can decide."
+    assert ephemerals(fake_slack, "USPONSOR") == [expected, expected]
+    assert ephemerals(fake_slack, "UAPEX") == [expected]
+    assert fake_slack.calls_to("views.open") == []
+    assert fake_slack.calls_to("chat.update") == []
+    assert _state(db, aid).state == ApprovalState.PENDING
+    assert audit_count(db) == before
+    assert_chain_ok(db)
+
+
+def test_double_click_and_slack_retry_record_one_decision(
+    db: Database, world: World, fake_slack: FakeSlack
+) -> None:
+    with bot_for(db, fake_slack) as bot:
+        aid = pending_kpi(world, 12)
+        loc = posted_request(bot, world, aid)
+        click = block_action(
+            "approval_approve", aid, user="UAPPROVER", msg=message(fake_slack, **loc)
+        )
+        for _ in range(3):  # a double click, then Slack re-sending the same interaction
+            assert send(bot, click)[0] == 200
+        wait_until(lambda: len(ephemerals(fake_slack, "UAPPROVER")) == 2)
+        wait_until(lambda: audit_actions(db, "approval.notify"))
+    assert (
+        ephemerals(fake_slack, "UAPPROVER")
+        == ["This request was already approved by <@UAPPROVER>."] * 2
+    )
+    assert len(audit_actions(db, "approval.approve")) == 1
+    assert len(audit_actions(db, "approval.notify")) == 1
+    assert _state(db, aid).state == ApprovalState.APPROVED
+    assert_chain_ok(db)
+
+
+def test_click_on_stale_message(db: Database, world: World, fake_slack: FakeSlack) -> None:
+    from services import approvals
+
+    with bot_for(db, fake_slack) as bot:
+        aid = pending_kpi(world, 12)
+        loc = posted_request(bot, world, aid)
+        stale = message(fake_slack, **loc)  # still shows the buttons
+        with db.write() as s:  # decided elsewhere (e.g. App Home) while this copy was open
+            approvals.decide(s, world.actor("UAPPROVER"), aid, approve=False, reason="Wrong week")
+        decided_before = len(audit_actions(db, "approval.reject"))
+        status, _ = send(bot, block_action("approval_approve", aid, user="UAPPROVER", msg=stale))
+        assert status == 200
+        wait_until(lambda: audit_actions(db, "approval.message.update"))
+        assert ephemerals(fake_slack, "UAPPROVER") == [
+            "This request was already rejected by <@UAPPROVER>."
+        ]
+        refreshed = message(fake_slack, **loc)
+        assert not _has_buttons(refreshed)
+        assert "Wrong week" in _text_of(refreshed)
+    a = _state(db, aid)
+    assert a.state == ApprovalState.REJECTED and a.reason == "Wrong week"
+    assert len(audit_actions(db, "approval.reject")) == decided_before == 1
+    assert audit_actions(db, "approval.approve") == []
+    assert audit_actions(db, "approval.notify") == []  # the submitter was not told twice
+    assert_chain_ok(db)
+
+
+def test_sponsor_member_submission_is_auto_approved_but_audited(
+    db: Database, world: World, fake_slack: FakeSlack
+) -> None:
+    with db.write() as s:
+        rep = kpis.report(
+            s,
+            world.actor("USPONSOR"),
+            today=TODAY,
+            study="ONC-301",
+            kpi="enrollment",
+            value=7,
+            org="Apex CRO",
+        )
+    assert not rep.approval_requested
+    assert rep.update.approval_state == ApprovalState.APPROVED
+    assert audit_actions(db, "approval.request") == []
+    assert [e.actor for e in audit_actions(db, "kpi.report")] == ["T1:USPONSOR"]
+    assert_chain_ok(db)

@@ -1,0 +1,163 @@
+"""The visibility rule, as a property: no vendor audience ever receives another vendor's row,
+joint audiences never receive unapproved data, and owners always see their own rows."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from services import directory
+from services.actor import SYSTEM
+from services.visibility import (
+    Audience,
+    Scope,
+    action_filter,
+    audience_for_person,
+    kpi_filter,
+    milestone_filter,
+    narrowest,
+)
+from storage.models import (
+    ActionItem,
+    ApprovalState,
+    KpiDefinition,
+    KpiUpdate,
+    Milestone,
+    MilestoneStatus,
+)
+from tests.conftest import APEX_PM, APPROVER, STRANGER, World
+
+Row = tuple[str, int | None, bool, str]  # kind, org slot (None = study level), shared, state
+
+row_strategy = st.tuples(
+    st.sampled_from(["milestone", "action", "kpi"]),
+    st.one_of(st.none(), st.integers(0, 3)),  # 0 = sponsor, 1..3 = vendors
+    st.booleans(),
+    st.sampled_from(["planned", "at_risk", "done", "approved", "pending", "rejected"]),
+)
+
+
+def _third_vendor(world: World) -> int:
+    with world.db.write() as s:
+        org = directory.add_org(s, SYSTEM, name="Dublin CMO", kind="cmo")
+        directory.add_study_vendor(s, SYSTEM, study="ONC-301", vendor="Dublin CMO")
+        return org.id
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=st.lists(row_strategy, min_size=1, max_size=25), vendor_slot=st.integers(1, 3))
+def test_no_audience_sees_what_it_must_not(world: World, rows: list[Row], vendor_slot: int) -> None:
+    if not hasattr(world, "cmo_id"):
+        world.cmo_id = _third_vendor(world)  # type: ignore[attr-defined]
+    orgs = [world.sponsor_id, world.apex_id, world.lab_id, world.cmo_id]  # type: ignore[attr-defined]
+    vendor = orgs[vendor_slot]
+    d = date(2026, 11, 2)
+    with world.db.read() as s:  # rolled back at the end: nothing persists between examples
+        kpi_id = s.scalars(select(KpiDefinition.id).where(KpiDefinition.key == "enrollment")).one()
+        for i, (kind, slot, shared, state) in enumerate(rows):
+            org = None if slot is None else orgs[slot]
+            if kind == "milestone":
+                status = state if state in {m.value for m in MilestoneStatus} else "planned"
+                s.add(
+                    Milestone(
+                        study_id=world.study_id,
+                        org_id=org,
+                        name=f"m{i}",
+                        planned_date=d,
+                        status=MilestoneStatus(status),
+                        shared=shared,
+                        created_by="t",
+                    )
+                )
+            elif kind == "action":
+                s.add(
+                    ActionItem(
+                        study_id=world.study_id,
+                        title=f"a{i}",
+                        owner_user_id="U1",
+                        owner_org_id=org,
+                        due_date=d,
+                        shared=shared,
+                        created_by="t",
+                    )
+                )
+            else:
+                appr = state if state in {a.value for a in ApprovalState} else "approved"
+                s.add(
+                    KpiUpdate(
+                        study_id=world.study_id,
+                        org_id=org or world.sponsor_id,
+                        kpi_id=kpi_id,
+                        period_start=d + timedelta(weeks=i),
+                        period_label=f"p{i}",
+                        value=i,
+                        submitted_by="t",
+                        approval_state=ApprovalState(appr),
+                    )
+                )
+        s.flush()
+
+        def seen(aud: Audience) -> tuple[list[Milestone], list[ActionItem], list[KpiUpdate]]:
+            return (
+                list(s.scalars(select(Milestone).where(milestone_filter(aud)))),
+                list(s.scalars(select(ActionItem).where(action_filter(aud)))),
+                list(s.scalars(select(KpiUpdate).where(kpi_filter(aud)))),
+            )
+
+        sponsor = Audience(world.study_id, Scope.SPONSOR, None, world.sponsor_id)
+        all_m, all_a, all_k = seen(sponsor)
+        assert (len(all_m), len(all_a), len(all_k)) == tuple(
+            sum(1 for r in rows if r[0] == k) for k in ("milestone", "action", "kpi")
+        )
+
+        v_m, v_a, v_k = seen(Audience(world.study_id, Scope.VENDOR, vendor, world.sponsor_id))
+        assert all(m.org_id == vendor or m.shared for m in v_m)
+        assert all(a.owner_org_id == vendor or a.shared for a in v_a)
+        assert all(k.org_id == vendor for k in v_k)
+        # Completeness: a vendor sees every row of its own, whatever its state.
+        assert {m.id for m in all_m if m.org_id == vendor} <= {m.id for m in v_m}
+        assert {k.id for k in all_k if k.org_id == vendor} == {k.id for k in v_k}
+
+        for joint_org in (None, vendor):
+            j_m, j_a, j_k = seen(Audience(world.study_id, Scope.JOINT, joint_org, world.sponsor_id))
+            assert all(k.approval_state == ApprovalState.APPROVED for k in j_k)
+            assert all(m.status != MilestoneStatus.DONE for m in j_m)
+            if joint_org is not None:
+                others = set(orgs[1:]) - {joint_org}
+                assert not any(m.org_id in others and not m.shared for m in j_m)
+                assert not any(a.owner_org_id in others and not a.shared for a in j_a)
+                assert not any(k.org_id in others for k in j_k)
+
+        p_m, p_a, p_k = seen(Audience(world.study_id, Scope.PUBLIC, None, world.sponsor_id))
+        assert all(m.shared and m.status != MilestoneStatus.DONE for m in p_m)
+        assert all(a.shared for a in p_a) and p_k == []
+        s.rollback()
+
+
+def test_person_and_channel_combine_to_the_narrower_view(world: World) -> None:
+    with world.db.read() as s:
+        from services.lookup import channel_link, study_by_code, vendor_org_ids
+        from services.visibility import audience_for_channel
+
+        study = study_by_code(s, "ONC-301")
+        vendors = vendor_org_ids(s, study.id)
+        apex = audience_for_person(world.actor(APEX_PM), study, vendors)
+        approver = audience_for_person(world.actor(APPROVER), study, vendors)
+        stranger = audience_for_person(world.actor(STRANGER), study, vendors)
+        lab_channel = audience_for_channel(channel_link(s, "T1", "CLAB"))  # type: ignore[arg-type]
+        apex_channel = audience_for_channel(channel_link(s, "T1", "CAPEX"))  # type: ignore[arg-type]
+    assert apex.scope == Scope.VENDOR and apex.org_id == world.apex_id
+    assert approver.scope == Scope.SPONSOR and stranger.scope == Scope.PUBLIC
+    # Apex in CentraLab's channel sees nothing vendor-internal; the sponsor there sees
+    # CentraLab's view only (a message in that channel is for CentraLab's eyes).
+    assert narrowest(apex, lab_channel).scope == Scope.PUBLIC
+    assert narrowest(approver, lab_channel) == lab_channel
+    assert narrowest(apex, apex_channel) == apex
+    assert narrowest(stranger, apex_channel).scope == Scope.PUBLIC
