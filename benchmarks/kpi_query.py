@@ -8,7 +8,9 @@ For random (study, KPI, audience) picks — sponsor, vendor:X and joint audience
   fresh read session, as a handler calls it;
 - service `kpi trend`: the same series (over `--trend-weeks`) + `services.kpis.trend_of`;
 - the floor: one hand-written SQL statement giving the same answer, run on a raw DBAPI
-  cursor of an already open connection (no SQLAlchemy, no ORM, no pool checkout).
+  cursor of an already open connection (no SQLAlchemy, no ORM, no pool checkout);
+- in between, for the breakdown: the floor's SQL through SQLAlchemy Core `text()` on a
+  pooled connection (what any SQLAlchemy code pays before the ORM).
 
 Service and floor calls are interleaved (same picks, same cache state) and their answers
 are compared, so a fast but wrong floor or service fails the run. Target: ratio
@@ -30,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
 
 from benchmarks.common import TODAY, Summary, machine_line, ratio, redact  # noqa: E402
 from services import kpis  # noqa: E402
@@ -114,6 +116,14 @@ class Floor:
         self._conn.close()
 
 
+def core_text(db: Database, sql: str, p: Pick) -> list[tuple[Any, ...]]:
+    """The floor's SQL through SQLAlchemy Core on a pooled connection (the middle step)."""
+    extra, params = audience_sql(p.audience)
+    params |= {"study": p.audience.study_id, "kpi": p.kpi.id, "since": p.since}
+    with db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql.format(extra=extra)), params)]
+
+
 def floor_show(floor: Floor, p: Pick) -> list[tuple[Any, ...]]:
     extra, params = audience_sql(p.audience)
     params |= {"study": p.audience.study_id, "kpi": p.kpi.id, "since": p.since}
@@ -189,35 +199,45 @@ def make_picks(
 def measure(
     picks: list[Pick],
     service: Callable[[Pick], Any],
+    middle: Callable[[Pick], list[tuple[Any, ...]]],
     floor: Callable[[Pick], list[tuple[Any, ...]]],
     same: Callable[[Any, list[tuple[Any, ...]]], bool],
     warmup: int,
-) -> tuple[Summary, Summary, int]:
+) -> tuple[Summary, Summary, Summary, int]:
     svc_t: list[float] = []
+    mid_t: list[float] = []
     flo_t: list[float] = []
     rows = 0
     for i, p in enumerate(picks):
         t0 = time.perf_counter()
         answer = service(p)
         t1 = time.perf_counter()
-        floor_rows = floor(p)
+        middle(p)
         t2 = time.perf_counter()
+        floor_rows = floor(p)
+        t3 = time.perf_counter()
         if not same(answer, floor_rows):
             raise SystemExit(f"service and floor disagree for {p}:\n{answer}\n{floor_rows}")
         if i >= warmup:
             svc_t.append(t1 - t0)
-            flo_t.append(t2 - t1)
+            mid_t.append(t2 - t1)
+            flo_t.append(t3 - t2)
             rows += len(floor_rows)
-    return Summary.of(svc_t), Summary.of(flo_t), rows
+    return Summary.of(svc_t), Summary.of(mid_t), Summary.of(flo_t), rows
 
 
-def report(name: str, svc: Summary, flo: Summary, rows: int) -> dict[str, float]:
+def report(name: str, svc: Summary, mid: Summary, flo: Summary, rows: int) -> dict[str, float]:
     r50, r99 = ratio(svc.p50, flo.p50), ratio(svc.p99, flo.p99)
     print(f"{name}:  ({rows / max(1, svc.n):.0f} rows per answer)")
-    print(f"  service {svc.ms()}")
-    print(f"  floor   {flo.ms()}")
+    print(f"  service          {svc.ms()}")
+    print(f"  Core text()      {mid.ms()}")
+    print(f"  floor (raw DBAPI) {flo.ms()}")
     verdict = "OK" if max(r50, r99) <= 1.5 else "OVER TARGET"
     print(f"  ratio service/floor: p50 {r50:.2f}  p99 {r99:.2f}  (target <= 1.5: {verdict})")
+    print(
+        f"  ratio Core text()/floor: p50 {ratio(mid.p50, flo.p50):.2f}  "
+        f"p99 {ratio(mid.p99, flo.p99):.2f}  (SQLAlchemy connection + execute, no ORM)"
+    )
     return {"p50": r50, "p99": r99}
 
 
@@ -243,22 +263,24 @@ def main(argv: list[str] | None = None) -> int:
     show_picks, trend_picks = make_picks(db, n, rng, args.show_weeks, args.trend_weeks)
     floor = Floor(db)
     try:
-        svc, flo, nrows = measure(
+        svc, mid, flo, nrows = measure(
             show_picks,
             lambda pk: service_show(db, pk),
+            lambda pk: core_text(db, SHOW_SQL, pk),
             lambda pk: floor_show(floor, pk),
             same_show,
             args.warmup,
         )
-        report(f"kpi show (series, last {args.show_weeks}w)", svc, flo, nrows)
-        svc, flo, nrows = measure(
+        report(f"kpi show (series, last {args.show_weeks}w)", svc, mid, flo, nrows)
+        svc, mid, flo, nrows = measure(
             trend_picks,
             lambda pk: service_trend(db, pk),
+            lambda pk: core_text(db, TREND_SQL, pk),
             lambda pk: floor_trend(floor, pk),
             same_trend,
             args.warmup,
         )
-        report(f"kpi trend (series + trend_of, {args.trend_weeks}w)", svc, flo, nrows)
+        report(f"kpi trend (series + trend_of, {args.trend_weeks}w)", svc, mid, flo, nrows)
     finally:
         floor.close()
         db.dispose()
