@@ -19,7 +19,8 @@ Two passes over the first N channel links of the generated portfolio:
 Charts: channel links have charts on by default, and a matplotlib PNG per KPI costs far
 more than the text digest. The delivery pass runs with charts off for the measured links
 (restored afterwards) unless `--charts`; the cost of one chart is reported separately.
-The delivery pass writes DigestRun rows under a fresh `bench-…` period key each run.
+The delivery pass writes DigestRun rows under a fresh `bench-…` period key and deletes
+them afterwards (unless `--keep-runs`), so every run composes the same digests.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
 from slack_sdk import WebClient  # noqa: E402
-from sqlalchemy import Engine, event, select, update  # noqa: E402
+from sqlalchemy import Engine, delete, event, select, update  # noqa: E402
 
 from benchmarks.common import Summary, machine_line, ratio, redact  # noqa: E402
 from services.runtime import Runtime  # noqa: E402
@@ -148,7 +149,13 @@ def charts_off(db: Database, ids: list[int], keep: bool) -> Iterator[None]:
 
 
 def deliver_pass(
-    db: Database, counter: QueryCounter, ids: list[int], workers: int, pace: float, keep: bool
+    db: Database,
+    counter: QueryCounter,
+    ids: list[int],
+    workers: int,
+    pace: float,
+    keep: bool,
+    keep_runs: bool = False,
 ) -> dict[str, Any]:
     fake = FakeSlack().start()
     fake.state.pace_seconds = pace
@@ -174,6 +181,11 @@ def deliver_pass(
             .where(DigestRun.period_key == period, DigestRun.state != DigestRunState.SENT)
             .limit(1)
         )
+    if not keep_runs:
+        # Later runs must compose the same digests: "completed since the last digest"
+        # reads the newest sent run of each channel.
+        with db.write() as s:
+            s.execute(delete(DigestRun).where(DigestRun.period_key == period))
     return {
         "wall": wall,
         "statements": statements,
@@ -195,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--charts", action="store_true", help="keep chart uploads in delivery")
     p.add_argument("--chart-samples", type=int, default=10, help="KPI charts to time (0: none)")
     p.add_argument("--skip-compose", action="store_true")
+    p.add_argument("--keep-runs", action="store_true", help="keep the DigestRun rows written")
     args = p.parse_args(argv)
     db = Database(args.url)
     counter = QueryCounter(db.engine, db.write_engine)
@@ -234,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             ch = Summary.of(c["charts"])
             print(f"  one KPI chart PNG (matplotlib) {ch.ms()}")
         ok = ok and constant
-    d = deliver_pass(db, counter, ids, args.workers, args.pace, args.charts)
+    d = deliver_pass(db, counter, ids, args.workers, args.pace, args.charts, args.keep_runs)
     n = len(ids)
     target = "OK" if d["wall"] < 10 * n / 1000 else "OVER TARGET"
     print(
