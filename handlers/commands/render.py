@@ -95,7 +95,23 @@ _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 _BARE = re.compile(r"<[@#!]?([^>]+)>")
 
 
+_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
+_EMOJI = {
+    ":warning:": "⚠",
+    ":white_check_mark:": "✔",
+    ":round_pushpin:": "◆",
+    ":pencil2:": "✎",
+    ":memo:": "•",
+    ":bar_chart:": "▤",
+    ":hourglass:": "⌛",
+    ":red_circle:": "●",
+}
+
+
 def _plain(text: str) -> str:
+    for code, char in _EMOJI.items():
+        text = text.replace(code, char)
+    text = _BOLD.sub(r"\1", text)
     text = _LINK.sub(r"\2", text)
     text = _BARE.sub(r"@\1", text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
