@@ -133,9 +133,10 @@ def _as_token(word: str) -> Token:
     return word if isinstance(word, Token) else Token(word)
 
 
-def suggest(word: str, options: Iterable[str]) -> str:
+def suggest(word: str, options: Iterable[str], *, prefix: str = "") -> str:
+    """A "did you mean" sentence, or "" when nothing is close."""
     close = difflib.get_close_matches(word, list(options), n=2, cutoff=0.5)
-    return ("Did you mean " + " or ".join(f"`{c}`" for c in close) + "?") if close else ""
+    return ("Did you mean " + " or ".join(f"`{prefix}{c}`" for c in close) + "?") if close else ""
 
 
 def classify(
@@ -163,7 +164,7 @@ def classify(
             name = raw[len(dash) :].lower()
             if not _FLAG_NAME.match(name) or name not in allowed_flags:
                 known = ", ".join(f"`--{f}`" for f in sorted(allowed_flags)) or "none"
-                did = suggest(name, allowed_flags)
+                did = suggest(name, allowed_flags, prefix="--")
                 raise UserError(
                     f"Unknown flag `{raw}`. {did}".strip(),
                     hint or f"Flags here: {known}.",

@@ -23,12 +23,17 @@ def register(app: App, runtime: Runtime) -> None:
     pending = PendingPlans()
 
     def cro_ack(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        plan = router.plan(CommandRequest.from_body(body), client)
-        if plan.later:
-            pending.put(plan)
-            ack()
-            return
-        ack(**router.execute(plan).payload())
+        req = CommandRequest.from_body(body)
+        later = None
+        try:
+            plan = router.plan(req, client)
+            if plan.later:
+                later = plan
+                ack()
+            else:
+                ack(**router.execute(plan).payload())
+        finally:
+            pending.settle(req.key, later)
 
     def cro_later(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         plan = pending.take(CommandRequest.from_body(body).key)

@@ -259,30 +259,34 @@ class CommandRouter:
 
 
 class PendingPlans:
-    """Hands a plan from the ack phase to the lazy phase of the same request.
+    """Hands the outcome of a request's ack phase to its lazy phase.
 
-    Bolt's lazy listener gets a copy of the request without custom context keys, so the
-    plan is parked here, keyed by the request, and taken exactly once.
+    Bolt runs the ack function and the lazy listener concurrently (unless
+    `process_before_response`), and the lazy listener gets a copy of the request without
+    custom context keys. So the ack phase settles each request here — with the plan to
+    finish, or None when it already answered — and the lazy phase waits for that.
     """
 
     def __init__(self) -> None:
-        self._plans: dict[str, deque[Plan]] = {}
-        self._lock = threading.Lock()
+        self._outcomes: dict[str, deque[Plan | None]] = {}
+        self._cond = threading.Condition()
 
-    def put(self, plan: Plan) -> None:
-        with self._lock:
-            self._plans.setdefault(plan.request.key, deque()).append(plan)
+    def settle(self, key: str, plan: Plan | None) -> None:
+        with self._cond:
+            self._outcomes.setdefault(key, deque()).append(plan)
+            self._cond.notify_all()
 
-    def take(self, key: str) -> Plan | None:
-        with self._lock:
-            queue = self._plans.get(key)
-            if not queue:
+    def take(self, key: str, timeout: float = 10.0) -> Plan | None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: bool(self._outcomes.get(key)), timeout):
+                log.warning("a /cro ack phase never settled; nothing to finish")
                 return None
+            queue = self._outcomes[key]
             plan = queue.popleft()
             if not queue:
-                del self._plans[key]
+                del self._outcomes[key]
             return plan
 
     def __len__(self) -> int:
-        with self._lock:
-            return sum(len(q) for q in self._plans.values())
+        with self._cond:
+            return sum(len(q) for q in self._outcomes.values())
