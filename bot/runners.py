@@ -7,7 +7,10 @@ what runs beside the listeners (`start_background`), then serve until stopped.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 from slack_bolt import App
@@ -46,6 +49,7 @@ def run_http(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -
     stop = start_background(settings, runtime, app)
     asgi = SlackASGI(app, runtime.db, workers=max(8, settings.listener_workers * 2))
     log.info("crobot listening on http://%s:%s/slack/events", host, port)
+    _exit_cleanly_on_sigterm()
     try:
         uvicorn.run(
             asgi,
@@ -55,9 +59,28 @@ def run_http(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -
             lifespan="on",
             access_log=False,
         )
+    except (KeyboardInterrupt, _Terminated):
+        log.info("crobot stopped")
     finally:
         stop()
         runtime.db.dispose()
+
+
+class _Terminated(Exception):
+    """SIGTERM, re-raised by uvicorn after its graceful shutdown."""
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    # uvicorn drains requests on SIGTERM, restores the previous handler and re-sends the
+    # signal; with the default handler the process would die before `start_background`'s
+    # stop ran. This handler turns it into an exception the `finally` blocks see.
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _raise(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, _raise)
 
 
 def socket_handler(settings: Settings, app: App) -> SocketModeHandler:
@@ -72,9 +95,10 @@ def run_socket(settings: Settings) -> None:
     handler = socket_handler(settings, app)
     stop = start_background(settings, runtime, app)
     log.info("crobot connecting to Slack in Socket Mode")
+    _exit_cleanly_on_sigterm()
     try:
         handler.start()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
         log.info("crobot stopping")
     finally:
         handler.close()

@@ -165,9 +165,10 @@ def test_tokenize_never_crashes(text: str) -> None:
         pass
 
 
-@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)), st.sampled_from(
-    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-))
+@given(
+    st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)),
+    st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+)
 def test_weekday_properties(today: date, day: str) -> None:
     this = parse_date(day, today)
     nxt = parse_date("next " + day, today)
