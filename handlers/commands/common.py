@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from handlers.commands.base import CommandContext
 from services.dates import parse_date
-from services.errors import UserError
+from services.errors import NotFound, UserError
 from services.lookup import study_by_code, vendor_org_ids
 from services.visibility import (
     Audience,
@@ -48,7 +48,16 @@ def split_study(
 
 def study_for(session: Session, ctx: CommandContext, code: str | None, hint: str) -> Study:
     if code is not None:
-        return study_by_code(session, code)
+        try:
+            return study_by_code(session, code)
+        except NotFound as err:
+            if ctx.link is None:
+                raise
+            # In a linked channel the first word was probably meant as a name.
+            raise NotFound(
+                err.message,
+                f'Names with spaces need quotes: `"{code} …"`. {err.hint or ""}'.strip(),
+            ) from None
     if ctx.link is None:
         raise UserError("Which study? This channel is not linked to one.", hint)
     study = session.get(Study, ctx.link.study_id)

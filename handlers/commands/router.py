@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -265,27 +266,35 @@ class PendingPlans:
     `process_before_response`), and the lazy listener gets a copy of the request without
     custom context keys. So the ack phase settles each request here — with the plan to
     finish, or None when it already answered — and the lazy phase waits for that.
+    Outcomes nobody took (a lazy phase that gave up waiting) are dropped after `ttl`.
     """
 
-    def __init__(self) -> None:
-        self._outcomes: dict[str, deque[Plan | None]] = {}
+    def __init__(self, *, wait: float = 30.0, ttl: float = 120.0) -> None:
+        self._outcomes: dict[str, deque[tuple[float, Plan | None]]] = {}
         self._cond = threading.Condition()
+        self.wait, self.ttl = wait, ttl
 
     def settle(self, key: str, plan: Plan | None) -> None:
+        now = time.monotonic()
         with self._cond:
-            self._outcomes.setdefault(key, deque()).append(plan)
+            self._prune(now)
+            self._outcomes.setdefault(key, deque()).append((now, plan))
             self._cond.notify_all()
 
-    def take(self, key: str, timeout: float = 10.0) -> Plan | None:
+    def take(self, key: str) -> Plan | None:
         with self._cond:
-            if not self._cond.wait_for(lambda: bool(self._outcomes.get(key)), timeout):
+            if not self._cond.wait_for(lambda: bool(self._outcomes.get(key)), self.wait):
                 log.warning("a /cro ack phase never settled; nothing to finish")
                 return None
             queue = self._outcomes[key]
-            plan = queue.popleft()
+            _, plan = queue.popleft()
             if not queue:
                 del self._outcomes[key]
             return plan
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, q in self._outcomes.items() if now - q[0][0] > self.ttl]:
+            del self._outcomes[key]
 
     def __len__(self) -> int:
         with self._cond:
