@@ -283,3 +283,13 @@ def test_forged_stale_missing_and_replayed_requests_are_rejected(
     time.sleep(0.3)  # anything wrongly accepted would have been processed by now
     assert snapshot(db) == before
     assert fake_slack.state.calls == []
+
+
+def test_user_text_cannot_ping_the_channel(slash: SlashClient) -> None:
+    # Slack sends what the user typed HTML-escaped; the name is stored as typed...
+    a = slash.send('milestone add "Go &lt;!channel&gt; &amp; more" planned:fri', APEX_PM, C_APEX)
+    assert a.in_channel
+    # ...and never echoed back as a live mention in a message the channel sees.
+    assert "<!channel>" not in a.text and "&lt;!channel&gt;" in a.text
+    listing = slash.send("milestone list", APEX_PM, C_APEX)
+    assert "<!channel>" not in listing.text

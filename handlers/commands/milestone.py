@@ -83,7 +83,7 @@ def _add(ctx: CommandContext, words: list[str]) -> Reply:
             text += f" ({esc(ms.org.name)})"
     in_channel, note = shown_in_channel(visible)
     return reply(
-        f"<@{ctx.user_id}> added milestone #{ms.id} {ms.name} to {study.code}",
+        f"<@{ctx.user_id}> added milestone #{ms.id} {esc(ms.name)} to {study.code}",
         [section(f":round_pushpin: {text}{note}"), context(f"by <@{ctx.user_id}>")],
         in_channel=in_channel,
     )
