@@ -45,7 +45,7 @@ def snapshot(db: Database, *, light: bool = False) -> dict[str, Any]:
     chain, so an unchanged head plus unchanged counts already means nothing was written.
     """
     with db.read() as s:
-        counts = {
+        counts: dict[str, Any] = {
             m.__tablename__: int(s.scalar(select(func.count()).select_from(m)) or 0)
             for m in (Milestone, ActionItem, KpiUpdate, Approval, AuditEvent)
         }

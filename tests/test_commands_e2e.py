@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -33,9 +34,9 @@ from tests.slash_helpers import SlashClient, slash_bot, snapshot, tz_cache_rows
 
 
 @pytest.fixture
-def slash(world: World, fake_slack: FakeSlack) -> SlashClient:
+def slash(world: World, fake_slack: FakeSlack) -> Iterator[SlashClient]:
     with slash_bot(world.db, fake_slack) as client:
-        yield client  # type: ignore[misc]
+        yield client
 
 
 def test_help_and_unknown_subcommand(slash: SlashClient) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
@@ -135,8 +136,8 @@ class _RecordingSocketClient:
 def test_socket_mode_handler_runs_the_same_router(world: World, fake_slack: FakeSlack) -> None:
     settings = Settings(
         CROBOT_DATABASE_URL=world.db.url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_APP_TOKEN="xapp-1-test",
+        SLACK_BOT_TOKEN=SecretStr("xoxb-test-token"),
+        SLACK_APP_TOKEN=SecretStr("xapp-1-test"),
         CROBOT_SLACK_API_URL=fake_slack.base_url,
     )
     runtime, app = build(settings)
