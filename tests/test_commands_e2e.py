@@ -294,3 +294,12 @@ def test_user_text_cannot_ping_the_channel(slash: SlashClient) -> None:
     assert "<!channel>" not in a.text and "&lt;!channel&gt;" in a.text
     listing = slash.send("milestone list", APEX_PM, C_APEX)
     assert "<!channel>" not in listing.text
+
+
+def test_action_list_in_a_direct_message_spans_the_readers_studies(slash: SlashClient) -> None:
+    slash.send('action add "Apex task" <@UAPEX|p> due:+3d', APEX_PM, C_APEX)
+    slash.send('action add "Lab task" <@ULAB|l> due:+3d', LAB_PM, C_LAB)
+    a = slash.send("action list mine", APEX_PM, "D0APEX")  # a DM: no linked study
+    assert "Apex task" in a.text and "Lab task" not in a.text and "ONC-301" in a.text
+    a = slash.send("action list", STRANGER, "D0STRANGE")
+    assert "0 open action(s)" in a.text

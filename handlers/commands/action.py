@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
+
+from sqlalchemy import select
+
 from handlers.commands.base import CommandContext, Reply
 from handlers.commands.common import (
     announce_audience,
@@ -16,8 +20,10 @@ from handlers.commands.render import context, esc, header, lines_block, reply, s
 from services import actions
 from services.command_parser import classify, parse_id, suggest
 from services.errors import UserError
-from services.visibility import is_visible
-from storage.models import ActionItem, Priority
+from services.visibility import Scope, is_visible
+from storage.models import ActionItem, ActionStatus, Priority, Study
+
+MAX_STUDIES = 100
 
 ADD_HINT = actions.ADD_HINT
 DONE_HINT = "Write it as `/cro action done ID`."
@@ -42,7 +48,7 @@ def action_command(ctx: CommandContext, args: list[str]) -> Reply:
     )
 
 
-def line(a: ActionItem, today: object = None) -> str:
+def line(a: ActionItem) -> str:
     parts = [f"#{a.id} *{esc(a.title)}*", f"<@{a.owner_user_id}>", f"due {a.due_date}"]
     if a.priority != Priority.NORMAL:
         parts.append(a.priority.value)
@@ -124,6 +130,8 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
     if len(pos) > 1:
         raise UserError("`action list` takes one study at most.", LIST_HINT)
     code = pos[0] if pos else None
+    if code is None and ctx.link is None:
+        return _list_everywhere(ctx, owner, p.flags)
     today = ctx.today()
     with ctx.runtime.db.read() as s:
         study = study_for(s, ctx, code, LIST_HINT)
@@ -136,14 +144,46 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
             overdue="overdue" in p.flags,
             include_closed="all" in p.flags,
         )
-        lines = [
-            line(a)
-            + (" · :red_circle: overdue" if a.due_date < today and a.status.value == "open" else "")
-            for a in rows
-        ]
+        lines = [_listed(a, today) for a in rows]
     who = " for <@" + owner + ">" if owner else ""
-    kind = "overdue" if "overdue" in p.flags else ("" if "all" in p.flags else "open")
-    title = f"{study.code}: {len(rows)} {kind} action(s)".replace("  ", " ")
+    title = f"{study.code}: {len(rows)} {_kind(p.flags)}action(s)"
     blocks = [header(title), context(audience_note(aud, study) + who)]
     blocks += lines_block(lines, budget=45) if lines else [section("_None._")]
     return reply(title + who + ("\n" + "\n".join(lines[:20]) if lines else ""), blocks)
+
+
+def _kind(flags: set[str]) -> str:
+    return "overdue " if "overdue" in flags else ("" if "all" in flags else "open ")
+
+
+def _listed(a: ActionItem, today: date) -> str:
+    late = a.due_date < today and a.status == ActionStatus.OPEN
+    return line(a) + (" · :red_circle: overdue" if late else "")
+
+
+def _list_everywhere(ctx: CommandContext, owner: str | None, flags: set[str]) -> Reply:
+    """No study and no linked channel (e.g. a DM): every study the reader belongs to."""
+    today = ctx.today()
+    sections: list[str] = []
+    total = 0
+    with ctx.runtime.db.read() as s:
+        for study in s.scalars(select(Study).order_by(Study.code).limit(MAX_STUDIES)):
+            aud = reader_audience(s, ctx, study)
+            if aud.scope == Scope.PUBLIC:
+                continue  # not one of the reader's studies
+            rows = actions.list_for(
+                s,
+                aud,
+                today=today,
+                owner_user_id=owner,
+                overdue="overdue" in flags,
+                include_closed="all" in flags,
+            )
+            total += len(rows)
+            if rows:
+                sections.append(f"*{study.code}*\n" + "\n".join(_listed(a, today) for a in rows))
+    who = " for <@" + owner + ">" if owner else ""
+    title = f"{total} {_kind(flags)}action(s) across your studies"
+    blocks = [header(title), context("No study given and this channel is not linked." + who)]
+    blocks += lines_block(sections, budget=45) if sections else [section("_None._")]
+    return reply(title + who, blocks)

@@ -32,7 +32,8 @@ TOPICS: dict[str, tuple[str, list[str]]] = {
             '`/cro action add STUDY "Title" @owner due:DATE [priority:low|normal|high] '
             "[milestone:ID] [--shared]`",
             "`/cro action done ID`",
-            "`/cro action list [STUDY] [@owner|mine] [--overdue] [--all]`",
+            "`/cro action list [STUDY] [@owner|mine] [--overdue] [--all]` "
+            "(in a direct message: all your studies)",
         ],
     ),
     "kpi": (
