@@ -8,9 +8,10 @@ from services.runtime import Runtime
 
 
 def register_listeners(app: App, runtime: Runtime) -> None:
-    from handlers import errors
+    from handlers import commands, errors
 
     errors.register(app, runtime)
+    commands.register(app, runtime)
 
     from handlers import actions, approval_messages, home, modals
 

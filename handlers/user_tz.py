@@ -1,80 +1,50 @@
 """A Slack user's IANA time zone: Person.timezone, then the cache, then `users.info`.
 
-`users.info` answers are cached in `user_tz_cache` for a while (DESIGN: cache it), so a
-burst of clicks costs at most one Slack call per user.
+The rule and the cache table live in `services.user_tz`; this module adds the one Slack
+call, so a burst of clicks or commands costs at most one `users.info` per user.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.actor import Actor
 from services.runtime import Runtime
-from storage.models import UserTimezoneCache
+from services.user_tz import known_timezone, remember_timezone, valid_zone
 
 log = logging.getLogger(__name__)
-CACHE_FOR = timedelta(hours=12)
 
 
-def _known(tz: str | None) -> str | None:
-    if not tz:
+def fetch_timezone(runtime: Runtime, client: WebClient, team_id: str, user_id: str) -> str | None:
+    """Ask Slack (`users.info`) and cache the answer; None when Slack cannot tell."""
+    try:
+        user = client.users_info(user=user_id).get("user") or {}
+    except SlackApiError as exc:
+        log.warning("users.info failed: %s", exc.response.get("error"))
+        return None
+    except Exception as exc:  # network trouble: callers fall back to a channel/default zone
+        log.warning("users.info unreachable: %s", type(exc).__name__)
+        return None
+    tz = valid_zone(user.get("tz"))
+    if tz is None:
         return None
     try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+        with runtime.db.write() as s:
+            remember_timezone(s, team_id, user_id, tz, now=runtime.now())
+    except IntegrityError:
+        pass  # a concurrent request cached it first; same answer
+    except DBAPIError as exc:
+        log.warning("could not cache a time zone: %s", type(exc).__name__)
     return tz
 
 
 def user_timezone(runtime: Runtime, client: WebClient, actor: Actor) -> str:
-    if actor.person is not None and (tz := _known(actor.person.timezone)):
-        return tz
-    now = runtime.now()
     with runtime.db.read() as s:
-        cached = s.scalars(
-            select(UserTimezoneCache).where(
-                UserTimezoneCache.team_id == actor.team_id,
-                UserTimezoneCache.user_id == actor.user_id,
-            )
-        ).first()
-    if cached is not None and now - cached.fetched_at < CACHE_FOR and _known(cached.timezone):
-        return cached.timezone
-    try:
-        info = client.users_info(user=actor.user_id)
-        tz = _known(str((info.get("user") or {}).get("tz") or ""))
-    except SlackApiError as exc:
-        log.warning("users.info failed for a user: %s", exc.response.get("error"))
-        tz = None
+        tz = known_timezone(s, actor, now=runtime.now())
     if tz is None:
-        return runtime.default_tz
-    _store(runtime, actor, tz, now)
-    return tz
-
-
-def _store(runtime: Runtime, actor: Actor, tz: str, now: datetime) -> None:
-    try:
-        with runtime.db.write() as s:
-            row = s.scalars(
-                select(UserTimezoneCache).where(
-                    UserTimezoneCache.team_id == actor.team_id,
-                    UserTimezoneCache.user_id == actor.user_id,
-                )
-            ).first()
-            if row is None:
-                s.add(
-                    UserTimezoneCache(
-                        team_id=actor.team_id, user_id=actor.user_id, timezone=tz, fetched_at=now
-                    )
-                )
-            else:
-                row.timezone, row.fetched_at = tz, now
-    except IntegrityError:
-        # Another thread cached the same user first; its answer is as good as ours.
-        pass
+        tz = fetch_timezone(runtime, client, actor.team_id, actor.user_id)
+    return tz or runtime.default_tz

@@ -137,3 +137,12 @@ def _apply(session: Session, approval: Approval) -> None:
 def record_message(session: Session, approval: Approval, channel_id: str, ts: str) -> None:
     approval.channel_id, approval.message_ts = channel_id, ts
     session.flush()
+
+
+def for_subject(session: Session, subject_type: SubjectType, subject_id: int) -> Approval | None:
+    """The approval request of one submission (to notify the approvers after commit)."""
+    return session.scalars(
+        select(Approval).where(
+            Approval.subject_type == subject_type, Approval.subject_id == subject_id
+        )
+    ).first()

@@ -18,8 +18,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, false, or_, true
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from services.actor import Actor
 from storage.models import (
@@ -152,3 +152,14 @@ def approval_filter(aud: Audience) -> ColumnElement[bool]:
     if aud.scope == Scope.VENDOR:
         return and_(base, Approval.org_id == aud.org_id)
     return and_(base, false())
+
+
+def is_visible(session: Session, aud: Audience, row: Milestone | ActionItem | KpiUpdate) -> bool:
+    """Whether one row may be shown to an audience (e.g. before announcing it in a channel)."""
+    if isinstance(row, Milestone):
+        stmt = select(Milestone.id).where(Milestone.id == row.id, milestone_filter(aud))
+    elif isinstance(row, ActionItem):
+        stmt = select(ActionItem.id).where(ActionItem.id == row.id, action_filter(aud))
+    else:
+        stmt = select(KpiUpdate.id).where(KpiUpdate.id == row.id, kpi_filter(aud))
+    return session.scalar(stmt) is not None

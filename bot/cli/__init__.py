@@ -18,6 +18,8 @@ GROUPS = (
     "bot.cli.demo_cmds",
     "bot.cli.directory_cmds",
     "bot.cli.data_cmds",
+    "bot.cli.serve_cmds",
+    "bot.cli.console_cmds",
 )
 
 
@@ -37,11 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = CliContext()
-    logging.basicConfig(
-        level=ctx.settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        # Inside the try: a malformed setting is a one-line error, not a traceback.
+        logging.basicConfig(
+            level=ctx.settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         result = args.func(args, ctx)
     except CliError as exc:
         print(f"crobot: {exc}", file=sys.stderr)

@@ -41,6 +41,8 @@ class Reply:
     text: str  # plain-text fallback (notifications, screen readers)
     blocks: list[dict[str, Any]] = field(default_factory=list)
     in_channel: bool = False  # shared-state changes are announced to the channel
+    silent: bool = False  # nothing to say (a form opened instead)
+    is_error: bool = False  # a rejected command: nothing was stored
 
     def payload(self) -> dict[str, Any]:
         return {

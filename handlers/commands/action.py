@@ -1,0 +1,189 @@
+"""`/cro action add | done | list`."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+
+from handlers.commands.base import CommandContext, Reply
+from handlers.commands.common import (
+    announce_audience,
+    audience_note,
+    date_option,
+    reader_audience,
+    shown_in_channel,
+    split_study,
+    study_for,
+)
+from handlers.commands.render import context, esc, header, lines_block, reply, section
+from services import actions
+from services.command_parser import classify, parse_id, suggest
+from services.errors import UserError
+from services.visibility import Scope, is_visible
+from storage.models import ActionItem, ActionStatus, Priority, Study
+
+MAX_STUDIES = 100
+
+ADD_HINT = actions.ADD_HINT
+DONE_HINT = "Write it as `/cro action done ID`."
+LIST_HINT = "Write it as `/cro action list [STUDY] [@owner|mine] [--overdue] [--all]`."
+VERBS = ("add", "done", "list")
+WRITE_VERBS = frozenset({"add", "done"})
+GROUP_HINT = "Use `/cro action add`, `done` or `list` (`/cro help action`)."
+
+
+def action_command(ctx: CommandContext, args: list[str]) -> Reply:
+    if not args:
+        raise UserError("What should I do with actions?", GROUP_HINT)
+    verb, rest = args[0].lower(), args[1:]
+    if verb == "add":
+        return _add(ctx, rest)
+    if verb == "done":
+        return _done(ctx, rest)
+    if verb == "list":
+        return _list(ctx, rest)
+    raise UserError(
+        f"Unknown action command `{args[0]}`. {suggest(verb, VERBS)}".strip(), GROUP_HINT
+    )
+
+
+def line(a: ActionItem) -> str:
+    parts = [f"#{a.id} *{esc(a.title)}*", f"<@{a.owner_user_id}>", f"due {a.due_date}"]
+    if a.priority != Priority.NORMAL:
+        parts.append(a.priority.value)
+    if a.status.value != "open":
+        parts.append(a.status.value)
+    if a.owner_org:
+        parts.append(esc(a.owner_org.name))
+    return " · ".join(parts)
+
+
+def _add(ctx: CommandContext, words: list[str]) -> Reply:
+    p = classify(words, options=("due", "priority", "milestone"), flags=("shared",), hint=ADD_HINT)
+    if len(p.mentions) != 1:
+        raise UserError("Name exactly one owner with @.", ADD_HINT)
+    code, rest = split_study(ctx, p.positionals, full=2, hint=ADD_HINT)
+    due = date_option(ctx, p.option("due"), "due date")
+    if due is None:
+        raise UserError("An action needs a due date (`due:YYYY-MM-DD`, `due:fri`).", ADD_HINT)
+    priority = (p.option("priority") or "normal").lower()
+    if priority not in {x.value for x in Priority}:
+        did = suggest(priority, [x.value for x in Priority])
+        raise UserError(f"`{priority}` is not a priority. {did}".strip(), ADD_HINT)
+    ms_raw = p.option("milestone")
+    ms_id = parse_id(ms_raw, "milestone", ADD_HINT) if ms_raw else None
+    owner = p.mentions[0]
+    with ctx.runtime.db.write() as s:
+        study = study_for(s, ctx, code, ADD_HINT)
+        item = actions.add(
+            s,
+            ctx.actor,
+            today=ctx.today(),
+            study=study.code,
+            title=rest[0],
+            owner_user_id=owner.user_id,
+            due=due,
+            priority=priority,
+            milestone_id=ms_id,
+            shared="shared" in p.flags,
+        )
+        visible = is_visible(s, announce_audience(ctx, study), item)
+        summary = line(item)
+    in_channel, note = shown_in_channel(visible)
+    return reply(
+        f"<@{ctx.user_id}> added action #{item.id} for <@{owner.user_id}> on {study.code}",
+        [section(f":memo: {summary}{note}"), context(f"{study.code} · by <@{ctx.user_id}>")],
+        in_channel=in_channel,
+    )
+
+
+def _done(ctx: CommandContext, words: list[str]) -> Reply:
+    p = classify(words, hint=DONE_HINT)
+    if len(p.positionals) != 1 or p.mentions:
+        raise UserError("Give exactly one action ID.", DONE_HINT)
+    action_id = parse_id(p.positionals[0], "action", DONE_HINT)
+    with ctx.runtime.db.write() as s:
+        item = actions.complete(s, ctx.actor, action_id)
+        visible = is_visible(s, announce_audience(ctx, item.study), item)
+        summary = line(item)
+        code = item.study.code
+    in_channel, note = shown_in_channel(visible)
+    return reply(
+        f"<@{ctx.user_id}> completed action #{item.id} on {code}",
+        [section(f":white_check_mark: {summary}{note}"), context(f"{code} · by <@{ctx.user_id}>")],
+        in_channel=in_channel,
+    )
+
+
+def _list(ctx: CommandContext, words: list[str]) -> Reply:
+    p = classify(words, flags=("overdue", "all"), hint=LIST_HINT)
+    pos = list(p.positionals)
+    owner: str | None = None
+    if pos and pos[-1].lower() == "mine":
+        owner = ctx.user_id
+        pos.pop()
+    if p.mentions:
+        if owner is not None or len(p.mentions) > 1:
+            raise UserError("Filter by one owner: `@owner` or `mine`.", LIST_HINT)
+        owner = p.mentions[0].user_id
+    if len(pos) > 1:
+        raise UserError("`action list` takes one study at most.", LIST_HINT)
+    code = pos[0] if pos else None
+    if code is None and ctx.link is None:
+        return _list_everywhere(ctx, owner, p.flags)
+    today = ctx.today()
+    with ctx.runtime.db.read() as s:
+        study = study_for(s, ctx, code, LIST_HINT)
+        aud = reader_audience(s, ctx, study)
+        rows = actions.list_for(
+            s,
+            aud,
+            today=today,
+            owner_user_id=owner,
+            overdue="overdue" in p.flags,
+            include_closed="all" in p.flags,
+        )
+        lines = [_listed(a, today) for a in rows]
+    who = " for <@" + owner + ">" if owner else ""
+    title = f"{study.code}: {len(rows)} {_kind(p.flags)}action(s)"
+    blocks = [header(title), context(audience_note(aud, study) + who)]
+    blocks += lines_block(lines, budget=45) if lines else [section("_None._")]
+    return reply(title + who + ("\n" + "\n".join(lines[:20]) if lines else ""), blocks)
+
+
+def _kind(flags: set[str]) -> str:
+    return "overdue " if "overdue" in flags else ("" if "all" in flags else "open ")
+
+
+def _listed(a: ActionItem, today: date) -> str:
+    late = a.due_date < today and a.status == ActionStatus.OPEN
+    return line(a) + (" · :red_circle: overdue" if late else "")
+
+
+def _list_everywhere(ctx: CommandContext, owner: str | None, flags: set[str]) -> Reply:
+    """No study and no linked channel (e.g. a DM): every study the reader belongs to."""
+    today = ctx.today()
+    sections: list[str] = []
+    total = 0
+    with ctx.runtime.db.read() as s:
+        for study in s.scalars(select(Study).order_by(Study.code).limit(MAX_STUDIES)):
+            aud = reader_audience(s, ctx, study)
+            if aud.scope == Scope.PUBLIC:
+                continue  # not one of the reader's studies
+            rows = actions.list_for(
+                s,
+                aud,
+                today=today,
+                owner_user_id=owner,
+                overdue="overdue" in flags,
+                include_closed="all" in flags,
+            )
+            total += len(rows)
+            if rows:
+                sections.append(f"*{study.code}*\n" + "\n".join(_listed(a, today) for a in rows))
+    who = " for <@" + owner + ">" if owner else ""
+    title = f"{total} {_kind(flags)}action(s) across your studies"
+    blocks = [header(title), context("No study given and this channel is not linked." + who)]
+    blocks += lines_block(sections, budget=45) if sections else [section("_None._")]
+    return reply(title + who, blocks)

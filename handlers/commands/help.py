@@ -1,0 +1,78 @@
+"""`/cro help [topic]`: the grammar, per topic, with examples."""
+
+from __future__ import annotations
+
+from handlers.commands.base import CommandContext, Reply
+from handlers.commands.render import context, header, reply, section
+from services.command_parser import suggest
+from services.dates import DATE_HINT
+from services.errors import UserError
+
+TOPICS: dict[str, tuple[str, list[str]]] = {
+    "status": (
+        "Study status",
+        [
+            "`/cro status [STUDY]` — milestones due and late, open and overdue actions, "
+            "latest KPIs, pending approvals.",
+        ],
+    ),
+    "milestone": (
+        "Milestones",
+        [
+            '`/cro milestone add STUDY "Name" planned:YYYY-MM-DD [org:ORG] [--shared]`',
+            "`/cro milestone update ID forecast:DATE` · `status:at_risk` · `status:planned` "
+            "· `done [actual:DATE]`",
+            "`/cro milestone list [STUDY] [--open|--late]`",
+            "A vendor's `done` waits for the sponsor's approval.",
+        ],
+    ),
+    "action": (
+        "Action items",
+        [
+            '`/cro action add STUDY "Title" @owner due:DATE [priority:low|normal|high] '
+            "[milestone:ID] [--shared]`",
+            "`/cro action done ID`",
+            "`/cro action list [STUDY] [@owner|mine] [--overdue] [--all]` "
+            "(in a direct message: all your studies)",
+        ],
+    ),
+    "kpi": (
+        "KPIs",
+        [
+            '`/cro kpi report STUDY KPI VALUE [period:2026-W47] [note:"..."] [org:ORG]`',
+            "`/cro kpi show STUDY KPI [last:8w]` · `/cro kpi trend STUDY KPI` · `/cro kpi list`",
+            "A vendor's report waits for the sponsor's approval; corrections supersede.",
+        ],
+    ),
+    "digest": (
+        "Digests",
+        [
+            '`/cro digest preview` · `/cro digest schedule "Mon 09:00" [tz:Europe/Berlin]` '
+            "· `/cro digest off`",
+        ],
+    ),
+    "dates": ("Dates", [DATE_HINT, "Dates are read in your own Slack time zone."]),
+}
+HELP_HINT = "Topics: " + ", ".join(f"`{t}`" for t in TOPICS) + " — e.g. `/cro help kpi`."
+
+
+def help_command(ctx: CommandContext, args: list[str]) -> Reply:
+    if len(args) > 1:
+        raise UserError("`help` takes one topic at most.", HELP_HINT)
+    if args:
+        topic = args[0].lower().removesuffix("s")
+        topic = {"date": "dates", "milestones": "milestone"}.get(topic, topic)
+        if topic not in TOPICS:
+            did = suggest(args[0].lower(), TOPICS)
+            raise UserError(f"There is no help topic `{args[0]}`. {did}".strip(), HELP_HINT)
+        title, lines = TOPICS[topic]
+        return reply(
+            f"{title}: " + " ".join(lines), [header(f"/cro {topic}"), section("\n".join(lines))]
+        )
+    blocks = [header("crobot: /cro commands")]
+    text = []
+    for _topic, (title, lines) in TOPICS.items():
+        blocks.append(section(f"*{title}*\n" + "\n".join(lines)))
+        text.append(title)
+    blocks.append(context("In a channel linked to a study you may leave out STUDY. " + HELP_HINT))
+    return reply("crobot commands: " + ", ".join(text), blocks)

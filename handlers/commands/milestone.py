@@ -1,0 +1,163 @@
+"""`/cro milestone add | update | list`."""
+
+from __future__ import annotations
+
+from handlers.commands.base import CommandContext, Reply
+from handlers.commands.common import (
+    announce_audience,
+    audience_note,
+    date_option,
+    notify_approval,
+    reader_audience,
+    shown_in_channel,
+    split_study,
+    study_for,
+)
+from handlers.commands.render import context, esc, header, lines_block, reply, section
+from services import approvals, milestones
+from services.command_parser import classify, parse_id, suggest
+from services.errors import UserError
+from services.visibility import is_visible
+from storage.models import Milestone, MilestoneStatus, SubjectType
+
+ADD_HINT = milestones.ADD_HINT
+UPDATE_HINT = milestones.UPDATE_HINT
+LIST_HINT = "Write it as `/cro milestone list [STUDY] [--open|--late]`."
+VERBS = ("add", "update", "list")
+WRITE_VERBS = frozenset({"add", "update"})
+GROUP_HINT = "Use `/cro milestone add`, `update` or `list` (`/cro help milestone`)."
+
+
+def milestone_command(ctx: CommandContext, args: list[str]) -> Reply:
+    if not args:
+        raise UserError("What should I do with milestones?", GROUP_HINT)
+    verb, rest = args[0].lower(), args[1:]
+    if verb == "add":
+        return _add(ctx, rest)
+    if verb == "update":
+        return _update(ctx, rest)
+    if verb == "list":
+        return _list(ctx, rest)
+    raise UserError(
+        f"Unknown milestone command `{args[0]}`. {suggest(verb, VERBS)}".strip(), GROUP_HINT
+    )
+
+
+def line(m: Milestone) -> str:
+    parts = [f"#{m.id} *{esc(m.name)}*", f"planned {m.planned_date}"]
+    if m.forecast_date:
+        parts.append(f"forecast {m.forecast_date}")
+    if m.actual_date:
+        parts.append(f"actual {m.actual_date}")
+    parts.append(m.status.value.replace("_", " "))
+    if m.org:
+        parts.append(esc(m.org.name))
+    return " · ".join(parts)
+
+
+def _add(ctx: CommandContext, words: list[str]) -> Reply:
+    p = classify(words, options=("planned", "org"), flags=("shared",), hint=ADD_HINT)
+    if p.mentions:
+        raise UserError("Milestones have no owner mention.", ADD_HINT)
+    code, rest = split_study(ctx, p.positionals, full=2, hint=ADD_HINT)
+    planned = date_option(ctx, p.option("planned"), "planned date")
+    if planned is None:
+        raise UserError("A milestone needs a planned date (`planned:YYYY-MM-DD`).", ADD_HINT)
+    with ctx.runtime.db.write() as s:
+        study = study_for(s, ctx, code, ADD_HINT)
+        ms = milestones.add(
+            s,
+            ctx.actor,
+            today=ctx.today(),
+            study=study.code,
+            name=rest[0],
+            planned=planned,
+            org=p.option("org"),
+            shared="shared" in p.flags,
+        )
+        visible = is_visible(s, announce_audience(ctx, study), ms)
+        text = (
+            f"Milestone #{ms.id} *{esc(ms.name)}* added to {study.code} — planned {ms.planned_date}"
+        )
+        if ms.org:
+            text += f" ({esc(ms.org.name)})"
+    in_channel, note = shown_in_channel(visible)
+    return reply(
+        f"<@{ctx.user_id}> added milestone #{ms.id} {esc(ms.name)} to {study.code}",
+        [section(f":round_pushpin: {text}{note}"), context(f"by <@{ctx.user_id}>")],
+        in_channel=in_channel,
+    )
+
+
+def _update(ctx: CommandContext, words: list[str]) -> Reply:
+    p = classify(words, options=("forecast", "status", "actual"), hint=UPDATE_HINT)
+    if p.mentions:
+        raise UserError("Milestone updates take no mention.", UPDATE_HINT)
+    if not p.positionals:
+        raise UserError("Which milestone? Give its ID.", UPDATE_HINT)
+    ms_id = parse_id(p.positionals[0], "milestone", UPDATE_HINT)
+    extra = [w.lower() for w in p.positionals[1:]]
+    if extra not in ([], ["done"]):
+        raise UserError(f"I don't understand `{' '.join(p.positionals[1:])}`.", UPDATE_HINT)
+    status_word = p.option("status")
+    if extra == ["done"]:
+        if status_word is not None:
+            raise UserError("Give either `done` or `status:`, not both.", UPDATE_HINT)
+        status_word = "done"
+    status = None
+    if status_word is not None:
+        allowed = ("planned", "at_risk", "done", "cancelled")
+        key = status_word.lower().replace("-", "_").replace(" ", "_")
+        if key not in allowed:
+            did = suggest(key, allowed)
+            raise UserError(
+                f"`{status_word}` is not a milestone status. {did}".strip(), UPDATE_HINT
+            )
+        status = MilestoneStatus(key)
+    forecast = date_option(ctx, p.option("forecast"), "forecast date")
+    actual = date_option(ctx, p.option("actual"), "actual date")
+    approval_id: int | None = None
+    with ctx.runtime.db.write() as s:
+        change = milestones.update(
+            s,
+            ctx.actor,
+            today=ctx.today(),
+            id=ms_id,
+            forecast=forecast,
+            status=status,
+            actual=actual,
+        )
+        ms = change.milestone
+        if change.approval_requested:
+            approval = approvals.for_subject(s, SubjectType.MILESTONE, ms.id)
+            approval_id = approval.id if approval else None
+        visible = is_visible(s, announce_audience(ctx, ms.study), ms)
+        summary = line(ms)
+        code = ms.study.code
+    notify_approval(ctx, approval_id)
+    waiting = " — completion awaits the sponsor's approval" if change.approval_requested else ""
+    in_channel, note = shown_in_channel(visible)
+    return reply(
+        f"<@{ctx.user_id}> updated milestone #{ms.id} on {code}{waiting}",
+        [section(f":pencil2: {summary}{waiting}{note}"), context(f"{code} · by <@{ctx.user_id}>")],
+        in_channel=in_channel,
+    )
+
+
+def _list(ctx: CommandContext, words: list[str]) -> Reply:
+    p = classify(words, flags=("open", "late"), hint=LIST_HINT)
+    if len(p.positionals) > 1 or p.mentions:
+        raise UserError("`milestone list` takes one study at most.", LIST_HINT)
+    code = p.positionals[0] if p.positionals else None
+    with ctx.runtime.db.read() as s:
+        study = study_for(s, ctx, code, LIST_HINT)
+        aud = reader_audience(s, ctx, study)
+        rows = milestones.list_for(
+            s, aud, today=ctx.today(), open_only="open" in p.flags, late_only="late" in p.flags
+        )
+        lines = [line(m) for m in rows]
+    which = "late " if "late" in p.flags else ("open " if "open" in p.flags else "")
+    title = f"{study.code}: {len(rows)} {which}milestone(s)"
+    blocks = [header(title), context(audience_note(aud, study))]
+    blocks += lines_block(lines, budget=45) if lines else [section("_None._")]
+    return reply(title + ("\n" + "\n".join(lines[:20]) if lines else ""), blocks)

@@ -1,0 +1,296 @@
+"""The `/cro` router, free of Bolt: text -> table entry -> subcommand -> Reply.
+
+Two phases so the Slack listener can acknowledge within 3 seconds:
+
+- `plan()` (on the ack path): tokenise, pick the subcommand, read who is asking, the
+  channel link and the user's time zone from the database. Fast; never calls Slack.
+- `finish()` (after the ack, in a lazy listener): if the user's zone is unknown, ask
+  Slack (`users.info`) once and cache it; then `execute()`.
+
+Reads whose zone is known are executed on the ack path and answered in the ack body;
+writes, commands needing Slack calls, and unknown zones run in `finish()`.
+Neither phase ever raises: a `UserError` becomes an ephemeral error reply, an unreachable
+database a "temporarily unavailable", anything else a logged apology.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any, TypeVar
+
+from slack_sdk import WebClient
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from handlers.commands import action, help, kpi, milestone, status
+from handlers.commands.base import CommandContext, Reply, Subcommand
+from handlers.commands.render import error_reply, notice
+from handlers.modals import open_modal_for
+from handlers.user_tz import fetch_timezone
+from services.actor import Actor, resolve_actor
+from services.command_parser import suggest, tokenize
+from services.errors import UserError
+from services.lookup import channel_link
+from services.runtime import Runtime
+from services.user_tz import known_timezone
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+UNAVAILABLE = (
+    ":hourglass: crobot's database is temporarily unavailable, try again in a minute. "
+    "Nothing was changed."
+)
+SORRY = "Sorry, something went wrong on our side. Nothing was changed; please try again."
+
+
+def _digest(ctx: CommandContext, args: list[str]) -> Reply:
+    """`/cro digest ...` lives in handlers/commands/digest.py (the digests surface)."""
+    try:
+        module = import_module("handlers.commands.digest")
+    except ModuleNotFoundError as exc:
+        if exc.name != "handlers.commands.digest":
+            raise
+        raise UserError("Digests are not available in this installation.") from None
+    fn: Subcommand = module.digest_command
+    return fn(ctx, args)
+
+
+@dataclass(frozen=True)
+class Entry:
+    fn: Subcommand
+    writes: frozenset[str] = frozenset()  # verbs that change shared state
+    deferred: bool = False  # always after the ack (may call the Slack API)
+    needs_db: bool = True
+    forms: frozenset[str] = frozenset()  # verbs that, given alone, open a form (modal)
+
+    def runs_later(self, args: list[str]) -> bool:
+        return self.deferred or (bool(args) and args[0].lower() in self.writes)
+
+
+TABLE: dict[str, Entry] = {
+    "help": Entry(help.help_command, needs_db=False),
+    "status": Entry(status.status_command),
+    "milestone": Entry(
+        milestone.milestone_command, writes=milestone.WRITE_VERBS, forms=frozenset({"add"})
+    ),
+    "action": Entry(action.action_command, writes=action.WRITE_VERBS, forms=frozenset({"add"})),
+    "kpi": Entry(kpi.kpi_command, writes=kpi.WRITE_VERBS, forms=frozenset({"report"})),
+    "digest": Entry(_digest, deferred=True),
+}
+ALIASES = {"milestones": "milestone", "actions": "action", "kpis": "kpi", "digests": "digest"}
+USAGE = "Try `/cro help`."
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    team_id: str
+    user_id: str
+    channel_id: str
+    text: str
+    trigger_id: str | None = None
+    response_url: str | None = None
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> CommandRequest:
+        return cls(
+            team_id=str(body.get("team_id") or ""),
+            user_id=str(body.get("user_id") or ""),
+            channel_id=str(body.get("channel_id") or ""),
+            text=str(body.get("text") or ""),
+            trigger_id=body.get("trigger_id"),
+            response_url=body.get("response_url"),
+        )
+
+    @property
+    def key(self) -> str:
+        """Same for the ack and the lazy phase of one request (Bolt copies the body)."""
+        raw = "\x1f".join(
+            [
+                self.team_id,
+                self.user_id,
+                self.channel_id,
+                self.trigger_id or "",
+                self.response_url or "",
+                self.text,
+            ]
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass
+class Plan:
+    request: CommandRequest
+    entry: Entry | None = None
+    args: list[str] = field(default_factory=list)
+    ctx: CommandContext | None = None
+    reply: Reply | None = None  # decided already (bad input, database down)
+    needs_tz: bool = False
+    group: str = ""  # the table key, e.g. "milestone"
+
+    @property
+    def later(self) -> bool:
+        if self.reply is not None or self.entry is None:
+            return False
+        return self.needs_tz or self.entry.runs_later(self.args)
+
+
+def guarded(fn: Callable[[], T], on_error: Callable[[Reply], T]) -> T:
+    try:
+        return fn()
+    except UserError as err:
+        return on_error(error_reply(err))
+    except (DBAPIError, PoolTimeout) as exc:
+        if isinstance(exc, IntegrityError):
+            # Two writers raced on a unique key; the loser changed nothing.
+            log.warning("command lost a write race: %s", type(exc.orig).__name__)
+            return on_error(
+                notice("Someone else just changed that. Nothing was changed; try again.")
+            )
+        log.warning("database unavailable for a command: %s", type(exc).__name__)
+        return on_error(notice(UNAVAILABLE))
+    except Exception:
+        log.exception("unhandled error in a /cro command")
+        return on_error(notice(SORRY))
+
+
+def open_form(ctx: CommandContext, kind: str) -> Reply:
+    """`/cro milestone add` (etc.) with no arguments opens the form instead of an error."""
+    return open_modal_for(ctx, kind) or Reply(text="", silent=True)
+
+
+class CommandRouter:
+    def __init__(self, runtime: Runtime, table: dict[str, Entry] | None = None) -> None:
+        self.runtime = runtime
+        self.table = table or TABLE
+
+    # --- phase 1: on the ack path ---------------------------------------------------
+    def plan(self, req: CommandRequest, client: WebClient) -> Plan:
+        plan = Plan(req)
+
+        def build() -> Plan:
+            self._parse(plan)
+            if plan.reply is None:
+                self._context(plan, client)
+            return plan
+
+        def failed(reply: Reply) -> Plan:
+            plan.reply = reply
+            return plan
+
+        return guarded(build, failed)
+
+    def _parse(self, plan: Plan) -> None:
+        words = tokenize(plan.request.text, hint=USAGE)
+        if not words:
+            plan.entry, plan.args = self.table["help"], []
+            return
+        name = words[0].lower()
+        name = ALIASES.get(name, name)
+        entry = self.table.get(name)
+        if entry is None:
+            did = suggest(name, self.table)
+            raise UserError(f"I don't know `/cro {words[0]}`. {did}".strip(), USAGE)
+        plan.entry, plan.args, plan.group = entry, list(words[1:]), name
+
+    def _context(self, plan: Plan, client: WebClient) -> None:
+        req = plan.request
+        actor, link, tz = Actor(req.team_id, req.user_id), None, None
+        if plan.entry is not None and plan.entry.needs_db:
+            with self.runtime.db.read() as s:
+                actor = resolve_actor(s, req.team_id, req.user_id)
+                link = channel_link(s, req.team_id, req.channel_id)
+                tz = known_timezone(s, actor, now=self.runtime.now())
+            plan.needs_tz = tz is None
+        fallback = (link.timezone if link is not None else None) or self.runtime.default_tz
+        plan.ctx = CommandContext(
+            runtime=self.runtime,
+            client=client,
+            team_id=req.team_id,
+            user_id=req.user_id,
+            channel_id=req.channel_id,
+            actor=actor,
+            link=link,
+            user_tz=tz or fallback,
+            trigger_id=req.trigger_id,
+        )
+
+    # --- phase 2 ------------------------------------------------------------------
+    def execute(self, plan: Plan) -> Reply:
+        if plan.reply is not None:
+            return plan.reply
+        if plan.entry is None or plan.ctx is None:
+            return notice(SORRY)
+        entry, ctx, args = plan.entry, plan.ctx, plan.args
+        if len(args) == 1 and args[0].lower() in entry.forms:
+            kind = f"{plan.group} {args[0].lower()}"
+            return guarded(lambda: open_form(ctx, kind), lambda r: r)
+        return guarded(lambda: entry.fn(ctx, args), lambda r: r)
+
+    def finish(self, plan: Plan, client: WebClient) -> Reply:
+        """After the ack: learn the user's zone if needed, then run."""
+        if plan.needs_tz and plan.ctx is not None:
+            tz = self.fetch_timezone(client, plan.request)
+            if tz is not None:
+                plan.ctx.user_tz = tz
+            plan.needs_tz = False
+        return self.execute(plan)
+
+    def run(self, req: CommandRequest, client: WebClient, *, tz: str | None = None) -> Reply:
+        """Both phases in one go (console, tests): an explicit `tz` replaces users.info."""
+        plan = self.plan(req, client)
+        if plan.needs_tz and plan.ctx is not None and tz is not None:
+            plan.ctx.user_tz, plan.needs_tz = tz, False
+        return self.finish(plan, client) if plan.needs_tz else self.execute(plan)
+
+    def fetch_timezone(self, client: WebClient, req: CommandRequest) -> str | None:
+        return fetch_timezone(self.runtime, client, req.team_id, req.user_id)
+
+
+class PendingPlans:
+    """Hands the outcome of a request's ack phase to its lazy phase.
+
+    Bolt runs the ack function and the lazy listener concurrently (unless
+    `process_before_response`), and the lazy listener gets a copy of the request without
+    custom context keys. So the ack phase settles each request here — with the plan to
+    finish, or None when it already answered — and the lazy phase waits for that.
+    Outcomes nobody took (a lazy phase that gave up waiting) are dropped after `ttl`.
+    """
+
+    def __init__(self, *, wait: float = 30.0, ttl: float = 120.0) -> None:
+        self._outcomes: dict[str, deque[tuple[float, Plan | None]]] = {}
+        self._cond = threading.Condition()
+        self.wait, self.ttl = wait, ttl
+
+    def settle(self, key: str, plan: Plan | None) -> None:
+        now = time.monotonic()
+        with self._cond:
+            self._prune(now)
+            self._outcomes.setdefault(key, deque()).append((now, plan))
+            self._cond.notify_all()
+
+    def take(self, key: str) -> Plan | None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: bool(self._outcomes.get(key)), self.wait):
+                log.warning("a /cro ack phase never settled; nothing to finish")
+                return None
+            queue = self._outcomes[key]
+            _, plan = queue.popleft()
+            if not queue:
+                del self._outcomes[key]
+            return plan
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, q in self._outcomes.items() if now - q[0][0] > self.ttl]:
+            del self._outcomes[key]
+
+    def __len__(self) -> int:
+        with self._cond:
+            return sum(len(q) for q in self._outcomes.values())

@@ -1,0 +1,202 @@
+"""`crobot serve` (real process, HTTP), Socket Mode wiring, token errors, `crobot console`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from bot.cli import main
+from bot.runners import build, socket_handler
+from bot.settings import Settings
+from tests.bot_server import free_port
+from tests.conftest import APEX_PM, C_APEX, World
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SIGNING_SECRET, command_body, post_signed
+
+SLACK_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in SLACK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CROBOT_DATABASE_URL", f"sqlite:///{tmp_path}/unused.db")
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "message"),
+    [
+        ({}, ["serve"], "SLACK_BOT_TOKEN is not set"),
+        ({"SLACK_BOT_TOKEN": "abc"}, ["serve"], "SLACK_BOT_TOKEN is malformed"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, ["serve"], "SLACK_SIGNING_SECRET is not set"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, ["serve", "--socket"], "SLACK_APP_TOKEN is not set"),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-2"},
+            ["serve", "--socket"],
+            "SLACK_APP_TOKEN is malformed",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"},
+            ["serve", "--port", "0"],
+            "--port",
+        ),
+        ({"CROBOT_DEFAULT_TZ": "Mars/Base"}, ["serve"], "CROBOT_DEFAULT_TZ"),
+    ],
+)
+def test_serve_config_errors_are_one_line(
+    clean_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    argv: list[str],
+    message: str,
+) -> None:
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("crobot serve did not become healthy")
+
+
+def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if k not in SLACK_ENV and not k.startswith("CROBOT_")
+    }
+    env.update(
+        CROBOT_DATABASE_URL=world.db.url,
+        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        CROBOT_SLACK_API_URL=fake_slack.base_url,
+        CROBOT_SCHEDULER="false",
+        CROBOT_LOG_LEVEL="WARNING",
+    )
+    cmd = [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())"]
+    proc = subprocess.Popen(
+        [*cmd, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        body = command_body("milestone list ONC-301", user_id=APEX_PM, channel_id=C_APEX)
+        status, raw = post_signed(url + "/slack/events", body)
+        assert status == 200 and "milestone(s)" in json.loads(raw)["text"]
+        forged = post_signed(url + "/slack/events", body, secret="nope")
+        assert forged[0] == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err.decode()  # a graceful stop, not killed by the signal
+    assert b"Traceback" not in err
+
+
+class _RecordingSocketClient:
+    def __init__(self) -> None:
+        self.responses: list[SocketModeResponse] = []
+        import logging
+
+        self.logger = logging.getLogger("test.socket")
+
+    def send_socket_mode_response(self, response: SocketModeResponse) -> None:
+        self.responses.append(response)
+
+
+def test_socket_mode_handler_runs_the_same_router(world: World, fake_slack: FakeSlack) -> None:
+    settings = Settings(
+        CROBOT_DATABASE_URL=world.db.url,
+        SLACK_BOT_TOKEN=SecretStr("xoxb-test-token"),
+        SLACK_APP_TOKEN=SecretStr("xapp-1-test"),
+        CROBOT_SLACK_API_URL=fake_slack.base_url,
+    )
+    runtime, app = build(settings)
+    handler = socket_handler(settings, app)
+    assert handler.app_token == "xapp-1-test"
+    client = _RecordingSocketClient()
+    root = fake_slack.base_url.removesuffix("api/")
+
+    def command(text: str, envelope: str) -> dict[str, Any]:
+        payload = {
+            "token": "x",
+            "team_id": "T1",
+            "user_id": APEX_PM,
+            "channel_id": C_APEX,
+            "command": "/cro",
+            "text": text,
+            "trigger_id": "t" + envelope,
+            "response_url": f"{root}socket/{envelope}",
+        }
+        req = SocketModeRequest(type="slash_commands", envelope_id=envelope, payload=payload)
+        handler.handle(client, req)  # type: ignore[arg-type]
+        return client.responses[-1].to_dict()
+
+    try:
+        read = command("milestone list", "e1")
+        assert read["envelope_id"] == "e1" and "milestone(s)" in read["payload"]["text"]
+        write = command('milestone add "Socket kick-off" planned:fri', "e2")
+        assert "payload" not in write or not write["payload"]
+        answer = fake_slack.wait_for("/socket/e2")[0].params
+        assert answer["response_type"] == "in_channel" and "Socket kick-off" in answer["text"]
+    finally:
+        handler.close()
+        runtime.db.dispose()
+
+
+def test_console_one_shot_and_repl(
+    world: World, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("CROBOT_DATABASE_URL", world.db.url)
+    argv = ["console", "--user", APEX_PM, "--channel", C_APEX, "-c"]
+    assert main([*argv, '/cro milestone add "Console kick-off" planned:+1w']) == 0
+    out = capsys.readouterr().out
+    assert "Console kick-off" in out and "(visible to the channel)" in out
+    assert main([*argv, "/cro status"]) == 0
+    out = capsys.readouterr().out
+    assert "ONC-301" in out and "=====" in out and '"type"' not in out
+    clean_env.setattr(
+        sys,
+        "stdin",
+        io.StringIO(":user UAPEX\nkpi report enrollment 4\n:user ULAB\nmilestone list\nquit\n"),
+    )
+    assert main(["console", "--channel", C_APEX]) == 0
+    out = capsys.readouterr().out
+    assert "approval request #1" in out and "awaits the sponsor's approval" in out
+    assert "Console kick-off" not in out.split("as ULAB")[1]  # Lab staff in Apex's channel
+
+
+def test_console_without_schema_says_so(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["console", "-c", "help"]) == 2
+    assert "crobot db upgrade" in capsys.readouterr().err
