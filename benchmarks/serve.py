@@ -5,9 +5,10 @@
     python benchmarks/serve.py --kind bare ...
 
 Both run uvicorn + `bot.http.SlackASGI` (thread-dispatched Bolt, GET /healthz) with the
-same signing secret and listener pool size; only the Bolt app differs:
+same signing secret, dispatch threads and listener pool size; only the Bolt app differs:
 
-- crobot: `bot.app.create_app(settings, runtime)` — every listener crobot registers;
+- crobot: `bot.runners.run_http` — what `crobot serve` runs: `bot.app.create_app` with
+  every listener crobot registers (scheduler off: CROBOT_SCHEDULER=false);
 - bare:   a Bolt `App` whose only listener is `/cro` -> `ack()`.
 
 Run as its own process so the benchmark can read its peak RSS from /proc.
@@ -20,6 +21,7 @@ import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
@@ -28,7 +30,7 @@ from pydantic import SecretStr  # noqa: E402
 from slack_bolt import Ack, App  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 
-from bot.app import create_app  # noqa: E402
+from bot import runners  # noqa: E402
 from bot.http import SlackASGI  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from services.runtime import Runtime  # noqa: E402
@@ -73,25 +75,40 @@ def main(argv: list[str] | None = None) -> int:
         SLACK_SIGNING_SECRET=SecretStr(SIGNING_SECRET),
         CROBOT_SLACK_API_URL=args.slack_url,
         CROBOT_SCHEDULER=False,
+        CROBOT_LOG_LEVEL="WARNING",
     )
+    if args.kind == "crobot":
+        # Exactly `crobot serve`'s code path (bot.runners.run_http), minus argv parsing.
+        if args.process_before_response:
+            build_app = runners.create_app
+
+            def create_app_pbr(settings: Settings, runtime: Runtime, **kw: Any) -> App:
+                return process_before_response(build_app(settings, runtime, **kw))
+
+            runners.create_app = create_app_pbr
+        runners.run_http(settings, host="127.0.0.1", port=args.port)
+        return 0
     db = Database(settings.database_url)
-    runtime = Runtime(db, default_tz=settings.default_tz)
-    app = create_app(settings, runtime) if args.kind == "crobot" else bare_app(settings)
+    app = bare_app(settings)
     if args.process_before_response:
-        # Bolt only takes this at construction; set what its constructor sets. Without it
-        # Bolt's runner polls for ack() in 10 ms sleeps, a floor under every command.
-        app._process_before_response = True
-        app._listener_runner.process_before_response = True
-    asgi = SlackASGI(app, db)
+        process_before_response(app)
+    # The same SlackASGI (and thread count) as bot.runners.run_http gives crobot.
+    asgi = SlackASGI(app, db, workers=max(8, settings.listener_workers * 2))
     uvicorn.run(
-        asgi,
-        host="127.0.0.1",
-        port=args.port,
-        log_level="warning",
-        lifespan="on",
+        asgi, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on",
         access_log=False,
-    )
+    )  # fmt: skip
     return 0
+
+
+def process_before_response(app: App) -> App:
+    """Bolt only takes this at construction; set what its constructor sets.
+
+    Without it Bolt's runner polls for ack() in 10 ms sleeps: a floor under every command.
+    """
+    app._process_before_response = True
+    app._listener_runner.process_before_response = True
+    return app
 
 
 if __name__ == "__main__":

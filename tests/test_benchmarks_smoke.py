@@ -76,7 +76,7 @@ def test_kpi_query_runs_and_agrees_with_floor(bench_url: str) -> None:
 def test_slash_roundtrip_runs(bench_url: str) -> None:
     out = run(
         "slash_roundtrip.py", "--url", bench_url, "--count", "24", "--concurrency", "1,4",
-        "--warmup", "3", "--servers", "bare", "--strict",
+        "--warmup", "3", "--servers", "bare,crobot", "--strict",
     )  # fmt: skip
     assert "bare c=4" in out
     assert "peak RSS bare" in out
