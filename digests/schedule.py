@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -211,11 +211,12 @@ class Schedule:
 
     def period_key(self, fire: datetime) -> str:
         """Local date of the firing plus the nominal time: stable across DST oddities."""
-        local = fire.astimezone(self.zone)
+        local = fire.astimezone(UTC).astimezone(self.zone)
         return f"{local.date().isoformat()}T{self.time}"
 
     def next_fire(self, after: datetime) -> datetime | None:
-        return self.trigger().get_next_fire_time(None, after)
+        nxt = self.trigger().get_next_fire_time(None, after)
+        return nxt.astimezone(UTC) if nxt else None
 
     def last_fire(self, now: datetime) -> datetime | None:
         """The most recent fire time at or before `now` (looks back up to 8 days)."""
@@ -226,8 +227,8 @@ class Schedule:
         while True:
             nxt = trig.get_next_fire_time(prev, cursor)
             if nxt is None or nxt > now:
-                return last
-            last, prev, cursor = nxt, nxt, nxt + timedelta(microseconds=1)
+                return last.astimezone(UTC) if last else None
+            last, prev, cursor = nxt, nxt, _after(nxt)
 
     def fires_between(self, start: datetime, end: datetime) -> list[datetime]:
         trig = self.trigger()
@@ -238,8 +239,8 @@ class Schedule:
             nxt = trig.get_next_fire_time(prev, cursor)
             if nxt is None or nxt >= end:
                 return out
-            out.append(nxt)
-            prev, cursor = nxt, nxt + timedelta(microseconds=1)
+            out.append(nxt.astimezone(UTC))
+            prev, cursor = nxt, _after(nxt)
 
 
 class LocalCronTrigger(CronTrigger):
@@ -258,9 +259,16 @@ class LocalCronTrigger(CronTrigger):
             if _wall(nxt, zone) != _wall(previous_fire_time, zone):
                 break
             prev = nxt
-            nxt = super().get_next_fire_time(prev, prev + timedelta(microseconds=1))
+            # Step in UTC: aware local arithmetic drops `fold` and would loop back.
+            nxt = super().get_next_fire_time(prev, _after(prev))
         return nxt
 
 
 def _wall(dt: datetime, zone: tzinfo) -> datetime:
-    return dt.astimezone(zone).replace(tzinfo=None, fold=0)
+    # Via UTC: APScheduler may hand back a non-normalised local time (e.g. 02:30+01:00 on a
+    # spring-forward day), and astimezone() to the same zone would not normalise it.
+    return dt.astimezone(UTC).astimezone(zone).replace(tzinfo=None, fold=0)
+
+
+def _after(dt: datetime) -> datetime:
+    return dt.astimezone(UTC) + timedelta(microseconds=1)

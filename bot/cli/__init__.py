@@ -11,7 +11,7 @@ from importlib import import_module
 from bot.cli.context import CliContext, CliError
 
 # Modules that add command groups; each defines `register(subparsers)` and sets `func`.
-GROUPS = ("bot.cli.db_cmds",)
+GROUPS = ("bot.cli.db_cmds", "bot.cli.digest_cmds")
 
 
 def build_parser() -> argparse.ArgumentParser:
