@@ -130,9 +130,7 @@ def approve_half(world: World) -> None:
 
     with world.db.write() as s:
         approver = world.actor("UAPPROVER")
-        ids = list(
-            s.scalars(select(Approval.id).where(Approval.state == ApprovalState.PENDING))
-        )
+        ids = list(s.scalars(select(Approval.id).where(Approval.state == ApprovalState.PENDING)))
         for aid in ids[::2]:
             decide(s, approver, aid, approve=True)
 
@@ -157,4 +155,3 @@ def count_queries(db: Database) -> Iterator[list[str]]:
 def milestone_count(db: Database) -> int:
     with db.read() as s:
         return len(list(s.scalars(select(Milestone.id))))
-
