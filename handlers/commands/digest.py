@@ -98,10 +98,7 @@ def _schedule(ctx: CommandContext, rest: list[str]) -> Reply:
     when = ""
     if nxt is not None:
         local = nxt.astimezone(sched.zone)
-        when = (
-            f" Next: {local:%a %d %b %H:%M} {local.tzname()} "
-            f"({nxt.astimezone(UTC):%H:%M} UTC)."
-        )
+        when = f" Next: {local:%a %d %b %H:%M} {local.tzname()} ({nxt.astimezone(UTC):%H:%M} UTC)."
     return Reply(
         text=f"<@{ctx.user_id}> set this channel's digest to {sched.describe()}.{when}",
         in_channel=True,
