@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from bot.scheduling import DigestScheduler
 from digests.runner import DigestRunner
 from digests.schedule import Schedule, ScheduleChange
-from handlers.commands.base import CommandContext
 from handlers.commands.digest import digest_command
 from services.errors import UserError
 from services.runtime import Runtime
