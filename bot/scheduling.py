@@ -98,6 +98,8 @@ class DigestScheduler:
         for zone in zones:
             job_id = f"nudge:{zone}"
             wanted.add(job_id)
+            if self.scheduler.get_job(job_id) is not None:
+                continue
             self.scheduler.add_job(
                 self._nudges,
                 CronTrigger(hour=NUDGE_HOUR, minute=0, timezone=ZoneInfo(zone)),
@@ -111,12 +113,19 @@ class DigestScheduler:
 
     def _add_link_job(self, link: ChannelLink) -> str:
         job_id = f"digest:{link.id}"
+        sched = Schedule.of(link)
+        name = f"digest {link.channel_id} {sched.describe()}"
+        existing = self.scheduler.get_job(job_id)
+        # Unchanged schedule: keep the job as is. Replacing it would recompute its next
+        # run time and could drop a fire that is due but not yet executed.
+        if existing is not None and existing.name == name:
+            return job_id
         self.scheduler.add_job(
             self._digest,
-            Schedule.of(link).trigger(),
+            sched.trigger(),
             args=[link.id],
             id=job_id,
-            name=f"digest {link.channel_id}",
+            name=name,
             replace_existing=True,
         )
         return job_id
