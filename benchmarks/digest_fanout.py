@@ -31,6 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--channels", type=int, default=1000)
     ap.add_argument("--db", default=None)
+    ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--scale", type=int, default=10, help="items per organisation")
     args = ap.parse_args()
     url = args.db or f"sqlite:///{os.path.join(tempfile.mkdtemp(), 'bench.db')}"
@@ -65,10 +66,12 @@ def main() -> None:
         client = delivery_client(WebClient(token="xoxb-bench", base_url=fake.base_url))
         d = Delivery(Runtime(db), client, lease=timedelta(0), pacer=ChannelPacer(0.0))
         started = time.perf_counter()
-        states = [d.send_link(i, "bench").state for i in ids]
+        outcomes = d.send_links([(i, "bench") for i in ids], workers=args.workers)
+        states = [o.state for o in outcomes]
         elapsed = time.perf_counter() - started
         posted = len(fake.posted())
     backend = url.split(":")[0]
+    print(f"workers={args.workers}")
     print(f"backend={backend} channels={len(ids)} sent={states.count('sent')} posted={posted}")
     print(f"total={elapsed:.2f}s per_digest={elapsed / len(ids) * 1000:.1f}ms")
     print(f"sql statements per digest (claim+compose+attempt+finish): {count[0] / len(ids):.1f}")
