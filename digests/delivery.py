@@ -156,6 +156,10 @@ class Payload:
 class _Transient(Exception):
     """Slack's answer is unknown or temporary; the next attempt checks history first."""
 
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
 
 class _Permanent(Exception):
     def __init__(self, reason: str) -> None:
@@ -346,7 +350,12 @@ class Delivery:
             except _Transient as exc:
                 log.warning("run %s attempt %s: %s", key, run.attempts, exc)
                 if try_no + 1 < self.max_tries:
-                    self.sleep(self.backoff * (2**try_no))
+                    wait = self.backoff * (2**try_no)
+                    if exc.timed_out:
+                        # A request that timed out may still be in Slack's hands: give it
+                        # at least as long again before looking for it in history.
+                        wait = max(wait, float(self.client.timeout))
+                    self.sleep(wait)
                 continue
             self._finish(run_id, DigestRunState.SENT, ts=ts, channel=payload.channel)
             self._upload_charts(payload, ts)
@@ -387,7 +396,10 @@ class Delivery:
             # Any other API refusal will not change by retrying: fail, do not storm.
             raise _Permanent(error or f"http {status}") from exc
         except (OSError, HTTPException) as exc:  # timeouts, resets, refused connections
-            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+            timed_out = isinstance(exc, TimeoutError) or isinstance(
+                getattr(exc, "reason", None), TimeoutError
+            )
+            raise _Transient(f"{type(exc).__name__}: {exc}", timed_out=timed_out) from exc
 
     def _post(self, payload: Payload, key: str) -> str:
         self.pacer.wait(payload.channel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -291,7 +292,10 @@ def test_overdue_nudge_once_per_owner_per_local_day(env: Env) -> None:
     assert run.period_key == "2026-11-30"
 
 
-def test_catch_up_sends_missed_digest_within_grace_and_skips_older(env: Env) -> None:
+def test_catch_up_sends_missed_digest_within_grace_and_skips_older(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="digests.runner")
     with env.world.db.write() as s:
         s.execute(update(ChannelLink).values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))
     # Monday 09:00 everywhere (default). Now: Mon 30 Nov 10:00 UTC.
@@ -304,3 +308,22 @@ def test_catch_up_sends_missed_digest_within_grace_and_skips_older(env: Env) -> 
     assert len(env.fake.posted(C_LAB)) == 1 and len(env.fake.posted(C_JOINT)) == 1
     assert env.fake.posted(C_APEX) == [] and env.fake.posted(C_SPONSOR) == []
     assert runner.catch_up() == []  # once
+    skipped = [r.getMessage() for r in caplog.records if "beyond the" in r.getMessage()]
+    assert any(f"missed digest for {C_APEX} (2026-11-30T09:00)" in m for m in skipped)
+
+
+def test_read_timeout_waits_then_finds_the_post_in_history(env: Env) -> None:
+    # Slack takes 1.5 s to answer; the client gives up after 1 s. The post did happen.
+    env.fake.fail("chat.postMessage", status=200, delay=1.5, after_effect=True)
+    client = delivery_client(WebClient(token="xoxb-test", base_url=env.fake.base_url, timeout=1))
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    d = Delivery(env.runtime, client, backoff=0.01, pacer=ChannelPacer(0.0), sleep=sleep)
+    out = d.send_link(link_id(env.world.db, C_APEX), "2026-11-30T09:00")
+    assert out.state == "sent" and out.detail == "found in history"
+    assert waits and waits[0] >= 1.0
+    assert len(env.fake.posted(C_APEX)) == 1
