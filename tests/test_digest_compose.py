@@ -177,3 +177,13 @@ def test_dates_render_in_the_channels_zone(world: World) -> None:
     assert "Thu 26 Nov 2026, 14:30 IST" in texts[C_APEX]
     assert "Thu 26 Nov 2026, 04:00 EST" in texts[C_SPONSOR]
     assert "Thu 26 Nov 2026, 10:00 CET" in texts[C_JOINT]
+
+
+@given(st.text())
+def test_slack_escape_leaves_no_control_characters(text: str) -> None:
+    from digests.render import slack_escape
+
+    out = slack_escape(text)
+    for ch in "<>*_~`":
+        assert ch not in out
+    assert out.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "").count("&") == 0
