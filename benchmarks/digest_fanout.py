@@ -10,8 +10,8 @@ Two passes over the first N channel links of the generated portfolio:
    per-digest times, the ratio (compose + render) / render, and SQL statements per
    digest counted with a `before_cursor_execute` listener (transaction control such as
    BEGIN is not counted). Target: constant per digest (no N+1).
-2. Deliver: `digests.delivery.Delivery.send_link` for every link on a thread pool the
-   size of the scheduler's (8), to the fake Slack (`--pace` seconds per Slack call
+2. Deliver: `digests.delivery.Delivery.send_links` (the scheduler's bounded fan-out pool,
+   8 workers) for every link, to the fake Slack (`--pace` seconds per Slack call
    models a throttled Slack). Reports total time, digests/s, SQL statements per digest
    (claim, attempt, compose, finish), and checks exactly-once: one message per channel,
    every run `sent`. Target: 1,000 digests in < 10 s unthrottled.
@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,8 +166,7 @@ def deliver_pass(
         with charts_off(db, ids, keep):
             before = counter.total
             started = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                outcomes = list(pool.map(lambda i: delivery.send_link(i, period), ids))
+            outcomes = delivery.send_links([(i, period) for i in ids], workers=workers)
             wall = time.perf_counter() - started
             statements = counter.total - before
         posted = fake.posted()

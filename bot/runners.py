@@ -18,6 +18,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from bot.app import create_app, require_tokens
 from bot.http import SlackASGI
+from bot.scheduling import start_scheduler
 from bot.settings import Settings
 from services.runtime import Runtime
 from storage.db import Database
@@ -34,12 +35,12 @@ def build(settings: Settings) -> tuple[Runtime, App]:
 
 
 def start_background(settings: Settings, runtime: Runtime, app: App) -> Stop:
-    """Start what runs beside the Slack listeners; return how to stop it.
+    """Start what runs beside the Slack listeners (the digest scheduler); return its stop.
 
-    DIGEST SCHEDULER START-UP GOES HERE (when `settings.scheduler_enabled`): start it
-    and return a function that shuts it down. Nothing runs in the background yet.
+    Every replica may run a scheduler: the DigestRun claim decides which one posts.
     """
-    return lambda: None
+    scheduler = start_scheduler(settings, runtime, app.client)
+    return lambda: scheduler.shutdown(wait=False)
 
 
 def run_http(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> None:

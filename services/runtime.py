@@ -24,9 +24,17 @@ class Runtime:
     # surface posts the Approve/Reject message. Called with the approval id.
     approval_listeners: list[Callable[[int], None]] = field(default_factory=list)
 
+    # Observers told (after commit) that a channel's digest schedule changed: the running
+    # scheduler re-reads that channel link's row. Called with the channel link id.
+    schedule_listeners: list[Callable[[int], None]] = field(default_factory=list)
+
     def approval_requested(self, approval_id: int) -> None:
         for listener in self.approval_listeners:
             listener(approval_id)
+
+    def schedule_changed(self, link_id: int) -> None:
+        for listener in self.schedule_listeners:
+            listener(link_id)
 
     def today(self, tz: str | None = None) -> date:
         """Today's date where the user (or channel) is, not where the server is."""

@@ -20,6 +20,7 @@ GROUPS = (
     "bot.cli.data_cmds",
     "bot.cli.serve_cmds",
     "bot.cli.console_cmds",
+    "bot.cli.digest_cmds",
 )
 
 

@@ -1,0 +1,185 @@
+"""Scheduler start-up: APScheduler 3 jobs built from the channel links' schedule columns.
+
+Deliberate choices:
+- One in-memory job store per process. APScheduler's FAQ says a job store cannot be
+  shared between processes; replicas coordinate through the DigestRun claim instead.
+- Explicit job ids (`digest:<link id>`, `nudge:<zone>`) with `replace_existing=True`, so
+  rebuilding from the database is idempotent.
+- `coalesce=True` (a backlog of fire times collapses into one run) and
+  `misfire_grace_time` = CROBOT_DIGEST_GRACE_HOURS (APScheduler's default of 1 s would
+  silently drop a run that starts a little late, e.g. under load).
+- Jobs run on the scheduler's own thread pool, never on Bolt's listener workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from slack_sdk import WebClient
+from sqlalchemy import select
+
+from bot.settings import Settings
+from digests.delivery import Delivery, Outcome, delivery_client
+from digests.nudges import NUDGE_HOUR, owner_zones
+from digests.runner import DigestRunner
+from digests.schedule import Schedule
+from services.runtime import Runtime
+from storage.models import ChannelLink
+
+log = logging.getLogger(__name__)
+
+SYNC_MINUTES = 10  # picks up links created by other processes (CLI, other replicas)
+
+
+class DigestScheduler:
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: Runtime,
+        client: WebClient,
+        *,
+        delivery: Delivery | None = None,
+        scheduler: BackgroundScheduler | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.grace = timedelta(hours=settings.digest_grace_hours)
+        self.delivery = delivery or Delivery(runtime, delivery_client(client))
+        self.runner = DigestRunner(runtime, self.delivery, self.grace)
+        self.scheduler = scheduler or BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=8)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, int(self.grace.total_seconds())),
+            },
+        )
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self) -> DigestScheduler:
+        self.sync_jobs()
+        self.scheduler.add_job(
+            self.sync_jobs, "interval", minutes=SYNC_MINUTES, id="sync", replace_existing=True
+        )
+        # Recovery runs on a job thread so that start-up never waits for Slack.
+        self.scheduler.add_job(self.recover, id="recover", replace_existing=True)
+        self.runtime.schedule_listeners.append(self.on_schedule_changed)
+        self.scheduler.start()
+        return self
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self.on_schedule_changed in self.runtime.schedule_listeners:
+            self.runtime.schedule_listeners.remove(self.on_schedule_changed)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+
+    def recover(self) -> None:
+        """Resume crash leftovers, then send missed digests and nudges within grace."""
+        self._follow_up(self.delivery.resume_pending())
+        self._follow_up(self.runner.catch_up())
+        self._follow_up(self.runner.nudge_catch_up())
+
+    # --- jobs ---------------------------------------------------------------------------
+    def sync_jobs(self) -> None:
+        with self.runtime.db.read() as s:
+            links = list(s.scalars(select(ChannelLink)))
+            zones = owner_zones(s, self.runtime.default_tz)
+        wanted = set()
+        for link in links:
+            if link.digest_enabled:
+                wanted.add(self._add_link_job(link))
+        for zone in zones:
+            job_id = f"nudge:{zone}"
+            wanted.add(job_id)
+            if self.scheduler.get_job(job_id) is not None:
+                continue
+            self.scheduler.add_job(
+                self._nudges,
+                CronTrigger(hour=NUDGE_HOUR, minute=0, timezone=ZoneInfo(zone)),
+                args=[zone],
+                id=job_id,
+                replace_existing=True,
+            )
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("digest:") and job.id not in wanted:
+                job.remove()
+
+    def _add_link_job(self, link: ChannelLink) -> str:
+        job_id = f"digest:{link.id}"
+        sched = Schedule.of(link)
+        name = f"digest {link.channel_id} {sched.describe()}"
+        existing = self.scheduler.get_job(job_id)
+        # Unchanged schedule: keep the job as is. Replacing it would recompute its next
+        # run time and could drop a fire that is due but not yet executed.
+        if existing is not None and existing.name == name:
+            return job_id
+        self.scheduler.add_job(
+            self._digest,
+            sched.trigger(),
+            args=[link.id],
+            id=job_id,
+            name=name,
+            replace_existing=True,
+        )
+        return job_id
+
+    def on_schedule_changed(self, link_id: int) -> None:
+        with self.runtime.db.read() as s:
+            link = s.get(ChannelLink, link_id)
+        if link is not None and link.digest_enabled:
+            self._add_link_job(link)
+            return
+        try:
+            self.scheduler.remove_job(f"digest:{link_id}")
+        except JobLookupError:
+            pass
+
+    def _digest(self, link_id: int) -> None:
+        outcome = self.runner.scheduled(link_id)
+        if outcome is not None:
+            self._follow_up([outcome])
+
+    def _nudges(self, zone: str) -> None:
+        self._follow_up(self.runner.nudges(zone))
+
+    def _follow_up(self, outcomes: list[Outcome]) -> None:
+        """Runs still pending (rate limited, unknown outcome, leased) get a one-off retry."""
+        for o in outcomes:
+            if o.state == "pending" and o.run_id is not None and o.retry_at is not None:
+                self.scheduler.add_job(
+                    self._retry,
+                    "date",
+                    run_date=o.retry_at,
+                    args=[o.run_id],
+                    id=f"retry:{o.run_id}",
+                    replace_existing=True,
+                )
+
+    def _retry(self, run_id: int) -> None:
+        self._follow_up([self.delivery.resume(run_id)])
+
+    def job_ids(self) -> list[str]:
+        return sorted(j.id for j in self.scheduler.get_jobs())
+
+    def job(self, job_id: str) -> Any:
+        return self.scheduler.get_job(job_id)
+
+
+def start_scheduler(settings: Settings, runtime: Runtime, client: WebClient) -> DigestScheduler:
+    """The one call `crobot serve` makes: build jobs from the database and start.
+
+    With CROBOT_SCHEDULER=false the scheduler is built but not started (replicas that
+    only answer Slack requests); the DigestRun claim makes either choice safe.
+    """
+    sched = DigestScheduler(settings, runtime, client)
+    if not settings.scheduler_enabled:
+        log.info("scheduler disabled (CROBOT_SCHEDULER=false); digests are not scheduled here")
+        return sched
+    return sched.start()

@@ -1,0 +1,1 @@
+"""Scheduled digests: schedules, composition, rendering, charts and exactly-once delivery."""

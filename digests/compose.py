@@ -1,0 +1,297 @@
+"""Digest composition: a view model for one channel, built by a fixed number of queries.
+
+Queries per digest (independent of how many milestones, actions or KPI values exist):
+1. the last digest sent to this channel (the "since" of "completed since last digest"),
+2. milestones due / slipped / completed (one query, sorted into sections here),
+3. open action items with their owner's display name,
+4. every KPI's points for the trend window (`services.kpis.latest_per_kpi`),
+5. the KPI definitions,
+6. pending approvals with their total count (sponsor channels only).
+The channel link itself is loaded by the caller (one more query, with its study joined).
+
+The audience rule is applied in those queries through `services.visibility`; nothing is
+filtered in the templates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from services import kpis as kpi_service
+from services.kpis import Point, Trend
+from services.visibility import (
+    Audience,
+    Scope,
+    action_filter,
+    approval_filter,
+    audience_for_channel,
+    milestone_filter,
+)
+from storage.models import (
+    ActionItem,
+    ActionStatus,
+    Approval,
+    ApprovalState,
+    ChannelLink,
+    DigestRun,
+    DigestRunState,
+    Direction,
+    KpiDefinition,
+    Milestone,
+    MilestoneStatus,
+    Organization,
+    Person,
+)
+
+DUE_DAYS = 14
+KPI_WEEKS = 8
+ROW_LIMIT = 500  # a digest never needs more; counts beyond it are reported as "500+"
+APPROVAL_LIMIT = 20
+OPEN = (MilestoneStatus.PLANNED, MilestoneStatus.AT_RISK)
+COMPLETED = (MilestoneStatus.DONE, MilestoneStatus.APPROVED)
+
+
+@dataclass(frozen=True)
+class MilestoneRow:
+    id: int
+    name: str
+    org_name: str | None
+    planned: date
+    forecast: date | None
+    actual: date | None
+    status: MilestoneStatus
+
+    @property
+    def due(self) -> date:
+        return self.forecast or self.planned
+
+    @property
+    def slip_days(self) -> int:
+        return (self.forecast - self.planned).days if self.forecast else 0
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: int
+    title: str
+    owner_user_id: str
+    owner_name: str
+    due: date
+    priority: str
+    overdue: bool
+
+
+@dataclass
+class OwnerGroup:
+    owner_name: str
+    items: list[ActionRow] = field(default_factory=list)
+
+    @property
+    def overdue(self) -> int:
+        return sum(1 for a in self.items if a.overdue)
+
+
+@dataclass(frozen=True)
+class KpiView:
+    key: str
+    label: str
+    unit: str
+    target: float | None
+    direction: Direction
+    trends: list[Trend]
+    points: list[Point]
+
+    @property
+    def period_count(self) -> int:
+        return len({p.period_start for p in self.points})
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    id: int
+    kind: str
+    summary: dict[str, object]
+    requested_by: str
+    requested_at: datetime  # in the channel's zone
+
+
+@dataclass
+class DigestView:
+    study_code: str
+    study_title: str
+    audience: Audience
+    channel_id: str
+    timezone: str
+    generated_at: datetime  # in the channel's zone
+    since: date
+    due: list[MilestoneRow] = field(default_factory=list)
+    slipped: list[MilestoneRow] = field(default_factory=list)
+    completed: list[MilestoneRow] = field(default_factory=list)
+    owners: list[OwnerGroup] = field(default_factory=list)
+    open_actions: int = 0
+    overdue_actions: int = 0
+    actions_truncated: bool = False
+    kpis: list[KpiView] = field(default_factory=list)
+    approvals: list[ApprovalRow] = field(default_factory=list)
+    pending_approvals: int = 0
+
+    @property
+    def today(self) -> date:
+        return self.generated_at.date()
+
+    @property
+    def is_empty(self) -> bool:
+        return (
+            not (self.due or self.slipped or self.completed or self.owners or self.kpis)
+            and not self.approvals
+        )
+
+
+def last_sent_at(session: Session, link_id: int) -> datetime | None:
+    return session.scalar(
+        select(func.max(DigestRun.sent_at)).where(
+            DigestRun.target == f"link:{link_id}", DigestRun.state == DigestRunState.SENT
+        )
+    )
+
+
+def compose(
+    session: Session, link: ChannelLink, now: datetime, *, audience: Audience | None = None
+) -> DigestView:
+    """The digest for one channel as of `now` (aware). `audience` may only narrow the link's."""
+    zone = ZoneInfo(link.timezone)
+    local_now = now.astimezone(zone)
+    today = local_now.date()
+    aud = audience or audience_for_channel(link)
+    last = last_sent_at(session, link.id)
+    since = last.astimezone(zone).date() if last else today - timedelta(days=7)
+    view = DigestView(
+        study_code=link.study.code,
+        study_title=link.study.title,
+        audience=aud,
+        channel_id=link.channel_id,
+        timezone=link.timezone,
+        generated_at=local_now,
+        since=since,
+    )
+    _milestones(session, view, aud, today, since)
+    _actions(session, view, aud, today)
+    _kpis(session, view, aud, today)
+    if aud.scope == Scope.SPONSOR:
+        _approvals(session, view, aud, zone)
+    return view
+
+
+def _milestones(
+    session: Session, view: DigestView, aud: Audience, today: date, since: date
+) -> None:
+    due_by = today + timedelta(days=DUE_DAYS)
+    effective = func.coalesce(Milestone.forecast_date, Milestone.planned_date)
+    stmt = (
+        select(
+            Milestone.id,
+            Milestone.name,
+            Organization.name,
+            Milestone.planned_date,
+            Milestone.forecast_date,
+            Milestone.actual_date,
+            Milestone.status,
+        )
+        .outerjoin(Organization, Organization.id == Milestone.org_id)
+        .where(
+            milestone_filter(aud),
+            or_(
+                and_(
+                    Milestone.status.in_(OPEN),
+                    or_(effective <= due_by, Milestone.forecast_date > Milestone.planned_date),
+                ),
+                and_(Milestone.status.in_(COMPLETED), Milestone.actual_date >= since),
+            ),
+        )
+        .order_by(effective, Milestone.id)
+        .limit(ROW_LIMIT)
+    )
+    for row in session.execute(stmt):
+        m = MilestoneRow(*row)
+        if m.status in COMPLETED:
+            view.completed.append(m)
+        elif (m.forecast and m.forecast > m.planned) or m.due < today:
+            view.slipped.append(m)
+        else:
+            view.due.append(m)
+
+
+def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> None:
+    stmt = (
+        select(
+            ActionItem.id,
+            ActionItem.title,
+            ActionItem.owner_user_id,
+            Person.display_name,
+            ActionItem.due_date,
+            ActionItem.priority,
+        )
+        .outerjoin(
+            Person,
+            and_(
+                Person.slack_user_id == ActionItem.owner_user_id,
+                Person.team_id == ActionItem.owner_team_id,
+            ),
+        )
+        .where(action_filter(aud), ActionItem.status == ActionStatus.OPEN)
+        .order_by(ActionItem.due_date, ActionItem.id)
+        .limit(ROW_LIMIT)
+    )
+    groups: dict[str, OwnerGroup] = {}
+    count = 0
+    for aid, title, owner, name, due, prio in session.execute(stmt):
+        count += 1
+        label = name or owner
+        row = ActionRow(aid, title, owner, label, due, prio.value, due < today)
+        groups.setdefault(owner, OwnerGroup(label)).items.append(row)
+    # Owners with overdue work first, then by name: the reader's first question.
+    view.owners = sorted(groups.values(), key=lambda g: (-g.overdue, g.owner_name.lower()))
+    view.open_actions = count
+    view.overdue_actions = sum(g.overdue for g in view.owners)
+    view.actions_truncated = count >= ROW_LIMIT
+
+
+def _kpis(session: Session, view: DigestView, aud: Audience, today: date) -> None:
+    since = kpi_service.since_weeks(today, KPI_WEEKS)
+    points = kpi_service.latest_per_kpi(session, aud, since=since)
+    defs = session.scalars(select(KpiDefinition).order_by(KpiDefinition.label)).all()
+    for d in defs:
+        pts = points.get(d.id)
+        if not pts:
+            continue
+        view.kpis.append(
+            KpiView(
+                d.key, d.label, d.unit, d.target, d.direction, kpi_service.trend_of(d, pts), pts
+            )
+        )
+
+
+def _approvals(session: Session, view: DigestView, aud: Audience, zone: ZoneInfo) -> None:
+    stmt = (
+        select(
+            Approval.id,
+            Approval.subject_type,
+            Approval.summary,
+            Approval.requested_by,
+            Approval.requested_at,
+            func.count().over().label("total"),
+        )
+        .where(approval_filter(aud), Approval.state == ApprovalState.PENDING)
+        .order_by(Approval.requested_at, Approval.id)
+        .limit(APPROVAL_LIMIT)
+    )
+    for aid, kind, summary, by, at, total in session.execute(stmt):
+        view.pending_approvals = int(total)
+        view.approvals.append(
+            ApprovalRow(aid, kind.value, dict(summary or {}), by, at.astimezone(zone))
+        )

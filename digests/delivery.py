@@ -1,0 +1,533 @@
+"""Exactly-once delivery of digests, overdue nudges and failure notices.
+
+The protocol, for one (target, period key):
+1. Claim: INSERT a `DigestRun` row. The UNIQUE (target, period_key) constraint decides
+   which process (or thread) posts; every other claimant gets an IntegrityError and stops.
+2. Before each attempt, `attempts` is incremented and committed. An attempt > 1 means an
+   earlier one may have reached Slack (a crash, a timeout or a reset after the request
+   was sent), so the channel's recent history is searched for the run key, which every
+   post carries in its message `metadata`. Found: the run is marked sent, nothing posted.
+3. Post. Success stores the `ts`. 429 is retried by slack_sdk's rate-limit handler
+   (Retry-After honoured, capped so a worker thread never sleeps long); 5xx and
+   connection errors come back here and are retried with backoff — always via step 2,
+   never blindly, because Slack offers no idempotency key.
+4. Permanent errors (channel_not_found, not_in_channel, is_archived, …) mark the run
+   failed with the reason and claim a one-off notice to the study's sponsor channel.
+5. A run left pending by a crash is taken over by compare-and-set on (claimed_by,
+   claimed_at) once its lease has expired, so two replicas never resume it together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from http.client import HTTPException
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from digests import charts
+from digests.compose import compose
+from digests.nudges import compose_nudge
+from digests.render import render
+from services.runtime import Runtime
+from storage.models import AudienceKind, ChannelLink, DigestRun, DigestRunState
+
+log = logging.getLogger(__name__)
+
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "account_inactive",
+        "invalid_auth",
+        "token_revoked",
+        "missing_scope",
+        "user_not_found",
+        "cannot_dm_bot",
+        "invalid_blocks",
+        "msg_too_long",
+        "no_text",
+    }
+)
+METADATA_EVENT = "crobot_digest_run"
+MAX_RETRY_AFTER = 30.0  # longer waits are rescheduled, not slept in a worker thread
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class CappedRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (sleeps Retry-After), but only for short waits."""
+
+    def __init__(self, max_retry_count: int = 3, max_wait: float = MAX_RETRY_AFTER) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        return retry_after(response.headers) <= self.max_wait
+
+
+def retry_after(headers: Any) -> float:
+    for key, value in dict(headers or {}).items():
+        if str(key).lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) else value
+            try:
+                return float(raw)
+            except (TypeError, ValueError):
+                return 1.0
+    return 1.0
+
+
+def delivery_client(base: WebClient) -> WebClient:
+    """A client for non-idempotent posts: retries only what Slack provably did not perform.
+
+    The app's client also retries connection errors and 5xx automatically; for
+    chat.postMessage that could post twice, so delivery handles those itself (step 2).
+    """
+    return WebClient(
+        token=base.token,
+        base_url=base.base_url,
+        timeout=base.timeout,
+        retry_handlers=[CappedRateLimitRetryHandler()],
+    )
+
+
+class ChannelPacer:
+    """At most one post per channel per `interval` seconds (Slack's ~1/s/channel)."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, channel: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next.get(channel, 0.0))
+            self._next[channel] = at + self.interval
+        if at > now:
+            time.sleep(at - now)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: int | None
+    state: str  # sent | failed | pending | duplicate | skipped
+    ts: str | None = None
+    detail: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass
+class Payload:
+    channel: str
+    text: str
+    blocks: list[dict[str, Any]]
+    charts: list[tuple[str, str, bytes]] = field(default_factory=list)  # filename, title, png
+
+
+class _Transient(Exception):
+    """Slack's answer is unknown or temporary; the next attempt checks history first."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class _Permanent(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Deferred(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+def run_key(target: str, period_key: str) -> str:
+    return f"{target}|{period_key}"
+
+
+@dataclass
+class Delivery:
+    runtime: Runtime
+    client: WebClient
+    worker_id: str = field(default_factory=worker_identity)
+    lease: timedelta = timedelta(minutes=2)
+    max_tries: int = 4
+    backoff: float = 1.0
+    give_up_after: int = 12  # attempts across restarts before a run is marked failed
+    pacer: ChannelPacer = field(default_factory=ChannelPacer)
+    sleep: Callable[[float], None] = time.sleep
+    # Test hook: called after the claim is committed and before anything is posted.
+    after_claim: Callable[[int], None] | None = None
+
+    # --- public API ---------------------------------------------------------------
+    def send(self, target: str, period_key: str, *, link_id: int | None = None) -> Outcome:
+        """Deliver (target, period) unless another claim already owns it."""
+        run_id = self._claim(target, period_key, link_id)
+        if run_id is None:
+            return self._existing(target, period_key)
+        if self.after_claim is not None:
+            self.after_claim(run_id)
+        return self._deliver(run_id)
+
+    def send_link(self, link_id: int, period_key: str) -> Outcome:
+        return self.send(f"link:{link_id}", period_key, link_id=link_id)
+
+    def send_links(self, items: list[tuple[int, str]], *, workers: int = 8) -> list[Outcome]:
+        """Fan out many channels' digests on a private pool (never Bolt's workers).
+
+        Channels are distinct, so per-channel pacing holds; the workspace-wide 429s are
+        absorbed by the capped rate-limit handler or rescheduled.
+        """
+        if workers <= 1 or len(items) <= 1:
+            return [self.send_link(i, p) for i, p in items]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crobot-fanout") as pool:
+            return list(pool.map(lambda item: self.send_link(*item), items))
+
+    def resume_pending(self) -> list[Outcome]:
+        """Take over and finish pending runs whose lease has expired (crash leftovers)."""
+        outcomes = []
+        for run in self._pending_runs():
+            if run.claimed_at + self.lease > self.runtime.now():
+                outcomes.append(
+                    Outcome(
+                        run.id, "pending", detail="leased", retry_at=run.claimed_at + self.lease
+                    )
+                )
+                continue
+            if self._take_over(run):
+                outcomes.append(self._deliver(run.id))
+        return outcomes
+
+    def resume(self, run_id: int) -> Outcome:
+        with self.runtime.db.read() as s:
+            run = s.get(DigestRun, run_id)
+        if run is None or run.state != DigestRunState.PENDING:
+            return Outcome(run_id, "duplicate")
+        if run.claimed_by != self.worker_id:
+            if run.claimed_at + self.lease > self.runtime.now() or not self._take_over(run):
+                return Outcome(run_id, "pending", detail="owned elsewhere")
+        return self._deliver(run_id)
+
+    # --- claim ----------------------------------------------------------------------
+    def _claim(self, target: str, period_key: str, link_id: int | None) -> int | None:
+        try:
+            with self.runtime.db.write() as s:
+                run = DigestRun(
+                    target=target,
+                    period_key=period_key,
+                    channel_link_id=link_id,
+                    state=DigestRunState.PENDING,
+                    attempts=0,
+                    claimed_by=self.worker_id,
+                    claimed_at=self.runtime.now(),
+                )
+                s.add(run)
+                s.flush()
+                return run.id
+        except IntegrityError:
+            return None
+
+    def _existing(self, target: str, period_key: str) -> Outcome:
+        with self.runtime.db.read() as s:
+            run = s.scalars(
+                select(DigestRun).where(
+                    DigestRun.target == target, DigestRun.period_key == period_key
+                )
+            ).one()
+        if (
+            run.state == DigestRunState.PENDING
+            and run.claimed_at + self.lease <= self.runtime.now()
+        ):
+            if self._take_over(run):
+                return self._deliver(run.id)
+        return Outcome(run.id, "duplicate", run.slack_ts, run.state.value)
+
+    def _pending_runs(self) -> list[DigestRun]:
+        with self.runtime.db.read() as s:
+            return list(
+                s.scalars(
+                    select(DigestRun)
+                    .where(DigestRun.state == DigestRunState.PENDING)
+                    .order_by(DigestRun.id)
+                )
+            )
+
+    def _take_over(self, run: DigestRun) -> bool:
+        """Compare-and-set: only one process replaces a given (claimed_by, claimed_at)."""
+        with self.runtime.db.write() as s:
+            result = s.execute(
+                update(DigestRun)
+                .where(
+                    DigestRun.id == run.id,
+                    DigestRun.state == DigestRunState.PENDING,
+                    DigestRun.claimed_by == run.claimed_by,
+                    DigestRun.claimed_at == run.claimed_at,
+                )
+                .values(claimed_by=self.worker_id, claimed_at=self.runtime.now())
+            )
+            taken = bool(getattr(result, "rowcount", 0) == 1)
+        if taken:
+            log.info("resuming digest run %s (%s %s)", run.id, run.target, run.period_key)
+        return taken
+
+    # --- deliver --------------------------------------------------------------------
+    def _begin_attempt(self, run_id: int) -> DigestRun | None:
+        """Count the attempt before touching Slack; None if the run is no longer ours."""
+        with self.runtime.db.write() as s:
+            run = s.get(DigestRun, run_id, with_for_update=True)
+            if run is None or run.state != DigestRunState.PENDING:
+                return None
+            if run.claimed_by != self.worker_id:
+                return None
+            run.attempts += 1
+            s.flush()
+            s.expunge(run)
+            return run
+
+    def _deliver(self, run_id: int) -> Outcome:
+        payload: Payload | None = None
+        for try_no in range(self.max_tries):
+            run = self._begin_attempt(run_id)
+            if run is None:
+                return Outcome(run_id, "duplicate", detail="no longer ours")
+            key = run_key(run.target, run.period_key)
+            try:
+                if payload is None:
+                    payload = self._payload(run)
+                    if payload is None:
+                        self._finish(run_id, DigestRunState.SKIPPED, error="nothing to send")
+                        return Outcome(run_id, "skipped")
+                if run.attempts > 1:
+                    ts = self._find_posted(payload.channel, key, run.claimed_at)
+                    if ts is not None:
+                        log.info("run %s already posted as %s; not posting again", key, ts)
+                        self._finish(run_id, DigestRunState.SENT, ts=ts, channel=payload.channel)
+                        return Outcome(run_id, "sent", ts, "found in history")
+                if run.attempts > self.give_up_after:
+                    raise _Permanent("gave up after repeated unknown outcomes")
+                ts = self._post(payload, key)
+            except _Permanent as exc:
+                self._finish(run_id, DigestRunState.FAILED, error=exc.reason)
+                log.warning("digest run %s failed permanently: %s", key, exc.reason)
+                self._notify_failure(run, exc.reason)
+                return Outcome(run_id, "failed", detail=exc.reason)
+            except _Deferred as exc:
+                retry_at = self.runtime.now() + timedelta(seconds=exc.seconds)
+                log.info("run %s rate limited; retry at %s", key, retry_at.isoformat())
+                return Outcome(run_id, "pending", detail="ratelimited", retry_at=retry_at)
+            except _Transient as exc:
+                log.warning("run %s attempt %s: %s", key, run.attempts, exc)
+                if try_no + 1 < self.max_tries:
+                    wait = self.backoff * (2**try_no)
+                    if exc.timed_out:
+                        # A request that timed out may still be in Slack's hands: give it
+                        # at least as long again before looking for it in history.
+                        wait = max(wait, float(self.client.timeout))
+                    self.sleep(wait)
+                continue
+            self._finish(run_id, DigestRunState.SENT, ts=ts, channel=payload.channel)
+            self._upload_charts(payload, ts)
+            return Outcome(run_id, "sent", ts)
+        retry_at = self.runtime.now() + self.lease
+        return Outcome(run_id, "pending", detail="unknown outcome", retry_at=retry_at)
+
+    def _finish(
+        self,
+        run_id: int,
+        state: DigestRunState,
+        *,
+        ts: str | None = None,
+        channel: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self.runtime.db.write() as s:
+            run = s.get(DigestRun, run_id, with_for_update=True)
+            if run is None:
+                return
+            run.state = state
+            run.error = error[:300] if error else None
+            if state == DigestRunState.SENT:
+                run.slack_ts, run.slack_channel, run.sent_at = ts, channel, self.runtime.now()
+
+    def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "")) if exc.response is not None else ""
+            status = exc.response.status_code if exc.response is not None else 0
+            if error in PERMANENT_ERRORS:
+                raise _Permanent(error) from exc
+            if status == 429:
+                raise _Deferred(retry_after(exc.response.headers)) from exc
+            if status >= 500 or error in ("internal_error", "fatal_error", "request_timeout"):
+                raise _Transient(f"{status} {error}") from exc
+            # Any other API refusal will not change by retrying: fail, do not storm.
+            raise _Permanent(error or f"http {status}") from exc
+        except (OSError, HTTPException) as exc:  # timeouts, resets, refused connections
+            timed_out = isinstance(exc, TimeoutError) or isinstance(
+                getattr(exc, "reason", None), TimeoutError
+            )
+            raise _Transient(f"{type(exc).__name__}: {exc}", timed_out=timed_out) from exc
+
+    def _post(self, payload: Payload, key: str) -> str:
+        self.pacer.wait(payload.channel)
+        resp = self._call(
+            self.client.chat_postMessage,
+            channel=payload.channel,
+            text=payload.text,
+            blocks=payload.blocks,
+            metadata={"event_type": METADATA_EVENT, "event_payload": {"run_key": key}},
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return str(resp["ts"])
+
+    def _find_posted(self, channel: str, key: str, since: datetime) -> str | None:
+        oldest = (since - timedelta(minutes=5)).timestamp()
+        resp = self._call(
+            self.client.conversations_history,
+            channel=channel,
+            oldest=f"{oldest:.6f}",
+            limit=200,
+            include_all_metadata=True,
+        )
+        for msg in resp.get("messages") or []:
+            meta = msg.get("metadata") or {}
+            if (
+                meta.get("event_type") == METADATA_EVENT
+                and (meta.get("event_payload") or {}).get("run_key") == key
+            ):
+                return str(msg.get("ts"))
+        return None
+
+    def _upload_charts(self, payload: Payload, ts: str) -> None:
+        if not payload.charts:
+            return
+        try:
+            self.client.files_upload_v2(
+                channel=payload.channel,
+                thread_ts=ts,
+                file_uploads=[
+                    {"content": png, "filename": name, "title": title}
+                    for name, title, png in payload.charts
+                ],
+            )
+        except (SlackApiError, OSError, HTTPException):
+            # The digest itself is delivered; a missing chart is logged, not re-posted.
+            log.exception("chart upload failed for message %s in %s", ts, payload.channel)
+
+    # --- payloads -------------------------------------------------------------------
+    def _payload(self, run: DigestRun) -> Payload | None:
+        kind, _, rest = run.target.partition(":")
+        if kind == "link":
+            return self._digest_payload(int(rest))
+        if kind == "dm":
+            team, _, user = rest.partition(":")
+            return self._nudge_payload(team, user)
+        if kind == "notice":
+            return self._notice_payload(int(rest), run.period_key)
+        raise _Permanent(f"unknown target {run.target}")
+
+    def _digest_payload(self, link_id: int) -> Payload | None:
+        with self.runtime.db.read() as s:
+            link = s.get(ChannelLink, link_id)
+            if link is None:
+                return None
+            view = compose(s, link, self.runtime.now())
+            charts_on = link.charts_enabled
+        out = render(view)
+        pngs = []
+        if charts_on:
+            pngs = [
+                (f"{k.key}-trend.png", f"{k.label}: trend vs target", charts.kpi_chart_png(k))
+                for k in view.kpis
+                if charts.chartable(k)
+            ]
+        return Payload(view.channel_id, out.text, out.blocks, pngs)
+
+    def _nudge_payload(self, team: str, user: str) -> Payload | None:
+        with self.runtime.db.read() as s:
+            nudge = compose_nudge(s, team, user, self.runtime.now(), self.runtime.default_tz)
+        if nudge is None:
+            return None
+        resp = self._call(self.client.conversations_open, users=user)
+        channel = str(resp["channel"]["id"])
+        return Payload(channel, nudge.text, nudge.blocks)
+
+    def _notice_payload(self, link_id: int, period_key: str) -> Payload | None:
+        with self.runtime.db.read() as s:
+            link = s.get(ChannelLink, link_id)
+            failed = s.scalars(
+                select(DigestRun).where(
+                    DigestRun.target == f"link:{link_id}", DigestRun.period_key == period_key
+                )
+            ).first()
+            if link is None or failed is None:
+                return None
+            sponsor = sponsor_channel(s, link)
+        if sponsor is None:
+            return None
+        text = (
+            f":warning: The {link.study.code} digest for <#{link.channel_id}> "
+            f"({period_key}) could not be posted: `{failed.error}`. "
+            "Invite crobot to the channel, unarchive it, or relink it; it will not be retried."
+        )
+        block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+        return Payload(sponsor, text, [block])
+
+    def _notify_failure(self, run: DigestRun, reason: str) -> None:
+        if not run.target.startswith("link:"):
+            return
+        link_id = int(run.target.split(":", 1)[1])
+        with self.runtime.db.read() as s:
+            link = s.get(ChannelLink, link_id)
+            sponsor = sponsor_channel(s, link) if link is not None else None
+        if link is None or sponsor is None or sponsor == link.channel_id:
+            log.warning("no sponsor channel to tell about failed run %s", run.target)
+            return
+        self.send(f"notice:{link_id}", run.period_key)
+
+
+def sponsor_channel(session: Any, link: ChannelLink) -> str | None:
+    sponsor = session.scalars(
+        select(ChannelLink.channel_id)
+        .where(
+            ChannelLink.study_id == link.study_id,
+            ChannelLink.audience == AudienceKind.SPONSOR,
+            ChannelLink.team_id == link.team_id,
+        )
+        .order_by(ChannelLink.id)
+    ).first()
+    return str(sponsor) if sponsor else None

@@ -1,0 +1,115 @@
+"""What a scheduler job (or the CLI) does: decide the period, then deliver exactly once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from digests.delivery import Delivery, Outcome
+from digests.nudges import NUDGE_HOUR, nudge_period, overdue_owners, owner_zones
+from digests.schedule import Schedule
+from services.runtime import Runtime
+from storage.models import ChannelLink, DigestRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DigestRunner:
+    runtime: Runtime
+    delivery: Delivery
+    grace: timedelta = timedelta(hours=6)
+
+    def scheduled(self, link_id: int) -> Outcome | None:
+        """Scheduler job body: deliver the period of the latest fire time, if within grace."""
+        with self.runtime.db.read() as s:
+            link = s.get(ChannelLink, link_id)
+            if link is None or not link.digest_enabled:
+                return None
+            sched = Schedule.of(link)
+        now = self.runtime.now()
+        fire = sched.last_fire(now)
+        if fire is None:
+            return None
+        if now - fire > self.grace:
+            log.info("digest for link %s at %s is past the grace window; skipped", link_id, fire)
+            return None
+        return self.delivery.send_link(link_id, sched.period_key(fire))
+
+    def catch_up(self) -> list[Outcome]:
+        """At start: send each channel's most recent missed digest once, if within grace."""
+        now = self.runtime.now()
+        with self.runtime.db.read() as s:
+            links = list(s.scalars(select(ChannelLink).where(ChannelLink.digest_enabled.is_(True))))
+            done = {
+                (t, k)
+                for t, k in s.execute(
+                    select(DigestRun.target, DigestRun.period_key).where(
+                        DigestRun.target.like("link:%")
+                    )
+                )
+            }
+        outcomes = []
+        for link in links:
+            sched = Schedule.of(link)
+            fire = sched.last_fire(now)
+            if fire is None or fire < link.created_at:
+                continue
+            key = sched.period_key(fire)
+            if (f"link:{link.id}", key) in done:
+                continue
+            if now - fire > self.grace:
+                log.info(
+                    "missed digest for %s (%s) is %s old, beyond the %s grace window; skipped",
+                    link.channel_id,
+                    key,
+                    now - fire,
+                    self.grace,
+                )
+                continue
+            log.info("catching up missed digest for %s (%s)", link.channel_id, key)
+            outcomes.append(self.delivery.send_link(link.id, key))
+        return outcomes
+
+    def current_period(self, link: ChannelLink) -> str | None:
+        sched = Schedule.of(link)
+        fire = sched.last_fire(self.runtime.now())
+        return sched.period_key(fire) if fire else None
+
+    def send(self, link_id: int, *, now: bool = False) -> Outcome:
+        """CLI `digest send`: the current period's digest, or (--now) an extra one."""
+        with self.runtime.db.read() as s:
+            link = s.get(ChannelLink, link_id)
+            if link is None:
+                return Outcome(None, "skipped", detail="no such channel link")
+            period = None if now else self.current_period(link)
+        if period is None:
+            period = "manual:" + self.runtime.now().strftime("%Y-%m-%dT%H:%MZ")
+        return self.delivery.send_link(link_id, period)
+
+    def nudges(self, zone: str) -> list[Outcome]:
+        """09:00 in `zone`: one DM per owner of overdue actions living in that zone."""
+        now = self.runtime.now()
+        with self.runtime.db.read() as s:
+            owners = overdue_owners(s, now, self.runtime.default_tz, zone=zone)
+        return [self.delivery.send(o.target, nudge_period(o, now)) for o in owners]
+
+    def nudge_catch_up(self) -> list[Outcome]:
+        now = self.runtime.now()
+        with self.runtime.db.read() as s:
+            zones = owner_zones(s, self.runtime.default_tz)
+        out: list[Outcome] = []
+        for zone in sorted(zones):
+            local = now.astimezone(ZoneInfo(zone))
+            nine = local.replace(hour=NUDGE_HOUR, minute=0, second=0, microsecond=0)
+            if nine <= local <= nine + self.grace:
+                out.extend(self.nudges(zone))
+        return out
+
+
+def next_fire_utc(link: ChannelLink, now: datetime) -> datetime | None:
+    return Schedule.of(link).next_fire(now)

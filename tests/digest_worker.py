@@ -1,0 +1,65 @@
+"""A separate process that delivers digests: used to race replicas and to SIGKILL mid fan-out.
+
+python -m tests.digest_worker race DB_URL SLACK_URL LINK_ID START_AT PERIOD...
+python -m tests.digest_worker fanout DB_URL SLACK_URL PERIOD
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import timedelta
+
+from slack_sdk import WebClient
+from sqlalchemy import select
+
+from digests.delivery import ChannelPacer, Delivery, delivery_client
+from services.runtime import Runtime
+from storage.db import Database
+from storage.models import ChannelLink
+
+
+def _delivery(db_url: str, slack_url: str) -> tuple[Database, Delivery]:
+    db = Database(db_url)
+    client = delivery_client(WebClient(token="xoxb-test", base_url=slack_url, timeout=5))
+    # lease 0: the previous process is known dead (the test killed it).
+    return db, Delivery(
+        Runtime(db), client, lease=timedelta(0), backoff=0.05, pacer=ChannelPacer(0.0)
+    )
+
+
+def race(db_url: str, slack_url: str, link_id: int, start_at: float, periods: list[str]) -> None:
+    db, d = _delivery(db_url, slack_url)
+    # Lease held: a racing replica must never take over a live claim.
+    d.lease = timedelta(minutes=5)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    states = [d.send_link(link_id, p).state for p in periods]
+    print(json.dumps(states))
+    db.dispose()
+
+
+def fanout(db_url: str, slack_url: str, period: str) -> None:
+    db, d = _delivery(db_url, slack_url)
+    resumed = d.resume_pending()
+    with db.read() as s:
+        ids = list(s.scalars(select(ChannelLink.id).order_by(ChannelLink.id)))
+    states = [d.send_link(i, period).state for i in ids]
+    found = sum(1 for o in resumed if o.detail == "found in history")
+    print(json.dumps({"resumed": len(resumed), "found": found, "sent": states.count("sent")}))
+    db.dispose()
+
+
+def main(argv: list[str]) -> None:
+    mode = argv[0]
+    if mode == "race":
+        race(argv[1], argv[2], int(argv[3]), float(argv[4]), argv[5:])
+    elif mode == "fanout":
+        fanout(argv[1], argv[2], argv[3])
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,189 @@
+"""Composition: constant query count, audience segregation (property test), rendering."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from digests.compose import compose
+from digests.render import render
+from services import actions, kpis, milestones
+from services.approvals import decide
+from storage.db import Database
+from storage.models import Approval, ApprovalState, ChannelLink, KpiUpdate
+from tests.conftest import (
+    C_APEX,
+    C_JOINT,
+    C_LAB,
+    C_SPONSOR,
+    TODAY,
+    World,
+    build_world,
+    empty_database,
+)
+from tests.digest_helpers import count_queries, seed
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def _digest_with_count(db: Database, channel: str) -> tuple[int, str]:
+    with count_queries(db) as statements:
+        with db.read() as s:
+            link = s.scalars(select(ChannelLink).where(ChannelLink.channel_id == channel)).one()
+            view = compose(s, link, NOW)
+        text = render(view).full_text
+    return len(statements), text
+
+
+def test_query_count_is_constant_when_data_grows_tenfold(world: World) -> None:
+    seed(world, 3)
+    small = {c: _digest_with_count(world.db, c)[0] for c in (C_SPONSOR, C_APEX, C_JOINT)}
+    seed(world, 27)  # 30 per org in total: 10x
+    large = {c: _digest_with_count(world.db, c) for c in (C_SPONSOR, C_APEX, C_JOINT)}
+    assert {c: n for c, (n, _) in large.items()} == small
+    print(f"queries per digest at 1x and 10x data: {small}")
+    assert max(small.values()) <= 8, small
+    # And the larger digest really does carry more (it is not empty).
+    assert large[C_SPONSOR][1].count("APEXDATA milestone") > 3
+
+
+def _render_all(db: Database) -> dict[str, str]:
+    out = {}
+    with db.read() as s:
+        for link in s.scalars(select(ChannelLink)):
+            view = compose(s, link, NOW)
+            r = render(view)
+            out[link.channel_id] = r.full_text + "\n" + r.text + "\n" + str(r.blocks)
+    return out
+
+
+# Markers are unique to each organisation; a leak is any marker in another's digest.
+item = st.tuples(
+    st.sampled_from(["milestone", "action", "kpi", "done"]),
+    st.integers(min_value=0, max_value=20),
+    st.text(alphabet="<>&*_~`@!| abc", max_size=12),
+)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    apex=st.lists(item, max_size=6),
+    lab=st.lists(item, max_size=6),
+    approve_mask=st.lists(st.booleans(), max_size=12),
+)
+def test_no_vendor_sees_another_vendors_data_and_joint_sees_only_approved(
+    db: Database,
+    apex: list[tuple[str, int, str]],
+    lab: list[tuple[str, int, str]],
+    approve_mask: list[bool],
+) -> None:
+    empty_database(db)
+    world = build_world(db)
+    with db.write() as s:
+        for user, marker, items in (("UAPEX", "QAPEXQ", apex), ("ULAB", "QLABQ", lab)):
+            actor = world.actor(user)
+            for n, (kind, num, noise) in enumerate(items):
+                name = f"{noise} {marker}{n} {noise}"
+                if kind in ("milestone", "done"):
+                    ms = milestones.add(
+                        s,
+                        actor,
+                        today=TODAY,
+                        study="ONC-301",
+                        name=name,
+                        planned=TODAY + timedelta(days=1 + num % 13),
+                    )
+                    if kind == "done":
+                        milestones.update(s, actor, today=TODAY, id=ms.id, status="done")
+                elif kind == "action":
+                    actions.add(
+                        s,
+                        actor,
+                        today=TODAY,
+                        allow_past=True,
+                        study="ONC-301",
+                        title=name,
+                        owner_user_id=user,
+                        due=TODAY + timedelta(days=num % 9 - 4),
+                    )
+                else:
+                    # Vendor values land pending; 7770000+ marks them for the joint check.
+                    kpis.report(
+                        s,
+                        actor,
+                        today=TODAY,
+                        study="ONC-301",
+                        kpi="site_activation",
+                        value=float(7770000 + n),
+                        period=f"2026-W{40 + num % 8}",
+                    )
+        approver = world.actor("UAPPROVER")
+        pending = list(s.scalars(select(Approval.id).where(Approval.state == "pending")))
+        for aid, yes in zip(pending, approve_mask, strict=False):
+            decide(s, approver, aid, approve=yes, reason=None if yes else "implausible")
+        unapproved = {
+            f"{int(v):,}"
+            for v in s.scalars(
+                select(KpiUpdate.value).where(KpiUpdate.approval_state != ApprovalState.APPROVED)
+            )
+        }
+    texts = _render_all(db)
+    assert "QLABQ" not in texts[C_APEX]
+    assert "QAPEXQ" not in texts[C_LAB]
+    for value in unapproved:
+        # A pending or rejected value never shows in joint (a later approved one may).
+        assert value not in texts[C_JOINT] or _approved_elsewhere(db, value)
+    for raw in ("<!", "<@", "*QAPEXQ", "*QLABQ"):
+        assert raw not in texts[C_APEX] + texts[C_LAB] + texts[C_JOINT]
+
+
+def _approved_elsewhere(db: Database, rendered: str) -> bool:
+    with db.read() as s:
+        vals = s.scalars(
+            select(KpiUpdate.value).where(KpiUpdate.approval_state == ApprovalState.APPROVED)
+        )
+        return any(f"{int(v):,}" == rendered for v in vals)
+
+
+def test_joint_channel_hides_pending_completion_and_unapproved_kpis(world: World) -> None:
+    apex = world.actor("UAPEX")
+    with world.db.write() as s:
+        ms = milestones.add(
+            s,
+            apex,
+            today=TODAY,
+            study="ONC-301",
+            name="Database lock PENDINGDONE",
+            planned=TODAY + timedelta(days=2),
+        )
+        milestones.update(s, apex, today=TODAY, id=ms.id, status="done")
+        kpis.report(s, apex, today=TODAY, study="ONC-301", kpi="enrollment", value=4242)
+    texts = _render_all(world.db)
+    assert "PENDINGDONE" not in texts[C_JOINT] and "4,242" not in texts[C_JOINT]
+    assert "PENDINGDONE" in texts[C_APEX] and "awaiting approval" in texts[C_APEX]
+    assert "4,242" in texts[C_SPONSOR] and "Pending approvals: 2" in texts[C_SPONSOR]
+    assert "Pending approvals" not in texts[C_APEX]
+
+
+def test_dates_render_in_the_channels_zone(world: World) -> None:
+    texts = _render_all(world.db)
+    assert "Thu 26 Nov 2026, 14:30 IST" in texts[C_APEX]
+    assert "Thu 26 Nov 2026, 04:00 EST" in texts[C_SPONSOR]
+    assert "Thu 26 Nov 2026, 10:00 CET" in texts[C_JOINT]
+
+
+@given(st.text())
+def test_slack_escape_leaves_no_control_characters(text: str) -> None:
+    from digests.render import slack_escape
+
+    out = slack_escape(text)
+    for ch in "<>*_~`":
+        assert ch not in out
+    assert out.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "").count("&") == 0

@@ -1,0 +1,329 @@
+"""Exactly-once delivery against the fake Slack Web API (real HTTP), on every backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from slack_sdk import WebClient
+from sqlalchemy import select, update
+
+from digests.delivery import ChannelPacer, Delivery, delivery_client, run_key
+from digests.runner import DigestRunner
+from services import actions, milestones
+from services.runtime import Runtime
+from storage.models import ChannelLink, DigestRun, DigestRunState
+from tests.conftest import C_APEX, C_JOINT, C_LAB, C_SPONSOR, TODAY, World
+from tests.digest_helpers import Clock, link_id, seed
+from tests.fake_slack import FakeSlack
+
+NOW = datetime(2026, 11, 30, 3, 35, tzinfo=UTC)  # Monday 09:05 in Kolkata
+
+
+class SimulatedCrash(BaseException):
+    """Stands in for the process dying (BaseException: nothing in delivery catches it)."""
+
+
+@dataclass
+class Env:
+    world: World
+    fake: FakeSlack
+    clock: Clock
+    runtime: Runtime
+
+    def delivery(self, **kw: object) -> Delivery:
+        client = delivery_client(WebClient(token="xoxb-test", base_url=self.fake.base_url))
+        kw.setdefault("backoff", 0.01)
+        kw.setdefault("pacer", ChannelPacer(0.0))
+        return Delivery(self.runtime, client, **kw)  # type: ignore[arg-type]
+
+    def run(self, channel: str, period: str = "2026-11-30T09:00") -> DigestRun:
+        with self.world.db.read() as s:
+            return s.scalars(
+                select(DigestRun).where(
+                    DigestRun.target == f"link:{link_id(self.world.db, channel)}",
+                    DigestRun.period_key == period,
+                )
+            ).one()
+
+
+@pytest.fixture
+def env(world: World, fake_slack: FakeSlack) -> Iterator[Env]:
+    clock = Clock(NOW)
+    yield Env(world, fake_slack, clock, Runtime(world.db, now=clock))
+
+
+def posts(fake: FakeSlack, channel: str) -> list[dict[str, object]]:
+    return [c.params for c in fake.calls_to("chat.postMessage") if c.params["channel"] == channel]
+
+
+def test_digest_posts_once_with_run_key_metadata_and_threaded_charts(env: Env) -> None:
+    seed(env.world, 2)
+    d = env.delivery()
+    lid = link_id(env.world.db, C_APEX)
+    first = d.send_link(lid, "2026-11-30T09:00")
+    again = d.send_link(lid, "2026-11-30T09:00")
+    assert first.state == "sent" and again.state == "duplicate"
+    msgs = env.fake.posted(C_APEX)
+    assert len(msgs) == 1
+    assert msgs[0]["metadata"]["event_payload"]["run_key"] == run_key(
+        f"link:{lid}", "2026-11-30T09:00"
+    )
+    run = env.run(C_APEX)
+    assert (run.state, run.slack_ts, run.slack_channel, run.attempts) == (
+        DigestRunState.SENT,
+        msgs[0]["ts"],
+        C_APEX,
+        1,
+    )
+    done = env.fake.calls_to("files.completeUploadExternal")
+    assert len(done) == 1
+    assert done[0].params["thread_ts"] == msgs[0]["ts"]
+    assert done[0].params["channel_id"] == C_APEX
+
+
+def test_charts_can_be_turned_off_per_channel(env: Env) -> None:
+    seed(env.world, 1)
+    with env.world.db.write() as s:
+        s.execute(
+            update(ChannelLink).where(ChannelLink.channel_id == C_APEX).values(charts_enabled=False)
+        )
+    assert env.delivery().send_link(link_id(env.world.db, C_APEX), "p").state == "sent"
+    assert env.fake.calls_to("files.getUploadURLExternal") == []
+
+
+def test_429_with_retry_after_then_success_posts_one_message(env: Env) -> None:
+    env.fake.fail("chat.postMessage", status=429, retry_after=1)
+    started = time.monotonic()
+    out = env.delivery().send_link(link_id(env.world.db, C_APEX), "2026-11-30T09:00")
+    assert out.state == "sent"
+    assert time.monotonic() - started >= 1.0  # Retry-After honoured
+    assert len(env.fake.calls_to("chat.postMessage")) == 2
+    assert len(env.fake.posted(C_APEX)) == 1
+
+
+def test_long_retry_after_is_rescheduled_not_slept(env: Env) -> None:
+    env.fake.fail("chat.postMessage", status=429, retry_after=120)
+    started = time.monotonic()
+    out = env.delivery().send_link(link_id(env.world.db, C_APEX), "2026-11-30T09:00")
+    assert time.monotonic() - started < 5
+    assert out.state == "pending" and out.retry_at == NOW + timedelta(seconds=120)
+    assert env.fake.posted(C_APEX) == []
+    # The follow-up (what the scheduler's one-off retry job calls) posts it once.
+    assert env.delivery().resume(out.run_id or 0).state in ("sent", "pending")
+
+
+def test_crash_between_claim_and_post_is_resumed_once(env: Env) -> None:
+    def crash(_run_id: int) -> None:
+        raise SimulatedCrash
+
+    dying = env.delivery(after_claim=crash)
+    lid = link_id(env.world.db, C_APEX)
+    with pytest.raises(SimulatedCrash):
+        dying.send_link(lid, "2026-11-30T09:00")
+    assert env.run(C_APEX).state == DigestRunState.PENDING
+    assert env.fake.calls_to("chat.postMessage") == []
+
+    # A restart within the lease leaves it alone (the first process might still be alive).
+    restarted = env.delivery()
+    assert [o.state for o in restarted.resume_pending()] == ["pending"]
+    assert env.fake.calls_to("chat.postMessage") == []
+
+    env.clock.advance(timedelta(minutes=3))  # lease (2 min) expired
+    outcomes = restarted.resume_pending()
+    assert [o.state for o in outcomes] == ["sent"]
+    assert env.delivery().resume_pending() == []
+    assert len(env.fake.posted(C_APEX)) == 1
+    assert env.run(C_APEX).state == DigestRunState.SENT
+
+
+def test_unknown_outcome_is_not_posted_twice(env: Env) -> None:
+    # The fake performs the post, then drops the connection without an answer.
+    env.fake.fail("chat.postMessage", after_effect=True, reset=True)
+    out = env.delivery().send_link(link_id(env.world.db, C_APEX), "2026-11-30T09:00")
+    assert out.state == "sent" and out.detail == "found in history"
+    assert len(env.fake.posted(C_APEX)) == 1
+    assert len(env.fake.calls_to("chat.postMessage")) == 1
+    assert len(env.fake.calls_to("conversations.history")) == 1
+    run = env.run(C_APEX)
+    assert run.slack_ts == env.fake.posted(C_APEX)[0]["ts"] and run.attempts == 2
+
+
+def test_server_error_is_retried_after_checking_history(env: Env) -> None:
+    env.fake.fail("chat.postMessage", status=503)
+    out = env.delivery().send_link(link_id(env.world.db, C_APEX), "2026-11-30T09:00")
+    assert out.state == "sent"
+    assert len(env.fake.calls_to("chat.postMessage")) == 2
+    assert len(env.fake.calls_to("conversations.history")) == 1
+    assert len(env.fake.posted(C_APEX)) == 1
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived"])
+def test_permanent_error_fails_the_run_and_tells_the_sponsor_once(env: Env, error: str) -> None:
+    env.fake.fail("chat.postMessage", error=error, count=1000)
+    lid = link_id(env.world.db, C_APEX)
+    d = env.delivery()
+    out = d.send_link(lid, "2026-11-30T09:00")
+    assert out.state == "failed" and out.detail == error
+    run = env.run(C_APEX)
+    assert (run.state, run.error, run.attempts) == (DigestRunState.FAILED, error, 1)
+    apex_calls = posts(env.fake, C_APEX)
+    assert len(apex_calls) == 1  # no retry storm
+    # The notice went through the same fault (count=1000), so clear it and retry paths:
+    env.fake.reset()
+    for _ in range(3):
+        d.send_link(lid, "2026-11-30T09:00")
+        d.resume_pending()
+        DigestRunner(env.runtime, d).catch_up()
+    assert posts(env.fake, C_APEX) == []
+
+
+def test_permanent_error_notice_reaches_sponsor_channel_once(env: Env) -> None:
+    env.fake.fail("chat.postMessage", error="channel_not_found", count=1)
+    lid = link_id(env.world.db, C_LAB)
+    d = env.delivery()
+    assert d.send_link(lid, "2026-11-30T09:00").state == "failed"
+    d.send_link(lid, "2026-11-30T09:00")
+    notices = env.fake.posted(C_SPONSOR)
+    assert len(notices) == 1
+    assert "channel_not_found" in str(notices[0]["text"]) and f"<#{C_LAB}>" in str(
+        notices[0]["text"]
+    )
+
+
+def test_user_text_renders_inert_in_the_posted_message(env: Env) -> None:
+    evil = "<!channel> ping <@U1> & *bold* _it_ <https://evil.example|click>"
+    with env.world.db.write() as s:
+        milestones.add(
+            s,
+            env.world.actor("UAPEX"),
+            today=TODAY,
+            study="ONC-301",
+            name=evil,
+            planned=TODAY + timedelta(days=3),
+        )
+        actions.add(
+            s,
+            env.world.actor("UAPEX"),
+            today=TODAY,
+            study="ONC-301",
+            title=evil,
+            owner_user_id="UAPEX",
+            due=TODAY + timedelta(days=3),
+        )
+    assert env.delivery().send_link(link_id(env.world.db, C_APEX), "p").state == "sent"
+    call = posts(env.fake, C_APEX)[0]
+    payload = json.dumps({"text": call["text"], "blocks": call["blocks"]}, ensure_ascii=False)
+    for bad in ("<!channel>", "<@U1>", "<https://", "*bold*", "_it_", " & "):
+        assert bad not in payload
+    assert "&lt;!channel&gt;" in payload and "&lt;@U1&gt;" in payload and "&amp;" in payload
+
+
+def test_block_kit_limits_with_overflow_summarised(env: Env) -> None:
+    long = "x" * 190
+    with env.world.db.write() as s:
+        for i in range(120):
+            milestones.add(
+                s,
+                env.world.actor("USPONSOR"),
+                today=TODAY,
+                study="ONC-301",
+                name=f"{long} {i}",
+                planned=TODAY + timedelta(days=1 + i % 10),
+            )
+            actions.add(
+                s,
+                env.world.actor("USPONSOR"),
+                today=TODAY,
+                study="ONC-301",
+                title=f"{long} {i}",
+                owner_user_id="USPONSOR",
+                due=TODAY + timedelta(days=1),
+            )
+    assert env.delivery().send_link(link_id(env.world.db, C_JOINT), "p").state == "sent"
+    blocks = posts(env.fake, C_JOINT)[0]["blocks"]
+    assert isinstance(blocks, list) and len(blocks) <= 50
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert all(len(t) <= 3000 for t in texts)
+    joined = "\n".join(texts)
+    shown = sum(1 for line in joined.splitlines() if line.startswith("• "))
+    more = [int(n) for n in re.findall(r"…and (\d+) more milestones", joined)]
+    assert more and shown + sum(more) == 120  # every milestone shown or counted
+    assert "more open actions" in joined
+    assert all(line.strip() for line in joined.splitlines())  # no half lines
+
+
+def test_overdue_nudge_once_per_owner_per_local_day(env: Env) -> None:
+    with env.world.db.write() as s:
+        actions.add(
+            s,
+            env.world.actor("UAPEX"),
+            today=TODAY,
+            allow_past=True,
+            study="ONC-301",
+            title="Send <!here> the CRFs",
+            owner_user_id="UAPEX",
+            due=date(2026, 11, 20),
+        )
+        actions.add(
+            s,
+            env.world.actor("ULAB"),
+            today=TODAY,
+            allow_past=True,
+            study="ONC-301",
+            title="Lab kit",
+            owner_user_id="ULAB",
+            due=date(2026, 11, 20),
+        )
+    runner = DigestRunner(env.runtime, env.delivery())
+    assert [o.state for o in runner.nudges("Asia/Kolkata")] == ["sent"]
+    assert [o.state for o in runner.nudges("Asia/Kolkata")] == ["duplicate"]
+    dms = env.fake.posted("DAPEX")
+    assert len(dms) == 1 and "&lt;!here&gt;" in json.dumps(dms[0]["blocks"])
+    assert env.fake.posted("DLAB") == []  # Dublin's 09:00 has not come yet
+    with env.world.db.read() as s:
+        run = s.scalars(select(DigestRun).where(DigestRun.target == "dm:T1:UAPEX")).one()
+    assert run.period_key == "2026-11-30"
+
+
+def test_catch_up_sends_missed_digest_within_grace_and_skips_older(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="digests.runner")
+    with env.world.db.write() as s:
+        s.execute(update(ChannelLink).values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    # Monday 09:00 everywhere (default). Now: Mon 30 Nov 10:00 UTC.
+    env.clock.set(datetime(2026, 11, 30, 10, 0, tzinfo=UTC))
+    runner = DigestRunner(env.runtime, env.delivery(), grace=timedelta(hours=6))
+    outcomes = runner.catch_up()
+    # Kolkata fired at 03:30 UTC (6.5 h ago: skipped); Dublin 09:00 UTC, Berlin 08:00 UTC
+    # (within grace: sent); New York's 09:00 is 14:00 UTC, so its latest fire is last week.
+    assert sorted(o.state for o in outcomes) == ["sent", "sent"]
+    assert len(env.fake.posted(C_LAB)) == 1 and len(env.fake.posted(C_JOINT)) == 1
+    assert env.fake.posted(C_APEX) == [] and env.fake.posted(C_SPONSOR) == []
+    assert runner.catch_up() == []  # once
+    skipped = [r.getMessage() for r in caplog.records if "beyond the" in r.getMessage()]
+    assert any(f"missed digest for {C_APEX} (2026-11-30T09:00)" in m for m in skipped)
+
+
+def test_read_timeout_waits_then_finds_the_post_in_history(env: Env) -> None:
+    # Slack takes 1.5 s to answer; the client gives up after 1 s. The post did happen.
+    env.fake.fail("chat.postMessage", status=200, delay=1.5, after_effect=True)
+    client = delivery_client(WebClient(token="xoxb-test", base_url=env.fake.base_url, timeout=1))
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    d = Delivery(env.runtime, client, backoff=0.01, pacer=ChannelPacer(0.0), sleep=sleep)
+    out = d.send_link(link_id(env.world.db, C_APEX), "2026-11-30T09:00")
+    assert out.state == "sent" and out.detail == "found in history"
+    assert waits and waits[0] >= 1.0
+    assert len(env.fake.posted(C_APEX)) == 1

@@ -1,0 +1,86 @@
+"""`start_scheduler`: jobs from the schedule columns, deliberate defaults, recovery at start."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from slack_sdk import WebClient
+from sqlalchemy import select, update
+
+from bot.scheduling import start_scheduler
+from services import actions
+from services.runtime import Runtime
+from storage.models import ChannelLink, DigestRun, DigestRunState
+from tests.conftest import C_APEX, C_LAB, TODAY, World
+from tests.digest_helpers import Clock, bot_test_settings, link_id
+from tests.fake_slack import FakeSlack
+
+
+def _wait(cond, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_start_builds_jobs_and_recovers_pending_missed_and_nudges(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    # Monday 30 Nov 2026, 09:20 UTC: Dublin's 09:00 digest was missed 20 min ago and
+    # Kolkata's 09:00 IST (digest and nudge) 5 h 50 min ago: both within the 6 h grace.
+    clock = Clock(datetime(2026, 11, 30, 9, 20, tzinfo=UTC))
+    runtime = Runtime(world.db, now=clock)
+    with world.db.write() as s:
+        s.execute(update(ChannelLink).values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))
+        actions.add(
+            s,
+            world.actor("UAPEX"),
+            today=TODAY,
+            allow_past=True,
+            study="ONC-301",
+            title="Overdue thing",
+            owner_user_id="UAPEX",
+            due=TODAY - timedelta(days=3),
+        )
+        # A crash leftover from another (dead) process, lease long expired.
+        s.add(
+            DigestRun(
+                target=f"link:{link_id(world.db, C_APEX)}",
+                period_key="2026-11-23T09:00",
+                channel_link_id=link_id(world.db, C_APEX),
+                claimed_by="old-host:1:dead",
+                claimed_at=datetime(2026, 11, 23, 3, 30, tzinfo=UTC),
+            )
+        )
+    settings = bot_test_settings(world.db, fake_slack.base_url)
+    client = WebClient(token="xoxb-test-token", base_url=fake_slack.base_url)
+    sched = start_scheduler(settings, runtime, client)
+    try:
+        ids = sched.job_ids()
+        assert {f"digest:{i}" for i in range(1, 5)} <= set(ids)
+        assert "nudge:Asia/Kolkata" in ids and "sync" in ids
+        job = sched.job(f"digest:{link_id(world.db, C_LAB)}")
+        assert job.coalesce is True and job.misfire_grace_time == 6 * 3600
+        _wait(lambda: len(fake_slack.posted("DAPEX")) == 1 and len(fake_slack.posted()) >= 3)
+        time.sleep(0.3)
+        assert len(fake_slack.posted(C_LAB)) == 1  # caught up once
+        # Kolkata: last week's pending run resumed, and today's 09:00 IST (03:30 UTC,
+        # 5 h 50 min ago) caught up; each once.
+        apex_keys = sorted(
+            m["metadata"]["event_payload"]["run_key"] for m in fake_slack.posted(C_APEX)
+        )
+        assert [k.split("|")[1] for k in apex_keys] == ["2026-11-23T09:00", "2026-11-30T09:00"]
+        assert len(fake_slack.posted("DAPEX")) == 1  # nudge once
+    finally:
+        sched.shutdown()
+    with world.db.read() as s:
+        states = {r.period_key: r.state for r in s.scalars(select(DigestRun))}
+    assert states["2026-11-23T09:00"] == DigestRunState.SENT
+    assert states["2026-11-30T09:00"] == DigestRunState.SENT
+
+
+def test_disabled_scheduler_setting_does_not_start(world: World) -> None:
+    settings = bot_test_settings(world.db).model_copy(update={"scheduler_enabled": False})
+    sched = start_scheduler(settings, Runtime(world.db), WebClient(token="xoxb-x"))
+    assert not sched.scheduler.running
