@@ -11,10 +11,11 @@ Two passes over the first N channel links of the generated portfolio:
    digest counted with a `before_cursor_execute` listener (transaction control such as
    BEGIN is not counted). Target: constant per digest (no N+1).
 2. Deliver: `digests.delivery.Delivery.send_links` (the scheduler's bounded fan-out pool,
-   8 workers) for every link, to the fake Slack (`--pace` seconds per Slack call
-   models a throttled Slack). Reports total time, digests/s, SQL statements per digest
-   (claim, attempt, compose, finish), and checks exactly-once: one message per channel,
-   every run `sent`. Target: 1,000 digests in < 10 s unthrottled.
+   8 workers) for every link, to the fake Slack running in its own process (so its CPU
+   is not crobot's; `--pace` seconds per Slack call models a throttled Slack). Reports
+   total time, digests/s, SQL statements per digest (claim, attempt, compose, finish),
+   and checks exactly-once through conversations.history: one message per channel with
+   its own run key, every run `sent`. Target: 1,000 digests in < 10 s unthrottled.
 
 Charts: channel links have charts on by default, and a matplotlib PNG per KPI costs far
 more than the text digest. The delivery pass runs with charts off for the measured links
@@ -26,6 +27,7 @@ them afterwards (unless `--keep-runs`), so every run composes the same digests.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import threading
 import time
@@ -147,6 +149,44 @@ def charts_off(db: Database, ids: list[int], keep: bool) -> Iterator[None]:
                     )
 
 
+@contextmanager
+def fake_slack(pace: float, where: str) -> Iterator[str]:
+    """The fake Slack in its own process (or a thread of this one); yields its base URL."""
+    if where == "thread":
+        fake = FakeSlack().start()
+        fake.state.pace_seconds = pace
+        try:
+            yield fake.base_url
+        finally:
+            fake.stop()
+        return
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent / "fake_slack_server.py"),
+         "--pace", str(pace)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url:
+            raise SystemExit("fake Slack process did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def posted_run_keys(client: WebClient, channels: list[str]) -> list[str]:
+    """Every crobot digest message in the channels, as run keys (history API, like crobot)."""
+    keys = []
+    for channel in channels:
+        for msg in client.conversations_history(channel=channel, limit=200)["messages"]:
+            payload = (msg.get("metadata") or {}).get("event_payload") or {}
+            keys.append(str(payload.get("run_key")))
+    return keys
+
+
 def deliver_pass(
     db: Database,
     counter: QueryCounter,
@@ -155,26 +195,24 @@ def deliver_pass(
     pace: float,
     keep: bool,
     keep_runs: bool = False,
+    where: str = "process",
 ) -> dict[str, Any]:
-    fake = FakeSlack().start()
-    fake.state.pace_seconds = pace
     period = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
     runtime = Runtime(db, now=lambda: NOW)
-    client = delivery_client(WebClient(token="xoxb-bench-token", base_url=fake.base_url))
-    delivery = Delivery(runtime, client)
-    try:
+    with db.read() as s:
+        channels = list(s.scalars(select(ChannelLink.channel_id).where(ChannelLink.id.in_(ids))))
+    with fake_slack(pace, where) as url:
+        client = delivery_client(WebClient(token="xoxb-bench-token", base_url=url))
+        delivery = Delivery(runtime, client)
         with charts_off(db, ids, keep):
             before = counter.total
             started = time.perf_counter()
             outcomes = delivery.send_links([(i, period) for i in ids], workers=workers)
             wall = time.perf_counter() - started
             statements = counter.total - before
-        posted = fake.posted()
-    finally:
-        fake.stop()
-    keys = [((m.get("metadata") or {}).get("event_payload") or {}).get("run_key") for m in posted]
+        keys = posted_run_keys(WebClient(base_url=url), channels)
     with db.read() as s:
-        sent = s.scalar(
+        not_sent = s.scalar(
             select(DigestRun.id)
             .where(DigestRun.period_key == period, DigestRun.state != DigestRunState.SENT)
             .limit(1)
@@ -189,9 +227,9 @@ def deliver_pass(
         "statements": statements,
         "states": {o.state for o in outcomes},
         "sent": sum(1 for o in outcomes if o.state == "sent"),
-        "posted": len(posted),
+        "posted": len(keys),
         "distinct_keys": len(set(keys)),
-        "not_sent_rows": sent is not None,
+        "not_sent_rows": not_sent is not None,
         "period": period,
     }
 
@@ -206,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chart-samples", type=int, default=10, help="KPI charts to time (0: none)")
     p.add_argument("--skip-compose", action="store_true")
     p.add_argument("--keep-runs", action="store_true", help="keep the DigestRun rows written")
+    p.add_argument(
+        "--fake-slack",
+        choices=("process", "thread"),
+        default="process",
+        help="run the fake Slack in its own process (default) or in a thread of this one",
+    )
     args = p.parse_args(argv)
     db = Database(args.url)
     counter = QueryCounter(db.engine, db.write_engine)
@@ -245,11 +289,14 @@ def main(argv: list[str] | None = None) -> int:
             ch = Summary.of(c["charts"])
             print(f"  one KPI chart PNG (matplotlib) {ch.ms()}")
         ok = ok and constant
-    d = deliver_pass(db, counter, ids, args.workers, args.pace, args.charts, args.keep_runs)
+    d = deliver_pass(
+        db, counter, ids, args.workers, args.pace, args.charts, args.keep_runs, args.fake_slack
+    )
     n = len(ids)
     target = "OK" if d["wall"] < 10 * n / 1000 else "OVER TARGET"
     print(
-        f"deliver pass ({args.workers} threads, Slack pace {args.pace * 1000:.0f} ms/call, "
+        f"deliver pass ({args.workers} threads, fake Slack in a {args.fake_slack}, "
+        f"Slack pace {args.pace * 1000:.0f} ms/call, "
         f"charts {'on' if args.charts else 'off'}):"
     )
     print(
