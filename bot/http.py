@@ -88,9 +88,29 @@ class SlackASGI:
             headers=headers,
         )
         loop = asyncio.get_running_loop()
-        resp: BoltResponse = await loop.run_in_executor(self.pool, self.app.dispatch, req)
+        resp = await loop.run_in_executor(self.pool, self._dispatch, req)
         raw = resp.body.encode() if isinstance(resp.body, str) else resp.body
         await _respond_headers(send, resp.status, raw, resp.headers)
+
+    def _dispatch(self, req: BoltRequest) -> BoltResponse:
+        try:
+            return self.app.dispatch(req)
+        except Exception:
+            # Bolt itself can fail on a malformed payload (e.g. block_actions with an empty
+            # `actions` list breaks its error-handler argument building). The request was
+            # signed, so answer like any handled failure instead of a 500 Slack would retry.
+            log.exception("Bolt could not dispatch a request")
+            return BoltResponse(
+                status=200, body=SORRY_JSON, headers={"content-type": ["application/json"]}
+            )
+
+
+SORRY_JSON = json.dumps(
+    {
+        "response_type": "ephemeral",
+        "text": "Sorry, something went wrong on our side. Nothing was changed; please try again.",
+    }
+)
 
 
 async def _respond(send: Send, status: int, body: bytes, ctype: str) -> None:

@@ -22,6 +22,7 @@ from handlers import home
 from services import approvals
 from services.actor import Actor, resolve_actor
 from services.approvals import MAX_REASON
+from services.command_parser import parse_id
 from services.errors import UserError
 from services.permissions import require_approver
 from services.runtime import Runtime
@@ -55,7 +56,7 @@ class Click:
         return cls(
             team_id=str(user.get("team_id") or (body.get("team") or {}).get("id") or ""),
             user_id=str(user.get("id") or ""),
-            approval_id=int(body["actions"][0]["value"]),
+            approval_id=_button_id(body, "approval request"),
             channel_id=container.get("channel_id") or (body.get("channel") or {}).get("id"),
             message_ts=container.get("message_ts") or message.get("ts"),
             from_home=container.get("type") == "view",
@@ -67,6 +68,12 @@ class Click:
         if self.channel_id and self.message_ts:
             return (self.channel_id, self.message_ts)
         return None
+
+
+def _button_id(body: dict[str, Any], what: str) -> int:
+    """The id a button carries in its value; a malformed one is a UserError, not a crash."""
+    acts = body.get("actions") or [{}]
+    return parse_id(str((acts[0] or {}).get("value") or ""), what)
 
 
 @dataclass(frozen=True)
@@ -215,7 +222,7 @@ def register(app: App, runtime: Runtime) -> None:
         click = Click(
             team_id=str(user.get("team_id") or meta.get("team_id") or ""),
             user_id=str(user.get("id") or ""),
-            approval_id=int(meta["approval_id"]),
+            approval_id=parse_id(str(meta.get("approval_id", "")), "approval request"),
             channel_id=meta.get("channel_id"),
             message_ts=meta.get("message_ts"),
             from_home=bool(meta.get("from_home")),

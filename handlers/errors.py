@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.response import BoltResponse
 
+from services.errors import UserError
 from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,12 @@ log = logging.getLogger(__name__)
 def register(app: App, runtime: Runtime) -> None:
     @app.error
     def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
+        if isinstance(error, UserError):
+            # A malformed payload (e.g. a button value that is not an id): say so, no trace.
+            log.info("rejected a malformed request: %s", error)
+            return BoltResponse(
+                status=200, body={"response_type": "ephemeral", "text": f":warning: {error}"}
+            )
         log.exception("unhandled error in listener: %s", type(error).__name__)
         return BoltResponse(
             status=200,

@@ -18,6 +18,7 @@ from handlers import approval_messages as msgs
 from handlers.user_tz import user_timezone
 from services import actions
 from services.actor import resolve_actor
+from services.command_parser import parse_id
 from services.errors import UserError
 from services.home import HomeModel, home_for
 from services.runtime import Runtime
@@ -163,7 +164,9 @@ def register(app: App, runtime: Runtime) -> None:
         try:
             with runtime.db.write() as s:
                 actor = resolve_actor(s, team, user_id)
-                item = actions.complete(s, actor, int(body["actions"][0]["value"]))
+                acts = body.get("actions") or [{}]
+                item_id = parse_id(str((acts[0] or {}).get("value") or ""), "action")
+                item = actions.complete(s, actor, item_id)
                 notice = f"Marked #{item.id} done."
         except UserError as exc:
             notice = exc.message

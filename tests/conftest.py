@@ -161,3 +161,13 @@ def fake_slack_server() -> Iterator[FakeSlack]:
 def fake_slack(fake_slack_server: FakeSlack) -> FakeSlack:
     fake_slack_server.reset()
     return fake_slack_server
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Heavy reliability variants run only when asked for (`pytest -m heavy`)."""
+    if "heavy" in str(config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="heavy variant: run with -m heavy")
+    for item in items:
+        if "heavy" in item.keywords:
+            item.add_marker(skip)

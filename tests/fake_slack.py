@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ class Call:
     params: dict[str, Any]
     headers: dict[str, str]
     at: float
+    status: int | None = None  # HTTP status answered; 0 for a dropped connection
 
 
 @dataclass
@@ -49,8 +52,11 @@ class FakeSlackState:
     views: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ts_counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-    fail_rate: float = 0.0
-    rng_seed: int = 0
+    # Random faults: (method prefix, rate); each matching call fails with that probability
+    # as a 429 (Retry-After 1), a 500, or a connection reset before Slack acted on it.
+    chaos: list[tuple[str, float]] = field(default_factory=list)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    injected: Counter[str] = field(default_factory=Counter)
     pace_seconds: float = 0.0  # per-call service time, to model a throttled Slack
 
 
@@ -84,6 +90,8 @@ class FakeSlack:
             self.state.uploads.clear()
             self.state.views.clear()
             self.state.pace_seconds = 0.0
+            self.state.chaos.clear()
+            self.state.injected.clear()
 
     def add_user(
         self, user_id: str, tz: str = "UTC", name: str | None = None, team_id: str = "T1"
@@ -96,6 +104,11 @@ class FakeSlack:
             "tz": tz,
             "tz_offset": 0,
         }
+
+    def chaos(self, prefix: str, rate: float, seed: int = 0) -> None:
+        with self.state.lock:
+            self.state.chaos.append((prefix, rate))
+            self.state.rng.seed(seed)
 
     def fail(self, method: str, **kwargs: Any) -> None:
         with self.state.lock:
@@ -166,21 +179,19 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                 time.sleep(state.pace_seconds)
             if fault and fault.delay:
                 time.sleep(fault.delay)
+            self._call = Call(method, params, dict(self.headers), time.time())
+            with state.lock:
+                state.calls.append(self._call)
             if fault and fault.reset:
-                with state.lock:
-                    state.calls.append(Call(method, params, dict(self.headers), time.time()))
                 if fault.after_effect:
                     self._dispatch(method, params)
+                self._call.status = 0
                 self.close_connection = True
                 self.connection.shutdown(2)
                 return
             if fault and not fault.after_effect and (fault.status != 200 or fault.error):
-                with state.lock:
-                    state.calls.append(Call(method, params, dict(self.headers), time.time()))
                 self._fail(fault)
                 return
-            with state.lock:
-                state.calls.append(Call(method, params, dict(self.headers), time.time()))
             body = self._dispatch(method, params)
             if fault and fault.after_effect:
                 self._fail(fault)
@@ -195,6 +206,15 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                         if f.count == 0:
                             state.faults.remove(f)
                         return f
+                for prefix, rate in state.chaos:
+                    if method.startswith(prefix) and state.rng.random() < rate:
+                        kind = state.rng.choice(("429", "500", "reset"))
+                        state.injected[kind] += 1
+                        if kind == "429":
+                            return Fault(method, status=429, retry_after=1)
+                        if kind == "500":
+                            return Fault(method, status=500)
+                        return Fault(method, reset=True)
             return None
 
         def _fail(self, fault: Fault) -> None:
@@ -211,6 +231,8 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
             self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
         ) -> None:
             data = json.dumps(body).encode()
+            if getattr(self, "_call", None) is not None:
+                self._call.status = status
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))

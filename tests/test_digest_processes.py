@@ -136,9 +136,5 @@ def test_sigkill_mid_fanout_then_restart_delivers_every_channel_exactly_once(
 
 
 @pytest.mark.heavy
-def test_sigkill_mid_fanout_many_seeds(
-    world: World, fake_slack: FakeSlack, request: pytest.FixtureRequest
-) -> None:
-    if "heavy" not in str(request.config.getoption("markexpr") or ""):
-        pytest.skip("heavy variant: run with -m heavy")
+def test_sigkill_mid_fanout_many_seeds(world: World, fake_slack: FakeSlack) -> None:
     _fanout(world, fake_slack, [1, 2, 3, 4, 5, 6, 7, 8])

@@ -32,7 +32,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from handlers.commands import action, help, kpi, milestone, status
 from handlers.commands.base import CommandContext, Reply, Subcommand
 from handlers.commands.render import error_reply, notice
-from handlers.modals import open_modal_for
 from handlers.user_tz import fetch_timezone
 from services.actor import Actor, resolve_actor
 from services.command_parser import suggest, tokenize
@@ -163,6 +162,10 @@ def guarded(fn: Callable[[], T], on_error: Callable[[Reply], T]) -> T:
 
 def open_form(ctx: CommandContext, kind: str) -> Reply:
     """`/cro milestone add` (etc.) with no arguments opens the form instead of an error."""
+    # Imported here: handlers.modals builds on handlers.commands.base, whose package
+    # (this one) would otherwise be half-initialised when modals is imported first.
+    from handlers.modals import open_modal_for
+
     return open_modal_for(ctx, kind) or Reply(text="", silent=True)
 
 
