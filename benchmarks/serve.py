@@ -30,7 +30,6 @@ from pydantic import SecretStr  # noqa: E402
 from slack_bolt import Ack, App  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 
-from bot import runners  # noqa: E402
 from bot.http import SlackASGI  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from services.runtime import Runtime  # noqa: E402
@@ -78,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         CROBOT_LOG_LEVEL="WARNING",
     )
     if args.kind == "crobot":
-        # Exactly `crobot serve`'s code path (bot.runners.run_http), minus argv parsing.
+        # Exactly `crobot serve`'s code path (bot.runners.run_http), minus argv parsing;
+        # imported here so the bare process does not carry crobot's modules (its RSS).
+        from bot import runners
+
         if args.process_before_response:
             build_app = runners.create_app
 
