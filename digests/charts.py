@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import io
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from digests.compose import KpiView
 
 MIN_PERIODS = 3
@@ -22,6 +19,11 @@ def chartable(kpi: KpiView) -> bool:
 
 def kpi_chart_png(kpi: KpiView) -> bytes:
     """Actual values per organisation over the periods, with the target as a dashed line."""
+    # matplotlib costs ~1.5 s and tens of MB to import: only pay for it when a chart is drawn,
+    # not in every `crobot serve` process at start-up.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5.0, 2.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
