@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from services import actions, kpis, milestones
@@ -16,6 +16,7 @@ from storage.models import (
     ActionStatus,
     Approval,
     ApprovalState,
+    Base,
     KpiDefinition,
     Milestone,
     Study,
@@ -30,9 +31,16 @@ class StudyStatus:
     next_milestones: list[Milestone] = field(default_factory=list)
     late_milestones: list[Milestone] = field(default_factory=list)
     open_actions: int = 0
-    overdue_actions: list[ActionItem] = field(default_factory=list)
+    overdue_actions: list[ActionItem] = field(default_factory=list)  # the first SHOWN
+    overdue_count: int = 0
     kpis: list[tuple[KpiDefinition, list[Trend]]] = field(default_factory=list)
-    pending_approvals: list[Approval] = field(default_factory=list)
+    pending_approvals: list[Approval] = field(default_factory=list)  # the first SHOWN
+    pending_count: int = 0
+
+
+# A status answer lists this many overdue actions and pending approvals and counts the rest:
+# loading hundreds of ORM rows to show a handful cost most of `/cro status` (RESULTS.md §3).
+SHOWN = 25
 
 
 def study_status(
@@ -49,26 +57,24 @@ def study_status(
     ][:5]
     # Count in SQL and load only the overdue rows: loading every open action as an ORM
     # object to count them cost ~15 ms per study at 2,000 actions (benchmarks/RESULTS.md).
-    st.open_actions = int(
-        session.scalar(
-            select(func.count())
-            .select_from(ActionItem)
-            .where(action_filter(audience), ActionItem.status == ActionStatus.OPEN)
-        )
-        or 0
-    )
-    st.overdue_actions = actions.list_for(session, audience, today=today, overdue=True, limit=1000)
+    open_now = and_(action_filter(audience), ActionItem.status == ActionStatus.OPEN)
+    st.open_actions = _count(session, ActionItem, open_now)
+    st.overdue_count = _count(session, ActionItem, open_now, ActionItem.due_date < today)
+    st.overdue_actions = actions.list_for(session, audience, today=today, overdue=True, limit=SHOWN)
     points = kpis.latest_per_kpi(session, audience, since=kpis.since_weeks(today, kpi_weeks))
     if points:
         defs = session.scalars(select(KpiDefinition).where(KpiDefinition.id.in_(points))).all()
         for d in sorted(defs, key=lambda d: d.label):
             st.kpis.append((d, kpis.trend_of(d, points[d.id])))
+    pending = and_(approval_filter(audience), Approval.state == ApprovalState.PENDING)
+    st.pending_count = _count(session, Approval, pending)
     st.pending_approvals = list(
         session.scalars(
-            select(Approval)
-            .where(approval_filter(audience), Approval.state == ApprovalState.PENDING)
-            .order_by(Approval.requested_at)
-            .limit(50)
+            select(Approval).where(pending).order_by(Approval.requested_at).limit(SHOWN)
         )
     )
     return st
+
+
+def _count(session: Session, model: type[Base], *conds: ColumnElement[bool]) -> int:
+    return int(session.scalar(select(func.count()).select_from(model).where(*conds)) or 0)

@@ -26,9 +26,11 @@ def render_status(st: StudyStatus) -> str:
         )
     if not st.late_milestones and not st.next_milestones:
         lines.append("  nothing due in the next 30 days")
-    lines += ["", f"Actions: {st.open_actions} open, {len(st.overdue_actions)} overdue"]
+    lines += ["", f"Actions: {st.open_actions} open, {st.overdue_count} overdue"]
     for a in st.overdue_actions:
         lines.append(f"  ! #{a.id} {a.title} — <@{a.owner_user_id}> was due {a.due_date}")
+    if st.overdue_count > len(st.overdue_actions):
+        lines.append(f"  … and {st.overdue_count - len(st.overdue_actions)} more")
     lines += ["", "KPIs (latest vs previous period)"]
     for kpi, trends in st.kpis:
         for t in trends:
@@ -46,10 +48,12 @@ def render_status(st: StudyStatus) -> str:
             )
     if not st.kpis:
         lines.append("  no KPI values yet")
-    lines += ["", f"Pending approvals: {len(st.pending_approvals)}"]
+    lines += ["", f"Pending approvals: {st.pending_count}"]
     for ap in st.pending_approvals:
         what = ap.summary.get("label") or ap.summary.get("milestone") or ap.subject_type.value
         lines.append(f"  ? #{ap.id} {what}: requested by {ap.requested_by}")
+    if st.pending_count > len(st.pending_approvals):
+        lines.append(f"  … and {st.pending_count - len(st.pending_approvals)} more")
     return "\n".join(lines)
 
 

@@ -46,8 +46,11 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def lines_block(lines: Sequence[str], *, budget: int) -> list[Block]:
-    """Pack lines into as few sections as fit, using at most `budget` blocks."""
+def lines_block(lines: Sequence[str], *, budget: int, total: int | None = None) -> list[Block]:
+    """Pack lines into as few sections as fit, using at most `budget` blocks.
+
+    `total` is how many items there are when `lines` holds only the first of them.
+    """
     blocks: list[Block] = []
     chunk: list[str] = []
     size = 0
@@ -64,8 +67,9 @@ def lines_block(lines: Sequence[str], *, budget: int) -> list[Block]:
         shown += 1
     if chunk:
         blocks.append(section("\n".join(chunk)))
-    if shown < len(lines):
-        blocks.append(context(f"…and {len(lines) - shown} more not shown."))
+    total = max(total or 0, len(lines))
+    if shown < total:
+        blocks.append(context(f"…and {total - shown} more not shown."))
     return blocks
 
 

@@ -52,8 +52,8 @@ def status_command(ctx: CommandContext, args: list[str]) -> Reply:
             f"#{a.id} {esc(a.title)} — <@{a.owner_user_id}>, due {a.due_date}"
             for a in st.overdue_actions
         ]
-        blocks.append(section(f"*Actions:* {st.open_actions} open, {len(overdue)} overdue"))
-        blocks += lines_block(overdue, budget=8)
+        blocks.append(section(f"*Actions:* {st.open_actions} open, {st.overdue_count} overdue"))
+        blocks += lines_block(overdue, budget=8, total=st.overdue_count)
         kpi_lines = []
         for d, trends in st.kpis:
             for t in trends:
@@ -68,10 +68,10 @@ def status_command(ctx: CommandContext, args: list[str]) -> Reply:
             blocks.append(divider())
             blocks.append(section("*KPIs (latest)*"))
             blocks += lines_block(kpi_lines, budget=10)
-        if st.pending_approvals:
-            blocks.append(context(f"{len(st.pending_approvals)} submission(s) await approval."))
+        if st.pending_count:
+            blocks.append(context(f"{st.pending_count} submission(s) await approval."))
     text = (
         f"{study.code}: {len(late)} late milestone(s), {st.open_actions} open action(s) "
-        f"({len(overdue)} overdue), {len(st.pending_approvals)} pending approval(s)"
+        f"({st.overdue_count} overdue), {st.pending_count} pending approval(s)"
     )
     return reply(text, blocks)
