@@ -10,7 +10,7 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import audit
+from services import approval_log, audit
 from services.lookup import study_by_code
 from storage.models import (
     ActionItem,
@@ -212,3 +212,32 @@ def export_audit(session: Session, out: IO[str], *, fmt: str, study: str | None 
     else:
         raise ValueError(fmt)
     return count
+
+
+APPROVAL_COLS = [
+    "id",
+    "study",
+    "org",
+    "subject",
+    "summary",
+    "requested_by",
+    "requested_at",
+    "state",
+    "decided_by",
+    "decided_at",
+    "reason",
+    "channel_id",
+    "message_ts",
+]
+
+
+def export_approvals(session: Session, out: IO[str], *, study: str | None = None) -> int:
+    """Approval history (pending and decided, with reasons) as CSV, for an inspection."""
+    writer = csv.writer(out)
+    writer.writerow(APPROVAL_COLS)
+    records = approval_log.history(session, study_id=_study_id(session, study))
+    for rec in records:
+        row = rec.as_dict()
+        row["summary"] = json.dumps(row["summary"], sort_keys=True)
+        writer.writerow([row[c] for c in APPROVAL_COLS])
+    return len(records)

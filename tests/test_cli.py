@@ -187,6 +187,12 @@ def test_demo_is_idempotent_and_exports(
     assert main(["export", "kpis", "--study", "DEMO-301", "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 121 and {r["approval_state"] for r in rows} == {"approved", "pending"}
+    approvals_csv = tmp_path / "approvals.csv"
+    assert main(["export", "approvals", "--out", str(approvals_csv)]) == 0
+    approvals = list(csv.DictReader(approvals_csv.open()))
+    assert [(a["subject"].split(":")[0], a["state"]) for a in approvals] == [
+        ("milestone", "pending"), ("kpi_update", "pending")]
+    assert json.loads(approvals[1]["summary"])["new"] == 23
     assert main(["audit", "verify"]) == 0
     assert "hash chain intact" in capsys.readouterr().out
     audit_json = tmp_path / "audit.json"

@@ -24,8 +24,9 @@ def register(sub: Any) -> None:
     p.add_argument("file", type=Path, help="CSV with columns study,org,kpi,period,value[,note]")
     p.set_defaults(func=cmd_kpi_import)
 
-    p = sub.add_parser("export", help="export milestones, actions or KPI values as CSV")
-    p.add_argument("what", choices=["milestones", "actions", "kpis"])
+    p = sub.add_parser("export", help="export milestones, actions, KPI values or the "
+                       "approval history as CSV")
+    p.add_argument("what", choices=["milestones", "actions", "kpis", "approvals"])
     p.add_argument("--study", help="only this study")
     p.add_argument("--out", type=Path, help="file to write (default: standard output)")
     p.set_defaults(func=cmd_export)
@@ -71,7 +72,10 @@ def cmd_kpi_import(args: argparse.Namespace, ctx: CliContext) -> int:
 def cmd_export(args: argparse.Namespace, ctx: CliContext) -> int:
     try:
         with ctx.db.read() as session, _output(args.out) as out:
-            count = export.export_csv(session, args.what, out, study=args.study)
+            if args.what == "approvals":
+                count = export.export_approvals(session, out, study=args.study)
+            else:
+                count = export.export_csv(session, args.what, out, study=args.study)
     except UserError as exc:
         raise CliError(str(exc)) from None
     if args.out:
