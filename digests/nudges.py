@@ -50,35 +50,40 @@ class Nudge:
 
 
 def _zone_expr(default_tz: str) -> Any:
+    """The owner's zone as services.user_tz decides it (Person, then the users.info cache),
+    in SQL so that every owner's zone comes from one query."""
     return func.coalesce(Person.timezone, UserTimezoneCache.timezone, default_tz)
 
 
+def _with_owner_zone(stmt: Any) -> Any:
+    """Join what `_zone_expr` reads: the owner's Person row and cached Slack zone."""
+    return stmt.outerjoin(
+        Person,
+        and_(
+            Person.team_id == ActionItem.owner_team_id,
+            Person.slack_user_id == ActionItem.owner_user_id,
+        ),
+    ).outerjoin(
+        UserTimezoneCache,
+        and_(
+            UserTimezoneCache.team_id == ActionItem.owner_team_id,
+            UserTimezoneCache.user_id == ActionItem.owner_user_id,
+        ),
+    )
+
+
 def _open_overdue_stmt(default_tz: str, latest_due: date) -> Any:
+    stmt = select(
+        ActionItem.id,
+        ActionItem.owner_team_id,
+        ActionItem.owner_user_id,
+        Study.code,
+        ActionItem.title,
+        ActionItem.due_date,
+        _zone_expr(default_tz),
+    ).join(Study, Study.id == ActionItem.study_id)
     return (
-        select(
-            ActionItem.id,
-            ActionItem.owner_team_id,
-            ActionItem.owner_user_id,
-            Study.code,
-            ActionItem.title,
-            ActionItem.due_date,
-            _zone_expr(default_tz),
-        )
-        .join(Study, Study.id == ActionItem.study_id)
-        .outerjoin(
-            Person,
-            and_(
-                Person.team_id == ActionItem.owner_team_id,
-                Person.slack_user_id == ActionItem.owner_user_id,
-            ),
-        )
-        .outerjoin(
-            UserTimezoneCache,
-            and_(
-                UserTimezoneCache.team_id == ActionItem.owner_team_id,
-                UserTimezoneCache.user_id == ActionItem.owner_user_id,
-            ),
-        )
+        _with_owner_zone(stmt)
         .where(ActionItem.status == ActionStatus.OPEN, ActionItem.due_date < latest_due)
         .order_by(ActionItem.due_date, ActionItem.id)
     )
@@ -107,22 +112,7 @@ def overdue_owners(
 def owner_zones(session: Session, default_tz: str) -> set[str]:
     """Zones of everyone who owns an open action (the zones nudge jobs are needed for)."""
     stmt = (
-        select(_zone_expr(default_tz))
-        .select_from(ActionItem)
-        .outerjoin(
-            Person,
-            and_(
-                Person.team_id == ActionItem.owner_team_id,
-                Person.slack_user_id == ActionItem.owner_user_id,
-            ),
-        )
-        .outerjoin(
-            UserTimezoneCache,
-            and_(
-                UserTimezoneCache.team_id == ActionItem.owner_team_id,
-                UserTimezoneCache.user_id == ActionItem.owner_user_id,
-            ),
-        )
+        _with_owner_zone(select(_zone_expr(default_tz)).select_from(ActionItem))
         .where(ActionItem.status == ActionStatus.OPEN)
         .distinct()
     )

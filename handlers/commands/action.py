@@ -8,9 +8,11 @@ from sqlalchemy import select
 
 from handlers.commands.base import CommandContext, Reply
 from handlers.commands.common import (
+    Verb,
     announce_audience,
     audience_note,
     date_option,
+    dispatch_verb,
     reader_audience,
     shown_in_channel,
     split_study,
@@ -28,24 +30,12 @@ MAX_STUDIES = 100
 ADD_HINT = actions.ADD_HINT
 DONE_HINT = "Write it as `/cro action done ID`."
 LIST_HINT = "Write it as `/cro action list [STUDY] [@owner|mine] [--overdue] [--all]`."
-VERBS = ("add", "done", "list")
 WRITE_VERBS = frozenset({"add", "done"})
 GROUP_HINT = "Use `/cro action add`, `done` or `list` (`/cro help action`)."
 
 
 def action_command(ctx: CommandContext, args: list[str]) -> Reply:
-    if not args:
-        raise UserError("What should I do with actions?", GROUP_HINT)
-    verb, rest = args[0].lower(), args[1:]
-    if verb == "add":
-        return _add(ctx, rest)
-    if verb == "done":
-        return _done(ctx, rest)
-    if verb == "list":
-        return _list(ctx, rest)
-    raise UserError(
-        f"Unknown action command `{args[0]}`. {suggest(verb, VERBS)}".strip(), GROUP_HINT
-    )
+    return dispatch_verb(ctx, args, "action", VERBS, GROUP_HINT)
 
 
 def line(a: ActionItem) -> str:
@@ -187,3 +177,6 @@ def _list_everywhere(ctx: CommandContext, owner: str | None, flags: set[str]) ->
     blocks = [header(title), context("No study given and this channel is not linked." + who)]
     blocks += lines_block(sections, budget=45) if sections else [section("_None._")]
     return reply(title + who, blocks)
+
+
+VERBS: dict[str, Verb] = {"add": _add, "done": _done, "list": _list}

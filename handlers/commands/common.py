@@ -7,11 +7,13 @@ person, and the channel when the channel is linked to that study).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from datetime import date
 
 from sqlalchemy.orm import Session
 
-from handlers.commands.base import CommandContext
+from handlers.commands.base import CommandContext, Reply
+from services.command_parser import suggest
 from services.dates import parse_date
 from services.errors import NotFound, UserError
 from services.lookup import study_by_code, vendor_org_ids
@@ -118,3 +120,20 @@ def shown_in_channel(visible: bool) -> tuple[bool, str]:
     if visible:
         return True, ""
     return False, " _(Only you see this: this channel's audience may not see that item.)_"
+
+
+Verb = Callable[[CommandContext, list[str]], Reply]
+
+
+def dispatch_verb(
+    ctx: CommandContext, args: list[str], noun: str, verbs: Mapping[str, Verb], hint: str
+) -> Reply:
+    """`/cro <group> <verb> …`: run the verb, or say which verbs there are."""
+    if not args:
+        raise UserError(f"What should I do with {noun}s?", hint)
+    verb = args[0].lower()
+    fn = verbs.get(verb)
+    if fn is None:
+        did = suggest(verb, verbs)
+        raise UserError(f"Unknown {noun} command `{args[0]}`. {did}".strip(), hint)
+    return fn(ctx, args[1:])

@@ -6,8 +6,10 @@ from sqlalchemy import select
 
 from handlers.commands.base import CommandContext, Reply
 from handlers.commands.common import (
+    Verb,
     announce_audience,
     audience_note,
+    dispatch_verb,
     notify_approval,
     reader_audience,
     shown_in_channel,
@@ -16,7 +18,7 @@ from handlers.commands.common import (
 )
 from handlers.commands.render import context, esc, header, lines_block, reply, section
 from services import approvals, kpis
-from services.command_parser import classify, parse_number, suggest
+from services.command_parser import classify, parse_number
 from services.dates import parse_weeks
 from services.errors import UserError
 from services.lookup import kpi_by_key
@@ -26,25 +28,13 @@ from storage.models import KpiDefinition, SubjectType
 REPORT_HINT = kpis.REPORT_HINT
 SHOW_HINT = "Write it as `/cro kpi show STUDY KPI [last:8w]`."
 TREND_HINT = "Write it as `/cro kpi trend STUDY KPI`."
-VERBS = ("report", "show", "trend", "list")
 WRITE_VERBS = frozenset({"report"})
 GROUP_HINT = "Use `/cro kpi report`, `show`, `trend` or `list` (`/cro help kpi`)."
 TREND_WEEKS = 8
 
 
 def kpi_command(ctx: CommandContext, args: list[str]) -> Reply:
-    if not args:
-        raise UserError("What should I do with KPIs?", GROUP_HINT)
-    verb, rest = args[0].lower(), args[1:]
-    if verb == "report":
-        return _report(ctx, rest)
-    if verb == "show":
-        return _show(ctx, rest)
-    if verb == "trend":
-        return _trend(ctx, rest)
-    if verb == "list":
-        return _list(ctx, rest)
-    raise UserError(f"Unknown kpi command `{args[0]}`. {suggest(verb, VERBS)}".strip(), GROUP_HINT)
+    return dispatch_verb(ctx, args, "kpi", VERBS, GROUP_HINT)
 
 
 def _report(ctx: CommandContext, words: list[str]) -> Reply:
@@ -166,3 +156,6 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
     blocks = [header("KPIs crobot tracks")]
     blocks += lines_block(lines, budget=40)
     return reply("KPIs: " + ", ".join(d.key for d in defs), blocks)
+
+
+VERBS: dict[str, Verb] = {"report": _report, "show": _show, "trend": _trend, "list": _list}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from handlers.commands.base import CommandContext, Reply
 from handlers.commands.common import (
+    Verb,
     announce_audience,
     audience_note,
     date_option,
+    dispatch_verb,
     notify_approval,
     reader_audience,
     shown_in_channel,
@@ -23,24 +25,12 @@ from storage.models import Milestone, MilestoneStatus, SubjectType
 ADD_HINT = milestones.ADD_HINT
 UPDATE_HINT = milestones.UPDATE_HINT
 LIST_HINT = "Write it as `/cro milestone list [STUDY] [--open|--late]`."
-VERBS = ("add", "update", "list")
 WRITE_VERBS = frozenset({"add", "update"})
 GROUP_HINT = "Use `/cro milestone add`, `update` or `list` (`/cro help milestone`)."
 
 
 def milestone_command(ctx: CommandContext, args: list[str]) -> Reply:
-    if not args:
-        raise UserError("What should I do with milestones?", GROUP_HINT)
-    verb, rest = args[0].lower(), args[1:]
-    if verb == "add":
-        return _add(ctx, rest)
-    if verb == "update":
-        return _update(ctx, rest)
-    if verb == "list":
-        return _list(ctx, rest)
-    raise UserError(
-        f"Unknown milestone command `{args[0]}`. {suggest(verb, VERBS)}".strip(), GROUP_HINT
-    )
+    return dispatch_verb(ctx, args, "milestone", VERBS, GROUP_HINT)
 
 
 def line(m: Milestone) -> str:
@@ -161,3 +151,6 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
     blocks = [header(title), context(audience_note(aud, study))]
     blocks += lines_block(lines, budget=45) if lines else [section("_None._")]
     return reply(title + ("\n" + "\n".join(lines[:20]) if lines else ""), blocks)
+
+
+VERBS: dict[str, Verb] = {"add": _add, "update": _update, "list": _list}
