@@ -8,13 +8,11 @@ from services.runtime import Runtime
 
 
 def register_listeners(app: App, runtime: Runtime) -> None:
-    from handlers import commands, errors
+    # Imported here so that importing `handlers` (e.g. for its helpers) registers nothing.
+    from handlers import actions, approval_messages, commands, errors, home, modals
 
     errors.register(app, runtime)
     commands.register(app, runtime)
-
-    from handlers import actions, approval_messages, home, modals
-
     approval_messages.register(app, runtime)
     actions.register(app, runtime)
     modals.register(app, runtime)
