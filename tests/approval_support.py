@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -193,3 +194,20 @@ def ephemerals(fake_slack: FakeSlack, user: str) -> list[str]:
         for c in fake_slack.calls_to("chat.postEphemeral")
         if c.params.get("user") == user
     ]
+
+
+def race(bot: RunningBot, payloads: list[dict[str, Any]]) -> list[int]:
+    """Send the payloads from one thread each, released together by a barrier."""
+    barrier = threading.Barrier(len(payloads))
+    statuses: list[int] = []
+
+    def click(payload: dict[str, Any]) -> None:
+        barrier.wait()
+        statuses.append(send(bot, payload)[0])
+
+    threads = [threading.Thread(target=click, args=(p,)) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses

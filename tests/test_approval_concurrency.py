@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 from services import directory
 from services.actor import SYSTEM
 from storage.db import Database
@@ -18,31 +15,13 @@ from tests.approval_support import (
     message,
     pending_kpi,
     posted_request,
-    send,
+    race,
     wait_until,
 )
-from tests.bot_server import RunningBot
 from tests.conftest import World
 from tests.fake_slack import FakeSlack
 
 APPROVER_2 = "UAPPROVER2"
-
-
-def _race(bot: RunningBot, payloads: list[dict[str, Any]]) -> list[int]:
-    """Send the payloads from one thread each, released together by a barrier."""
-    barrier = threading.Barrier(len(payloads))
-    statuses: list[int] = []
-
-    def click(payload: dict[str, Any]) -> None:
-        barrier.wait()
-        statuses.append(send(bot, payload)[0])
-
-    threads = [threading.Thread(target=click, args=(p,)) for p in payloads]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return statuses
 
 
 def test_two_approvers_at_once(db: Database, world: World, fake_slack: FakeSlack) -> None:
@@ -65,7 +44,7 @@ def test_two_approvers_at_once(db: Database, world: World, fake_slack: FakeSlack
                 block_action("approval_approve", aid, user=u, msg=msg)
                 for u in ("UAPPROVER", APPROVER_2)
             ]
-            statuses = _race(bot, clicks)
+            statuses = race(bot, clicks)
             assert statuses == [200, 200]
             notified = round_ + 1
             # The lambdas below run before the loop moves on, so late binding is harmless.

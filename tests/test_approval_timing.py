@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
-from typing import Any
 
 from handlers.user_tz import user_timezone
 from services import directory
@@ -23,6 +21,7 @@ from tests.approval_support import (
     message,
     pending_kpi,
     posted_request,
+    race,
     send,
     wait_until,
 )
@@ -68,18 +67,7 @@ def test_click_storm_records_one_decision(
             block_action("approval_approve", aid, user=u, msg=msg)
             for u in ["UAPPROVER", "UAPPROVER2"] * 4
         ]
-        barrier = threading.Barrier(len(payloads))
-        results: list[int] = []
-
-        def click(p: dict[str, Any]) -> None:
-            barrier.wait()
-            results.append(send(bot, p)[0])
-
-        threads = [threading.Thread(target=click, args=(p,)) for p in payloads]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = race(bot, payloads)
         assert results == [200] * len(payloads)
 
         def total() -> int:
