@@ -1,7 +1,7 @@
 """What every benchmark shares: percentiles, machine facts, the generated portfolio's names.
 
-Scripts run both as `python benchmarks/x.py` and `python -m benchmarks.x`; for the first
-form each script puts the repository root on sys.path before its project imports.
+Scripts run as `python -m benchmarks.x` from the repository root (crobot itself is the
+installed `crobot` package).
 """
 
 from __future__ import annotations

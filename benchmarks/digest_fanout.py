@@ -1,6 +1,6 @@
 """Digest fan-out: compose and deliver N channel digests to the fake Slack Web API.
 
-    python benchmarks/digest_fanout.py --url sqlite:///bench.db [--digests 1000]
+    python -m benchmarks.digest_fanout --url sqlite:///bench.db [--digests 1000]
         [--workers 8] [--pace 0] [--charts]
 
 Two passes over the first N channel links of the generated portfolio:
@@ -37,22 +37,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+from slack_sdk import WebClient
+from sqlalchemy import Engine, delete, event, select, update
 
-from slack_sdk import WebClient  # noqa: E402
-from sqlalchemy import Engine, delete, event, select, update  # noqa: E402
+from benchmarks.common import Summary, machine_line, ratio, redact
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
+from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
+from tests.fake_slack import FakeSlack
 
-from benchmarks.common import Summary, machine_line, ratio, redact  # noqa: E402
-from services.runtime import Runtime  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.models import ChannelLink, DigestRun, DigestRunState  # noqa: E402
-from tests.fake_slack import FakeSlack  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 try:
-    from digests import charts
-    from digests.compose import compose
-    from digests.delivery import Delivery, delivery_client
-    from digests.render import render
+    from crobot.digests import charts
+    from crobot.digests.compose import compose
+    from crobot.digests.delivery import Delivery, delivery_client
+    from crobot.digests.render import render
 except ImportError as exc:  # the digests package lands with the digests branch
     raise SystemExit(f"digest_fanout needs the digests package: {exc}") from exc
 
@@ -161,11 +161,11 @@ def fake_slack(pace: float, where: str) -> Iterator[str]:
             fake.stop()
         return
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve().parent / "fake_slack_server.py"),
-         "--pace", str(pace)],
+        [sys.executable, "-m", "benchmarks.fake_slack_server", "--pace", str(pace)],
+        cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()

@@ -1,6 +1,6 @@
 """The fake Slack Web API (tests/fake_slack.py) in a process of its own.
 
-    python benchmarks/fake_slack_server.py [--pace 0.0]
+    python -m benchmarks.fake_slack_server [--pace 0.0]
 
 Prints its base URL on the first line of stdout, then serves until killed. Benchmarks run
 it apart from the process they measure, so the fake's own CPU (parsing and storing every
@@ -10,13 +10,9 @@ posted message) does not compete with crobot's for one interpreter lock.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
-
-from tests.fake_slack import FakeSlack  # noqa: E402
+from tests.fake_slack import FakeSlack
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Fill a database with a realistic, deterministic clinical portfolio for the benchmarks.
 
-    python benchmarks/generate.py --url sqlite:///bench.db --kpi-rows 1000000 --fresh
-    python benchmarks/generate.py --url postgresql+psycopg://postgres@127.0.0.1/test_bench \
+    python -m benchmarks.generate --url sqlite:///bench.db --kpi-rows 1000000 --fresh
+    python -m benchmarks.generate --url postgresql+psycopg://postgres@127.0.0.1/test_bench \
         --kpi-rows 1000000 --fresh
 
 Default shape: 50 studies, 200 organisations (10 sponsors, 190 CROs/CMOs/labs), about
@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import random
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,12 +35,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+from sqlalchemy import Connection, Table, create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
 
-from sqlalchemy import Connection, Table, create_engine, func, insert, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     TEAM,
     TODAY,
     channel_id,
@@ -49,12 +46,12 @@ from benchmarks.common import (  # noqa: E402
     study_code,
     user_id,
 )
-from services import audit  # noqa: E402
-from services.actor import SYSTEM  # noqa: E402
-from services.kpi_catalog import SHIPPED, iso_week_label, seed_definitions  # noqa: E402
-from storage.db import Database, normalise_url  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
-from storage.models import (  # noqa: E402
+from crobot.services import audit
+from crobot.services.actor import SYSTEM
+from crobot.services.kpi_catalog import SHIPPED, iso_week_label, seed_definitions
+from crobot.storage.db import Database, normalise_url
+from crobot.storage.migrate import upgrade
+from crobot.storage.models import (
     ActionItem,
     Approval,
     ChannelLink,

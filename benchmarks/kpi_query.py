@@ -1,6 +1,6 @@
 """KPI queries at scale: the service calls behind `kpi show` / `kpi trend` vs the SQL floor.
 
-    python benchmarks/kpi_query.py --url sqlite:///bench.db [--iterations 300]
+    python -m benchmarks.kpi_query --url sqlite:///bench.db [--iterations 300]
 
 For random (study, KPI, audience) picks — sponsor, vendor:X and joint audiences — it times
 
@@ -22,24 +22,20 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+from sqlalchemy import select, text
 
-from sqlalchemy import select, text  # noqa: E402
-
-from benchmarks.common import TODAY, Summary, machine_line, ratio, redact  # noqa: E402
-from services import kpis  # noqa: E402
-from services.lookup import vendor_org_ids  # noqa: E402
-from services.visibility import Audience, Scope  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.models import KpiDefinition, Study  # noqa: E402
+from benchmarks.common import TODAY, Summary, machine_line, ratio, redact
+from crobot.services import kpis
+from crobot.services.lookup import vendor_org_ids
+from crobot.services.visibility import Audience, Scope
+from crobot.storage.db import Database
+from crobot.storage.models import KpiDefinition, Study
 
 # The newest visible row per (org, period): the same rule as services.kpis.series.
 SHOW_SQL = """

@@ -7,7 +7,7 @@ URL=${1:?usage: benchmarks/run_all.sh DATABASE_URL [KPI_ROWS]}
 ROWS=${2:-1000000}
 PY=${PYTHON:-python}
 cd "$(dirname "$0")/.."
-$PY benchmarks/generate.py --url "$URL" --kpi-rows "$ROWS" --fresh
-$PY benchmarks/kpi_query.py --url "$URL"
-$PY benchmarks/slash_roundtrip.py --url "$URL"
-$PY benchmarks/digest_fanout.py --url "$URL"
+$PY -m benchmarks.generate --url "$URL" --kpi-rows "$ROWS" --fresh
+$PY -m benchmarks.kpi_query --url "$URL"
+$PY -m benchmarks.slash_roundtrip --url "$URL"
+$PY -m benchmarks.digest_fanout --url "$URL"

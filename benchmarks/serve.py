@@ -1,8 +1,8 @@
 """One benchmark server process: crobot's HTTP stack, or a bare Bolt app on the same stack.
 
-    python benchmarks/serve.py --kind crobot --url sqlite:///bench.db --port 8101 \
+    python -m benchmarks.serve --kind crobot --url sqlite:///bench.db --port 8101 \
         --slack-url http://127.0.0.1:9000/api/
-    python benchmarks/serve.py --kind bare ...
+    python -m benchmarks.serve --kind bare ...
 
 Both run uvicorn + `bot.http.SlackASGI` (thread-dispatched Bolt, GET /healthz) with the
 same signing secret, dispatch threads and listener pool size; only the Bolt app differs:
@@ -18,23 +18,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+import uvicorn
+from pydantic import SecretStr
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
 
-import uvicorn  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
-from slack_bolt import Ack, App  # noqa: E402
-from slack_sdk import WebClient  # noqa: E402
-
-from bot.http import SlackASGI  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from services.runtime import Runtime  # noqa: E402
-from storage.db import Database  # noqa: E402
-from tests.slack_requests import SIGNING_SECRET  # noqa: E402
+from crobot.bot.http import SlackASGI
+from crobot.bot.settings import Settings
+from crobot.storage.db import Database
+from tests.slack_requests import SIGNING_SECRET
 
 
 def bare_app(settings: Settings) -> App:
@@ -43,6 +37,9 @@ def bare_app(settings: Settings) -> App:
         client=client,
         signing_secret=SIGNING_SECRET,
         token_verification_enabled=False,
+        # As crobot's create_app: the ack is answered when the ack function returns,
+        # instead of Bolt polling for it in 10 ms sleeps.
+        process_before_response=True,
         listener_executor=ThreadPoolExecutor(
             max_workers=settings.listener_workers, thread_name_prefix="bare-listener"
         ),
@@ -61,11 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", required=True, help="database URL")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--slack-url", required=True, help="Slack Web API base URL (the fake)")
-    p.add_argument(
-        "--process-before-response",
-        action="store_true",
-        help="experiment: run the ack listener on the dispatch thread (Bolt's FaaS mode)",
-    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(
@@ -79,21 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "crobot":
         # Exactly `crobot serve`'s code path (bot.runners.run_http), minus argv parsing;
         # imported here so the bare process does not carry crobot's modules (its RSS).
-        from bot import runners
+        from crobot.bot import runners
 
-        if args.process_before_response:
-            build_app = runners.create_app
-
-            def create_app_pbr(settings: Settings, runtime: Runtime, **kw: Any) -> App:
-                return process_before_response(build_app(settings, runtime, **kw))
-
-            runners.create_app = create_app_pbr
         runners.run_http(settings, host="127.0.0.1", port=args.port)
         return 0
     db = Database(settings.database_url)
     app = bare_app(settings)
-    if args.process_before_response:
-        process_before_response(app)
     # The same SlackASGI (and thread count) as bot.runners.run_http gives crobot.
     asgi = SlackASGI(app, db, workers=max(8, settings.listener_workers * 2))
     uvicorn.run(
@@ -101,16 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
     )  # fmt: skip
     return 0
-
-
-def process_before_response(app: App) -> App:
-    """Bolt only takes this at construction; set what its constructor sets.
-
-    Without it Bolt's runner polls for ack() in 10 ms sleeps: a floor under every command.
-    """
-    app._process_before_response = True
-    app._listener_runner.process_before_response = True
-    return app
 
 
 if __name__ == "__main__":

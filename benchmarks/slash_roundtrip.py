@@ -1,6 +1,6 @@
 """Slash-command round trip: crobot's HTTP stack vs a bare Bolt app on the same stack.
 
-    python benchmarks/slash_roundtrip.py --url sqlite:///bench.db \
+    python -m benchmarks.slash_roundtrip --url sqlite:///bench.db \
         [--count 600] [--concurrency 1,8,32] [--servers bare,crobot] [--strict]
 
 Starts, as separate processes (benchmarks/serve.py), crobot (uvicorn + bot.http.SlackASGI
@@ -38,11 +38,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+from sqlalchemy import select
 
-from sqlalchemy import select  # noqa: E402
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     TEAM,
     Summary,
     machine_line,
@@ -50,8 +48,8 @@ from benchmarks.common import (  # noqa: E402
     ratio,
     redact,
 )
-from storage.db import Database  # noqa: E402
-from storage.models import (  # noqa: E402
+from crobot.storage.db import Database
+from crobot.storage.models import (
     AudienceKind,
     ChannelLink,
     KpiDefinition,
@@ -59,11 +57,11 @@ from storage.models import (  # noqa: E402
     Role,
     Study,
 )
-from tests.bot_server import free_port  # noqa: E402
-from tests.fake_slack import FakeSlack  # noqa: E402
-from tests.slack_requests import command_body, signed_headers  # noqa: E402
+from tests.bot_server import free_port
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import command_body, signed_headers
 
-SERVE = Path(__file__).resolve().parent / "serve.py"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 FOLLOWUP_TIMEOUT = 10.0
 
 
@@ -137,11 +135,11 @@ class Server:
 
 def launch(kind: str, db_url: str, slack_url: str, extra: list[str]) -> Server:
     port = free_port()
-    cmd = [sys.executable, str(SERVE), "--kind", kind, "--url", db_url, "--port", str(port),
-           "--slack-url", slack_url, *extra]  # fmt: skip
+    cmd = [sys.executable, "-m", "benchmarks.serve", "--kind", kind, "--url", db_url,
+           "--port", str(port), "--slack-url", slack_url, *extra]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     log.close()
     return Server(kind, port, proc, log.name)
 
@@ -360,11 +358,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--studies", type=int, default=10, help="studies the requests cycle over")
     p.add_argument("--warmup", type=int, default=30, help="unmeasured requests per server")
     p.add_argument("--strict", action="store_true", help="exit 1 if any request failed")
-    p.add_argument(
-        "--process-before-response",
-        action="store_true",
-        help="experiment: both servers run Bolt with process_before_response",
-    )
     args = p.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
@@ -373,7 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"slash_roundtrip: {redact(args.url)}  {args.count} requests per server and level, "
         f"concurrency {levels}, commands: {sorted({r.name for r in requests})}"
-        + (", Bolt process_before_response" if args.process_before_response else "")
     )
     fake = FakeSlack().start()
     for r in requests:
@@ -384,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     logs_to_drop: list[str] = []
     try:
-        extra = ["--process-before-response"] if args.process_before_response else []
+        extra: list[str] = []
         with start_servers(kinds, args.url, fake.base_url, extra) as servers:
             for kind in kinds:
                 warm = run_load(servers[kind], requests, args.warmup, 4, followups, f"w{kind}")

@@ -1,7 +1,7 @@
-"""`python -m bot` runs the crobot CLI."""
+"""`python -m crobot.bot` runs the crobot CLI."""
 
 import sys
 
-from bot.cli import main
+from crobot.bot.cli import main
 
 sys.exit(main())

@@ -13,9 +13,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.settings import Settings
-from handlers import register_listeners
-from services.runtime import Runtime
+from crobot.bot.settings import Settings
+from crobot.handlers import register_listeners
+from crobot.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

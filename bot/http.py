@@ -17,7 +17,7 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 
-from storage.db import Database
+from crobot.storage.db import Database
 
 log = logging.getLogger(__name__)
 

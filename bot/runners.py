@@ -16,12 +16,12 @@ import uvicorn
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from bot.app import create_app, require_tokens
-from bot.http import SlackASGI
-from bot.scheduling import start_scheduler
-from bot.settings import Settings
-from services.runtime import Runtime
-from storage.db import Database
+from crobot.bot.app import create_app, require_tokens
+from crobot.bot.http import SlackASGI
+from crobot.bot.scheduling import start_scheduler
+from crobot.bot.settings import Settings
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
 
 log = logging.getLogger(__name__)
 

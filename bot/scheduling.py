@@ -25,13 +25,13 @@ from apscheduler.triggers.cron import CronTrigger
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from bot.settings import Settings
-from digests.delivery import Delivery, Outcome, delivery_client
-from digests.nudges import NUDGE_HOUR, owner_zones
-from digests.runner import DigestRunner
-from digests.schedule import Schedule
-from services.runtime import Runtime
-from storage.models import ChannelLink
+from crobot.bot.settings import Settings
+from crobot.digests.delivery import Delivery, Outcome, delivery_client
+from crobot.digests.nudges import NUDGE_HOUR, owner_zones
+from crobot.digests.runner import DigestRunner
+from crobot.digests.schedule import Schedule
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ChannelLink
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from digests.compose import KpiView
+from crobot.digests.compose import KpiView
 
 MIN_PERIODS = 3
 

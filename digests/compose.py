@@ -22,9 +22,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from services import kpis as kpi_service
-from services.kpis import Point, Trend
-from services.visibility import (
+from crobot.services import kpis as kpi_service
+from crobot.services.kpis import Point, Trend
+from crobot.services.visibility import (
     Audience,
     Scope,
     action_filter,
@@ -32,7 +32,7 @@ from services.visibility import (
     audience_for_channel,
     milestone_filter,
 )
-from storage.models import (
+from crobot.storage.models import (
     ActionItem,
     ActionStatus,
     Approval,

@@ -41,12 +41,12 @@ from slack_sdk.http_retry.state import RetryState
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from digests import charts
-from digests.compose import compose
-from digests.nudges import compose_nudge
-from digests.render import render
-from services.runtime import Runtime
-from storage.models import AudienceKind, ChannelLink, DigestRun, DigestRunState
+from crobot.digests import charts
+from crobot.digests.compose import compose
+from crobot.digests.nudges import compose_nudge
+from crobot.digests.render import render
+from crobot.services.runtime import Runtime
+from crobot.storage.models import AudienceKind, ChannelLink, DigestRun, DigestRunState
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from digests.render import environment
-from storage.models import ActionItem, ActionStatus, Person, Study, UserTimezoneCache
+from crobot.digests.render import environment
+from crobot.storage.models import ActionItem, ActionStatus, Person, Study, UserTimezoneCache
 
 NUDGE_HOUR = 9
 MAX_ITEMS = 20

@@ -20,8 +20,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from digests.compose import DigestView
-from services.visibility import Scope
+from crobot.digests.compose import DigestView
+from crobot.services.visibility import Scope
 
 MAX_BLOCKS = 50
 SECTION_CHARS = 3000
@@ -96,7 +96,7 @@ def _signed(value: float) -> str:
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("digests", "templates"),
+        loader=PackageLoader("crobot.digests", "templates"),
         autoescape=False,  # HTML escaping is wrong for Slack; `finalize` does Slack's
         finalize=_finalize,
         undefined=StrictUndefined,

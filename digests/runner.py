@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from digests.delivery import Delivery, Outcome
-from digests.nudges import NUDGE_HOUR, nudge_period, overdue_owners, owner_zones
-from digests.schedule import Schedule
-from services.runtime import Runtime
-from storage.models import ChannelLink, DigestRun
+from crobot.digests.delivery import Delivery, Outcome
+from crobot.digests.nudges import NUDGE_HOUR, nudge_period, overdue_owners, owner_zones
+from crobot.digests.schedule import Schedule
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ChannelLink, DigestRun
 
 log = logging.getLogger(__name__)
 

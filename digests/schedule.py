@@ -23,13 +23,13 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 from sqlalchemy.orm import Session
 
-from services import audit
-from services.actor import Actor
-from services.directory import check_zone
-from services.errors import Forbidden, UserError, validate
-from services.lookup import vendor_org_ids
-from services.permissions import is_sponsor
-from storage.models import AudienceKind, ChannelLink
+from crobot.services import audit
+from crobot.services.actor import Actor
+from crobot.services.directory import check_zone
+from crobot.services.errors import Forbidden, UserError, validate
+from crobot.services.lookup import vendor_org_ids
+from crobot.services.permissions import is_sponsor
+from crobot.storage.models import AudienceKind, ChannelLink
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SCHEDULE_HINT = 'Write it as `/cro digest schedule "Mon,Thu 09:00" [tz:Europe/Berlin]`.'
@@ -243,7 +243,7 @@ class Schedule:
             prev, cursor = nxt, _after(nxt)
 
 
-class LocalCronTrigger(CronTrigger):
+class LocalCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
     """CronTrigger that fires a wall-clock time once even when DST repeats it.
 
     APScheduler 3 fires a repeated local time (fall-back day) at both occurrences; we skip

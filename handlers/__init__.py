@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from services.runtime import Runtime
+from crobot.services.runtime import Runtime
 
 
 def register_listeners(app: App, runtime: Runtime) -> None:
     # Imported here so that importing `handlers` (e.g. for its helpers) registers nothing.
-    from handlers import actions, approval_messages, commands, errors, home, modals
+    from crobot.handlers import actions, approval_messages, commands, errors, home, modals
 
     errors.register(app, runtime)
     commands.register(app, runtime)

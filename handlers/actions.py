@@ -17,16 +17,16 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from handlers import approval_messages as msgs
-from handlers import home
-from services import approvals
-from services.actor import Actor, resolve_actor
-from services.approvals import MAX_REASON
-from services.command_parser import parse_id
-from services.errors import UserError
-from services.permissions import require_approver
-from services.runtime import Runtime
-from storage.models import Approval, ApprovalState, Study
+from crobot.handlers import approval_messages as msgs
+from crobot.handlers import home
+from crobot.services import approvals
+from crobot.services.actor import Actor, resolve_actor
+from crobot.services.approvals import MAX_REASON
+from crobot.services.command_parser import parse_id
+from crobot.services.errors import UserError
+from crobot.services.permissions import require_approver
+from crobot.services.runtime import Runtime
+from crobot.storage.models import Approval, ApprovalState, Study
 
 log = logging.getLogger(__name__)
 

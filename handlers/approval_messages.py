@@ -20,11 +20,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from handlers.user_tz import user_timezone
-from services import approval_log
-from services.actor import SYSTEM, Actor, resolve_actor
-from services.runtime import Runtime
-from storage.models import (
+from crobot.handlers.user_tz import user_timezone
+from crobot.services import approval_log
+from crobot.services.actor import SYSTEM, Actor, resolve_actor
+from crobot.services.runtime import Runtime
+from crobot.storage.models import (
     Approval,
     ApprovalState,
     AudienceKind,

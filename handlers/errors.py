@@ -8,8 +8,8 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.response import BoltResponse
 
-from services.errors import UserError
-from services.runtime import Runtime
+from crobot.services.errors import UserError
+from crobot.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from handlers import approval_messages as msgs
-from handlers.user_tz import user_timezone
-from services import actions
-from services.actor import resolve_actor
-from services.command_parser import parse_id
-from services.errors import UserError
-from services.home import HomeModel, home_for
-from services.runtime import Runtime
-from storage.models import ActionItem, Organization, Priority
+from crobot.handlers import approval_messages as msgs
+from crobot.handlers.user_tz import user_timezone
+from crobot.services import actions
+from crobot.services.actor import resolve_actor
+from crobot.services.command_parser import parse_id
+from crobot.services.errors import UserError
+from crobot.services.home import HomeModel, home_for
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ActionItem, Organization, Priority
 
 log = logging.getLogger(__name__)
 

@@ -22,15 +22,15 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from handlers.commands.base import CommandContext, Reply
-from handlers.user_tz import user_timezone
-from services import actions, approval_log, kpis, milestones
-from services.actor import Actor, resolve_actor
-from services.errors import UserError
-from services.home import MyStudy, orgs_for, studies_for
-from services.kpi_catalog import iso_week_label
-from services.runtime import Runtime
-from storage.models import KpiDefinition, Priority, SubjectType
+from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.handlers.user_tz import user_timezone
+from crobot.services import actions, approval_log, kpis, milestones
+from crobot.services.actor import Actor, resolve_actor
+from crobot.services.errors import UserError
+from crobot.services.home import MyStudy, orgs_for, studies_for
+from crobot.services.kpi_catalog import iso_week_label
+from crobot.services.runtime import Runtime
+from crobot.storage.models import KpiDefinition, Priority, SubjectType
 
 log = logging.getLogger(__name__)
 

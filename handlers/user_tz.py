@@ -12,9 +12,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from services.actor import Actor
-from services.runtime import Runtime
-from services.user_tz import known_timezone, remember_timezone, valid_zone
+from crobot.services.actor import Actor
+from crobot.services.runtime import Runtime
+from crobot.services.user_tz import known_timezone, remember_timezone, valid_zone
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import audit
-from services.actor import Actor
-from services.errors import Forbidden, NotFound, UserError, validate
-from services.lookup import study_by_code, vendor_org_ids
-from services.permissions import is_sponsor, require_member
-from services.visibility import Audience, action_filter
-from storage.models import ActionItem, ActionStatus, Milestone, Person, Priority, utcnow
+from crobot.services import audit
+from crobot.services.actor import Actor
+from crobot.services.errors import Forbidden, NotFound, UserError, validate
+from crobot.services.lookup import study_by_code, vendor_org_ids
+from crobot.services.permissions import is_sponsor, require_member
+from crobot.services.visibility import Audience, action_filter
+from crobot.storage.models import ActionItem, ActionStatus, Milestone, Person, Priority, utcnow
 
 FIELDS = ("title", "owner_user_id", "owner_org_id", "due_date", "priority", "status", "shared")
 ADD_HINT = 'Write it as `/cro action add STUDY "Title" @owner due:YYYY-MM-DD [priority:high]`.'

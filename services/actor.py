@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import OrgKind, Person, Role
+from crobot.storage.models import OrgKind, Person, Role
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import audit
-from services.actor import Actor
-from services.approvals import record_message
-from storage.models import Approval, ApprovalState, AuditEvent, Organization, Study, SubjectType
+from crobot.services import audit
+from crobot.services.actor import Actor
+from crobot.services.approvals import record_message
+from crobot.storage.models import (
+    Approval,
+    ApprovalState,
+    AuditEvent,
+    Organization,
+    Study,
+    SubjectType,
+)
 
 POSTED = "approval.message.post"
 UPDATED = "approval.message.update"

@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import audit
-from services.actor import Actor
-from services.errors import NotFound, UserError
-from services.permissions import require_approver
-from storage.models import (
+from crobot.services import audit
+from crobot.services.actor import Actor
+from crobot.services.errors import NotFound, UserError
+from crobot.services.permissions import require_approver
+from crobot.storage.models import (
     Approval,
     ApprovalState,
     KpiUpdate,

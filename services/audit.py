@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.actor import Actor
-from storage.models import AuditEvent, AuditHead, utcnow
+from crobot.services.actor import Actor
+from crobot.storage.models import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
 

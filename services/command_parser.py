@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from services.dates import WEEKDAYS
-from services.errors import UserError
+from crobot.services.dates import WEEKDAYS
+from crobot.services.errors import UserError
 
 MAX_TEXT = 4000  # Slack caps slash command text well below this; refuse anything larger
 OPEN_QUOTES = {'"': '"', "\u201c": "\u201d", "\u201e": "\u201d", "\u201d": "\u201d"}

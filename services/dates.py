@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-from services.errors import UserError
+from crobot.services.errors import UserError
 
 DATE_HINT = (
     "Write dates as YYYY-MM-DD, `today`, `tomorrow`, a weekday (`fri`, `next fri`) "

@@ -11,10 +11,10 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import actions, directory, kpis, milestones
-from services.actor import SYSTEM, Actor, resolve_actor
-from services.kpi_catalog import iso_week_label, seed_definitions
-from storage.models import Organization, Study
+from crobot.services import actions, directory, kpis, milestones
+from crobot.services.actor import SYSTEM, Actor, resolve_actor
+from crobot.services.kpi_catalog import iso_week_label, seed_definitions
+from crobot.storage.models import Organization, Study
 
 STUDY = "DEMO-301"
 TEAM = "TDEMO"

@@ -16,11 +16,11 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import audit
-from services.actor import Actor
-from services.errors import UserError, validate
-from services.lookup import org_by_name, study_by_code, vendor_org_ids
-from storage.models import (
+from crobot.services import audit
+from crobot.services.actor import Actor
+from crobot.services.errors import UserError, validate
+from crobot.services.lookup import org_by_name, study_by_code, vendor_org_ids
+from crobot.storage.models import (
     AudienceKind,
     ChannelLink,
     Organization,

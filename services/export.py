@@ -10,9 +10,9 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import approval_log, audit
-from services.lookup import study_by_code
-from storage.models import (
+from crobot.services import approval_log, audit
+from crobot.services.lookup import study_by_code
+from crobot.storage.models import (
     ActionItem,
     AuditEvent,
     KpiDefinition,

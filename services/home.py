@@ -12,12 +12,12 @@ from datetime import date
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from services import actions, milestones
-from services.actor import Actor
-from services.lookup import vendor_org_ids
-from services.permissions import is_approver
-from services.visibility import Audience, Scope, approval_filter, audience_for_person
-from storage.models import (
+from crobot.services import actions, milestones
+from crobot.services.actor import Actor
+from crobot.services.lookup import vendor_org_ids
+from crobot.services.permissions import is_approver
+from crobot.services.visibility import Audience, Scope, approval_filter, audience_for_person
+from crobot.storage.models import (
     ActionItem,
     Approval,
     ApprovalState,

@@ -9,8 +9,8 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.errors import UserError
-from storage.models import Aggregation, Direction, KpiDefinition
+from crobot.services.errors import UserError
+from crobot.storage.models import Aggregation, Direction, KpiDefinition
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from services import kpis
-from services.actor import Actor
-from services.errors import UserError
+from crobot.services import kpis
+from crobot.services.actor import Actor
+from crobot.services.errors import UserError
 
 REQUIRED = ("study", "org", "kpi", "period", "value")
 MAX_REPORTED = 20

@@ -11,14 +11,14 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from services import approvals, audit
-from services.actor import Actor
-from services.errors import UserError, validate
-from services.kpi_catalog import Period, current_period, parse_period
-from services.lookup import kpi_by_key, org_by_name, study_by_code, vendor_org_ids
-from services.permissions import is_sponsor, require_org_write
-from services.visibility import Audience, kpi_filter
-from storage.models import (
+from crobot.services import approvals, audit
+from crobot.services.actor import Actor
+from crobot.services.errors import UserError, validate
+from crobot.services.kpi_catalog import Period, current_period, parse_period
+from crobot.services.lookup import kpi_by_key, org_by_name, study_by_code, vendor_org_ids
+from crobot.services.permissions import is_sponsor, require_org_write
+from crobot.services.visibility import Audience, kpi_filter
+from crobot.storage.models import (
     ApprovalState,
     Direction,
     KpiDefinition,

@@ -7,9 +7,9 @@ import difflib
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.errors import NotFound
-from services.kpi_catalog import normalise_key
-from storage.models import ChannelLink, KpiDefinition, Organization, Study, StudyVendor
+from crobot.services.errors import NotFound
+from crobot.services.kpi_catalog import normalise_key
+from crobot.storage.models import ChannelLink, KpiDefinition, Organization, Study, StudyVendor
 
 
 def _suggest(word: str, options: list[str]) -> str:

@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from services import approvals, audit
-from services.actor import Actor
-from services.errors import NotFound, UserError, validate
-from services.lookup import org_by_name, study_by_code, vendor_org_ids
-from services.permissions import is_sponsor, require_org_write
-from services.visibility import Audience, milestone_filter
-from storage.models import Milestone, MilestoneStatus, SubjectType
+from crobot.services import approvals, audit
+from crobot.services.actor import Actor
+from crobot.services.errors import NotFound, UserError, validate
+from crobot.services.lookup import org_by_name, study_by_code, vendor_org_ids
+from crobot.services.permissions import is_sponsor, require_org_write
+from crobot.services.visibility import Audience, milestone_filter
+from crobot.storage.models import Milestone, MilestoneStatus, SubjectType
 
 FIELDS = ("name", "org_id", "planned_date", "forecast_date", "actual_date", "status", "shared")
 ADD_HINT = 'Write it as `/cro milestone add STUDY "Name" planned:YYYY-MM-DD [org:ORG]`.'

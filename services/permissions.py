@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.actor import Actor
-from services.errors import Forbidden
-from storage.models import Role, Study
+from crobot.services.actor import Actor
+from crobot.services.errors import Forbidden
+from crobot.storage.models import Role, Study
 
 _SPONSOR_ROLES = (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.ADMIN)
 _UNKNOWN_HINT = "Ask a crobot admin to add you (`crobot person add`)."

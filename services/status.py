@@ -8,10 +8,10 @@ from datetime import date, timedelta
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
-from services import actions, kpis, milestones
-from services.kpis import Trend
-from services.visibility import Audience, action_filter, approval_filter
-from storage.models import (
+from crobot.services import actions, kpis, milestones
+from crobot.services.kpis import Trend
+from crobot.services.visibility import Audience, action_filter, approval_filter
+from crobot.storage.models import (
     ActionItem,
     ActionStatus,
     Approval,

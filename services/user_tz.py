@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.actor import Actor
-from storage.models import UserTimezoneCache
+from crobot.services.actor import Actor
+from crobot.storage.models import UserTimezoneCache
 
 CACHE_TTL = timedelta(hours=24)  # people rarely move; users.info is still worth sparing
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from services.actor import Actor
-from storage.models import (
+from crobot.services.actor import Actor
+from crobot.storage.models import (
     ActionItem,
     Approval,
     ApprovalState,

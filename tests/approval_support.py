@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 
-from services import audit, kpis
-from services.approval_log import for_subject
-from services.runtime import Runtime
-from storage.db import Database
-from storage.models import Approval, AuditEvent, SubjectType
+from crobot.services import audit, kpis
+from crobot.services.approval_log import for_subject
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
+from crobot.storage.models import Approval, AuditEvent, SubjectType
 from tests.bot_server import RunningBot, bot_settings, running_bot
 from tests.conftest import TODAY, World
 from tests.fake_slack import FakeSlack

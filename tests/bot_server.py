@@ -10,12 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import uvicorn
+from pydantic import SecretStr
 from slack_bolt import App
 
-from bot.app import create_app
-from bot.http import SlackASGI
-from bot.settings import Settings
-from services.runtime import Runtime
+from crobot.bot.app import create_app
+from crobot.bot.http import SlackASGI
+from crobot.bot.settings import Settings
+from crobot.services.runtime import Runtime
 from tests.slack_requests import SIGNING_SECRET
 
 
@@ -28,8 +29,8 @@ def free_port() -> int:
 def bot_settings(database_url: str, slack_api_url: str) -> Settings:
     return Settings(
         CROBOT_DATABASE_URL=database_url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_BOT_TOKEN=SecretStr("xoxb-test-token"),
+        SLACK_SIGNING_SECRET=SecretStr(SIGNING_SECRET),
         CROBOT_SLACK_API_URL=slack_api_url,
         CROBOT_SCHEDULER=False,
     )

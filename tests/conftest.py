@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from services import directory
-from services.actor import SYSTEM, Actor, resolve_actor
-from services.kpi_catalog import seed_definitions
-from storage.db import Database, normalise_url
-from storage.migrate import upgrade
-from storage.models import Base
+from crobot.services import directory
+from crobot.services.actor import SYSTEM, Actor, resolve_actor
+from crobot.services.kpi_catalog import seed_definitions
+from crobot.storage.db import Database, normalise_url
+from crobot.storage.migrate import upgrade
+from crobot.storage.models import Base
 from tests.fake_slack import FakeSlack
 
 PG_URL = os.environ.get("CROBOT_TEST_DATABASE_URL")

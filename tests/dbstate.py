@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.db import Database
-from storage.models import Base
+from crobot.storage.db import Database
+from crobot.storage.models import Base
 
 
 def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:

@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import SecretStr
 from slack_sdk import WebClient
 from sqlalchemy import event, select
 
-from bot.settings import Settings
-from digests.delivery import Outcome
-from handlers.commands.base import CommandContext
-from services import actions, kpis, milestones
-from services.runtime import Runtime
-from storage.db import Database
-from storage.models import ChannelLink, Milestone
+from crobot.bot.settings import Settings
+from crobot.digests.delivery import Outcome
+from crobot.handlers.commands.base import CommandContext
+from crobot.services import actions, kpis, milestones
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
+from crobot.storage.models import ChannelLink, Milestone
 from tests.conftest import TODAY, World
 
 
@@ -43,8 +44,8 @@ class Clock:
 def bot_test_settings(db: Database, slack_url: str = "http://127.0.0.1:9/api/") -> Settings:
     return Settings(
         CROBOT_DATABASE_URL=db.url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET="secret",
+        SLACK_BOT_TOKEN=SecretStr("xoxb-test-token"),
+        SLACK_SIGNING_SECRET=SecretStr("secret"),
         CROBOT_SLACK_API_URL=slack_url,
     )
 
@@ -125,8 +126,8 @@ def seed(world: World, scale: int, *, names: dict[str, str] | None = None) -> No
 
 def approve_half(world: World) -> None:
     """Approve KPI updates of even ids, and leave the others pending (joint must hide them)."""
-    from services.approvals import decide
-    from storage.models import Approval, ApprovalState
+    from crobot.services.approvals import decide
+    from crobot.storage.models import Approval, ApprovalState
 
     with world.db.write() as s:
         approver = world.actor("UAPPROVER")

@@ -14,10 +14,10 @@ from datetime import timedelta
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from digests.delivery import ChannelPacer, Delivery, delivery_client
-from services.runtime import Runtime
-from storage.db import Database
-from storage.models import ChannelLink
+from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
+from crobot.storage.models import ChannelLink
 
 
 def _delivery(db_url: str, slack_url: str) -> tuple[Database, Delivery]:

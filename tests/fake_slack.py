@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlparse
 
 
@@ -244,9 +244,11 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
         def _dispatch(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
             if method.startswith("/upload/"):
                 return {"ok": True}
+            if method.startswith("/"):
+                return {"ok": True}  # a response_url (or other webhook) took the message
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
             if handler is None:
-                return {"ok": True}
+                return {"ok": False, "error": "unknown_method"}  # as Slack answers
             result: dict[str, Any] = handler(p)
             return result
 
@@ -333,7 +335,7 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
             return self._m_views_publish(p)
 
         def _m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-            host, port = self.server.server_address[:2]
+            host, port = cast(tuple[str, int], self.server.server_address)[:2]
             file_id = f"F{len(state.uploads) + 1:04d}"
             with state.lock:
                 state.uploads[file_id] = {"filename": p.get("filename"), "length": p.get("length")}

@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from services.runtime import Runtime
-from storage.db import Database
-from storage.models import (
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
+from crobot.storage.models import (
     ActionItem,
     Approval,
     AuditEvent,

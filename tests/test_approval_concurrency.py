@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services import directory
-from services.actor import SYSTEM
-from storage.db import Database
-from storage.models import Approval, ApprovalState
+from crobot.services import directory
+from crobot.services.actor import SYSTEM
+from crobot.storage.db import Database
+from crobot.storage.models import Approval, ApprovalState
 from tests.approval_support import (
     assert_chain_ok,
     audit_actions,

@@ -6,10 +6,10 @@ import json
 import time
 from datetime import timedelta
 
-from services import approval_log, milestones
-from services.visibility import Audience, Scope
-from storage.db import Database
-from storage.models import Approval, ApprovalState, Milestone, MilestoneStatus, SubjectType
+from crobot.services import approval_log, milestones
+from crobot.services.visibility import Audience, Scope
+from crobot.storage.db import Database
+from crobot.storage.models import Approval, ApprovalState, Milestone, MilestoneStatus, SubjectType
 from tests.approval_support import (
     assert_chain_ok,
     audit_actions,
@@ -86,7 +86,7 @@ def test_milestone_completion_rejected(db: Database, world: World, fake_slack: F
 
 
 def test_history_lists_requests_and_decisions(db: Database, world: World) -> None:
-    from services import approvals
+    from crobot.services import approvals
 
     first, second = pending_kpi(world, 12), pending_kpi(world, 13)
     with db.write() as s:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 
-from services import approval_log, kpis
-from services.kpi_catalog import current_period
-from services.lookup import kpi_by_key
-from services.visibility import Audience, Scope
-from storage.db import Database
-from storage.models import Approval, ApprovalState, KpiUpdate
+from crobot.services import approval_log, kpis
+from crobot.services.kpi_catalog import current_period
+from crobot.services.lookup import kpi_by_key
+from crobot.services.visibility import Audience, Scope
+from crobot.storage.db import Database
+from crobot.storage.models import Approval, ApprovalState, KpiUpdate
 from tests.approval_support import (
     assert_chain_ok,
     audit_actions,
@@ -242,7 +242,7 @@ def test_double_click_and_slack_retry_record_one_decision(
 
 
 def test_click_on_stale_message(db: Database, world: World, fake_slack: FakeSlack) -> None:
-    from services import approvals
+    from crobot.services import approvals
 
     with bot_for(db, fake_slack) as bot:
         aid = pending_kpi(world, 12)

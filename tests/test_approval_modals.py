@@ -9,14 +9,14 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import func, select
 
-from handlers.commands.base import CommandContext
-from handlers.modals import ACTION_ADD, KPI_REPORT, MILESTONE_ADD, open_modal_for
-from services import directory
-from services.actor import SYSTEM
-from services.lookup import channel_link
-from services.runtime import Runtime
-from storage.db import Database
-from storage.models import ActionItem, Approval, ApprovalState, KpiUpdate, Milestone
+from crobot.handlers.commands.base import CommandContext
+from crobot.handlers.modals import ACTION_ADD, KPI_REPORT, MILESTONE_ADD, open_modal_for
+from crobot.services import directory
+from crobot.services.actor import SYSTEM
+from crobot.services.lookup import channel_link
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
+from crobot.storage.models import ActionItem, Approval, ApprovalState, KpiUpdate, Milestone
 from tests.approval_support import (
     NOW,
     assert_chain_ok,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import time
 
-from handlers.user_tz import user_timezone
-from services import directory
-from services.actor import SYSTEM
-from services.runtime import Runtime
-from storage.db import Database
-from storage.models import Approval, ApprovalState
+from crobot.handlers.user_tz import user_timezone
+from crobot.services import directory
+from crobot.services.actor import SYSTEM
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
+from crobot.storage.models import Approval, ApprovalState
 from tests.approval_support import (
     NOW,
     assert_chain_ok,

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy import select, text, update
 
-from services import audit, export, kpis, milestones
-from storage.models import AuditEvent
+from crobot.services import audit, export, kpis, milestones
+from crobot.storage.models import AuditEvent
 from tests.conftest import APEX_PM, SPONSOR, TODAY, World
 
 

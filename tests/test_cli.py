@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from bot.cli import main
-from storage.db import Database
-from storage.models import AuditEvent, KpiUpdate, Milestone, Study
+from crobot.bot.cli import main
+from crobot.storage.db import Database
+from crobot.storage.models import AuditEvent, KpiUpdate, Milestone, Study
 from tests.conftest import World
 from tests.dbstate import assert_unchanged, snapshot
 
@@ -27,7 +27,7 @@ def cli_env(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
 
 def test_help_lists_commands() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "crobot.bot", "--help"], capture_output=True, text=True, check=True
     ).stdout
     for command in ("db", "demo", "org", "study", "person", "channel", "kpi", "export", "audit"):
         assert command in out
@@ -191,7 +191,9 @@ def test_demo_is_idempotent_and_exports(
     assert main(["export", "approvals", "--out", str(approvals_csv)]) == 0
     approvals = list(csv.DictReader(approvals_csv.open()))
     assert [(a["subject"].split(":")[0], a["state"]) for a in approvals] == [
-        ("milestone", "pending"), ("kpi_update", "pending")]
+        ("milestone", "pending"),
+        ("kpi_update", "pending"),
+    ]
     assert json.loads(approvals[1]["summary"])["new"] == 23
     assert main(["audit", "verify"]) == 0
     assert "hash chain intact" in capsys.readouterr().out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from storage.models import ChannelLink
+from crobot.storage.models import ChannelLink
 from tests.conftest import APEX_PM, APPROVER, C_APEX, C_LAB, C_SPONSOR, World
 from tests.dbstate import assert_unchanged, snapshot
 from tests.fake_slack import FakeSlack

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from storage.db import Database
-from storage.models import (
+from crobot.storage.db import Database
+from crobot.storage.models import (
     ActionItem,
     ActionStatus,
     ApprovalState,

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slack_sdk import WebClient
 
-from handlers.commands.router import CommandRequest, CommandRouter
-from services.runtime import Runtime
+from crobot.handlers.commands.router import CommandRequest, CommandRouter
+from crobot.services.runtime import Runtime
 from tests.conftest import (
     APEX_PM,
     APPROVER,

@@ -7,7 +7,7 @@ def test_pending_plans_handoff_waits_and_prunes() -> None:
     import threading
     import time as _time
 
-    from handlers.commands.router import CommandRequest, PendingPlans, Plan
+    from crobot.handlers.commands.router import CommandRequest, PendingPlans, Plan
 
     pending = PendingPlans(wait=2.0, ttl=0.05)
     req = CommandRequest("T1", "U1", "C1", "status")

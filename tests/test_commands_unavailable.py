@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from services.runtime import Runtime
-from storage.db import Database
-from storage.migrate import upgrade
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
+from crobot.storage.migrate import upgrade
 from tests.bot_server import bot_settings, free_port, running_bot
 from tests.conftest import APEX_PM, C_APEX, World, build_world, empty_database
 from tests.fake_slack import FakeSlack

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
 
-from bot.settings import Settings
-from storage.db import Database, normalise_url
+from crobot.bot.settings import Settings
+from crobot.storage.db import Database, normalise_url
 
 
 def test_sqlite_runs_with_foreign_keys_and_wal(sqlite_db: Database) -> None:
@@ -24,7 +24,9 @@ def test_plain_postgres_urls_use_psycopg3() -> None:
 
 
 def test_secrets_are_never_printed() -> None:
-    s = Settings(SLACK_BOT_TOKEN="xoxb-very-secret", SLACK_SIGNING_SECRET="sig-secret")
+    s = Settings(
+        SLACK_BOT_TOKEN=SecretStr("xoxb-very-secret"), SLACK_SIGNING_SECRET=SecretStr("sig-secret")
+    )
     assert "very-secret" not in repr(s) and "sig-secret" not in str(s.model_dump())
     assert s.slack_api_url.endswith("/")
 

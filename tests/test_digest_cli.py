@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.cli import main
-from services import milestones
-from storage.models import DigestRun, DigestRunState
+from crobot.bot.cli import main
+from crobot.services import milestones
+from crobot.storage.models import DigestRun, DigestRunState
 from tests.conftest import C_APEX, C_SPONSOR, TODAY, World
 from tests.fake_slack import FakeSlack
 

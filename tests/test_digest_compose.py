@@ -8,12 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from digests.compose import compose
-from digests.render import render
-from services import actions, kpis, milestones
-from services.approvals import decide
-from storage.db import Database
-from storage.models import Approval, ApprovalState, ChannelLink, KpiUpdate
+from crobot.digests.compose import compose
+from crobot.digests.render import render
+from crobot.services import actions, kpis, milestones
+from crobot.services.approvals import decide
+from crobot.storage.db import Database
+from crobot.storage.models import Approval, ApprovalState, ChannelLink, KpiUpdate
 from tests.conftest import (
     C_APEX,
     C_JOINT,
@@ -181,7 +181,7 @@ def test_dates_render_in_the_channels_zone(world: World) -> None:
 
 @given(st.text())
 def test_slack_escape_leaves_no_control_characters(text: str) -> None:
-    from digests.render import slack_escape
+    from crobot.digests.render import slack_escape
 
     out = slack_escape(text)
     for ch in "<>*_~`":

@@ -14,11 +14,11 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import select, update
 
-from digests.delivery import ChannelPacer, Delivery, delivery_client, run_key
-from digests.runner import DigestRunner
-from services import actions, milestones
-from services.runtime import Runtime
-from storage.models import ChannelLink, DigestRun, DigestRunState
+from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client, run_key
+from crobot.digests.runner import DigestRunner
+from crobot.services import actions, milestones
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
 from tests.conftest import C_APEX, C_JOINT, C_LAB, C_SPONSOR, TODAY, World
 from tests.digest_helpers import Clock, link_id, seed
 from tests.fake_slack import FakeSlack
@@ -295,7 +295,7 @@ def test_overdue_nudge_once_per_owner_per_local_day(env: Env) -> None:
 def test_catch_up_sends_missed_digest_within_grace_and_skips_older(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="digests.runner")
+    caplog.set_level(logging.INFO, logger="crobot.digests.runner")
     with env.world.db.write() as s:
         s.execute(update(ChannelLink).values(created_at=datetime(2026, 1, 1, tzinfo=UTC)))
     # Monday 09:00 everywhere (default). Now: Mon 30 Nov 10:00 UTC.

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from storage.db import Database
-from storage.models import ChannelLink, DigestRun, DigestRunState
+from crobot.storage.db import Database
+from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
 from tests.conftest import World
 from tests.digest_helpers import link_id
 from tests.fake_slack import FakeSlack

@@ -6,16 +6,17 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from slack_sdk import WebClient
 from sqlalchemy import func, select
 
-from bot.scheduling import DigestScheduler
-from digests.runner import DigestRunner
-from digests.schedule import Schedule, ScheduleChange
-from handlers.commands.digest import digest_command
-from services.errors import UserError
-from services.runtime import Runtime
-from storage.db import Database
-from storage.models import AuditEvent, ChannelLink
+from crobot.bot.scheduling import DigestScheduler
+from crobot.digests.runner import DigestRunner
+from crobot.digests.schedule import Schedule, ScheduleChange
+from crobot.handlers.commands.digest import digest_command
+from crobot.services.errors import UserError
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
+from crobot.storage.models import AuditEvent, ChannelLink
 from tests.conftest import C_APEX, C_SPONSOR, World
 from tests.digest_helpers import Clock, bot_test_settings, ctx_for
 
@@ -215,7 +216,5 @@ def test_scheduled_job_sends_within_grace_and_skips_beyond(world: World) -> None
     assert len(delivery.sent) == 1
 
 
-def _dummy_client():  # type: ignore[no-untyped-def]
-    from slack_sdk import WebClient
-
+def _dummy_client() -> WebClient:
     return WebClient(token="xoxb-test", base_url="http://127.0.0.1:9/api/")

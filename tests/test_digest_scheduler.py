@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from slack_sdk import WebClient
 from sqlalchemy import select, update
 
-from bot.scheduling import start_scheduler
-from services import actions
-from services.runtime import Runtime
-from storage.models import ChannelLink, DigestRun, DigestRunState
+from crobot.bot.scheduling import start_scheduler
+from crobot.services import actions
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
 from tests.conftest import C_APEX, C_LAB, TODAY, World
 from tests.digest_helpers import Clock, bot_test_settings, link_id
 from tests.fake_slack import FakeSlack

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from services import actions, directory, milestones
-from services.actor import SYSTEM
-from storage.db import Database
-from storage.models import ActionItem, ActionStatus, Approval, ApprovalState
+from crobot.services import actions, directory, milestones
+from crobot.services.actor import SYSTEM
+from crobot.storage.db import Database
+from crobot.storage.models import ActionItem, ActionStatus, Approval, ApprovalState
 from tests.approval_support import (
     assert_chain_ok,
     audit_actions,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 import urllib.request
 
-from services.runtime import Runtime
-from storage.db import Database
+from crobot.services.runtime import Runtime
+from crobot.storage.db import Database
 from tests.bot_server import bot_settings, running_bot
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import command_body, post, signed_headers

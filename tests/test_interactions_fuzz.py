@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from handlers.actions import REJECT_MODAL
-from handlers.approval_messages import APPROVE, REJECT
-from handlers.home import DONE
-from handlers.modals import CALLBACKS, VALUE
-from services.runtime import Runtime
-from storage.models import AuditHead
+from crobot.handlers.actions import REJECT_MODAL
+from crobot.handlers.approval_messages import APPROVE, REJECT
+from crobot.handlers.home import DONE
+from crobot.handlers.modals import CALLBACKS, VALUE
+from crobot.services.runtime import Runtime
+from crobot.storage.models import AuditHead
 from tests.bot_server import bot_settings, running_bot
 from tests.conftest import APEX_PM, APPROVER, C_APEX, C_SPONSOR, SPONSOR, World
 from tests.fake_slack import FakeSlack

@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from storage.db import Database
-from storage.migrate import current_head
-from storage.models import Base
+from crobot.storage.db import Database
+from crobot.storage.migrate import current_head
+from crobot.storage.models import Base
 
 
 def test_migrations_match_models(db: Database) -> None:

@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.command_parser import (
+from crobot.services.command_parser import (
     Token,
     classify,
     parse_id,
     parse_number,
     tokenize,
 )
-from services.dates import parse_date, parse_weeks
-from services.errors import UserError
+from crobot.services.dates import parse_date, parse_weeks
+from crobot.services.errors import UserError
 
 WED = date(2026, 11, 25)  # a Wednesday
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from storage.models import ChannelLink, DigestRun, DigestRunState
+from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
 from tests.bot_server import free_port
 from tests.conftest import World
 from tests.fake_slack import FakeSlack
@@ -59,7 +59,7 @@ def _start(world: World, fake: FakeSlack, tmp_path: Path, name: str) -> subproce
     workdir.mkdir()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--port", str(port)],
+        [sys.executable, "-m", "crobot.bot", "serve", "--port", str(port)],
         env=env,
         cwd=workdir,
         stdout=subprocess.DEVNULL,
@@ -108,7 +108,7 @@ def _race(
         time.sleep(2)  # a second post, if either replica were to make one, lands by now
     finally:
         errs = _stop(procs)
-    assert all(b"Traceback" not in e for e in errs), errs
+    assert all(b"Traceback" not in e for e in errs), b"\n".join(errs).decode()
     with world.db.read() as s:
         runs = s.scalars(select(DigestRun).where(DigestRun.target.like("link:%"))).all()
     assert len(runs) == channels and {r.state for r in runs} == {DigestRunState.SENT}

@@ -18,9 +18,9 @@ from pydantic import SecretStr
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from bot.cli import main
-from bot.runners import build, socket_handler
-from bot.settings import Settings
+from crobot.bot.cli import main
+from crobot.bot.runners import build, socket_handler
+from crobot.bot.settings import Settings
 from tests.bot_server import free_port
 from tests.conftest import APEX_PM, C_APEX, World
 from tests.fake_slack import FakeSlack
@@ -99,7 +99,7 @@ def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path
         CROBOT_SCHEDULER="false",
         CROBOT_LOG_LEVEL="WARNING",
     )
-    cmd = [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())"]
+    cmd = [sys.executable, "-c", "import sys; from crobot.bot.cli import main; sys.exit(main())"]
     proc = subprocess.Popen(
         [*cmd, "serve", "--port", str(port)],
         env=env,

@@ -10,16 +10,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import actions, approvals, directory, kpis, milestones
-from services.actor import SYSTEM, Actor
-from services.errors import Forbidden, NotFound, UserError
-from services.visibility import Audience, Scope
-from storage.models import (
+from crobot.services import actions, approvals, directory, kpis, milestones
+from crobot.services.actor import SYSTEM, Actor
+from crobot.services.errors import Forbidden, NotFound, UserError
+from crobot.services.visibility import Audience, Scope
+from crobot.storage.models import (
     ActionStatus,
     Approval,
     ApprovalState,
     AuditEvent,
     KpiUpdate,
+    Milestone,
     MilestoneStatus,
 )
 from tests.conftest import APEX_PM, APPROVER, LAB_PM, SPONSOR, STRANGER, TODAY, World
@@ -125,7 +126,8 @@ def test_milestone_lifecycle_vendor_completion_needs_approval(world: World) -> N
         assert ms.org_id == world.apex_id and ms.status == MilestoneStatus.PLANNED
         milestones.update(s, apex, today=TODAY, id=ms.id, forecast=TODAY + timedelta(days=20))
         change = milestones.update(s, apex, today=TODAY, id=ms.id, status="done")
-        assert change.approval_requested and ms.status == MilestoneStatus.DONE
+        assert change.approval_requested
+        assert s.get_one(Milestone, ms.id).status == MilestoneStatus.DONE
         assert ms.actual_date == TODAY
         approval = s.scalars(select(Approval)).one()
         assert approval.summary["from_status"] == "planned"
@@ -285,19 +287,27 @@ def test_action_add_complete_and_list(world: World) -> None:
 
 def test_action_bad_inputs_change_nothing(world: World) -> None:
     apex = world.actor(APEX_PM)
-    base = {"study": "ONC-301", "title": "t", "owner_user_id": APEX_PM, "due": TODAY}
-    for override, exc, words in [
+    base: dict[str, Any] = {
+        "study": "ONC-301",
+        "title": "t",
+        "owner_user_id": APEX_PM,
+        "due": TODAY,
+    }
+    cases: list[tuple[dict[str, Any], type[Exception], str]] = [
         ({"due": TODAY - timedelta(days=1)}, UserError, "in the past"),
         ({"owner_user_id": "not-a-user"}, UserError, "owner_user_id"),
         ({"priority": "urgent"}, UserError, "priority"),
         ({"title": ""}, UserError, "title"),
         ({"owner_user_id": LAB_PM}, Forbidden, "own people"),
         ({"milestone_id": 4242}, NotFound, "no milestone"),
-    ]:
+    ]
+    for override, exc, words in cases:
         data: dict[str, Any] = {**base, **override}
-        assert words in rejected(
-            world, exc, lambda s, d=data: actions.add(s, apex, today=TODAY, **d)
-        )
+
+        def add(s: Session, d: dict[str, Any] = data) -> object:
+            return actions.add(s, apex, today=TODAY, **d)
+
+        assert words in rejected(world, exc, add)
 
 
 # --- KPIs ---------------------------------------------------------------------------------
@@ -372,13 +382,13 @@ def test_kpi_bad_period_and_foreign_org(world: World) -> None:
         ("2027-W01", "not started"),
         ("last week", "period"),
     ]:
-        assert words in rejected(
-            world,
-            UserError,
-            lambda s, p=period: kpis.report(
+
+        def report(s: Session, p: str = period) -> object:
+            return kpis.report(
                 s, apex, today=TODAY, study="ONC-301", kpi="enrollment", value=3, period=p
-            ),
-        )
+            )
+
+        assert words in rejected(world, UserError, report)
     assert "own" in rejected(
         world,
         Forbidden,

@@ -11,9 +11,9 @@ from datetime import timedelta
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from digests.delivery import ChannelPacer, Delivery, delivery_client
-from services.runtime import Runtime
-from storage.models import ActionItem, ChannelLink, DigestRun, DigestRunState
+from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ActionItem, ChannelLink, DigestRun, DigestRunState
 from tests.conftest import APPROVER, C_SPONSOR, World
 from tests.fake_slack import Call, FakeSlack
 from tests.slash_helpers import slash_bot

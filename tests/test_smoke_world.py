@@ -1,4 +1,4 @@
-from services import audit
+from crobot.services import audit
 from tests.conftest import World
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services import actions, kpis
-from services.actor import SYSTEM
-from services.lookup import study_by_code
-from services.status import SHOWN, study_status
-from services.visibility import Audience, Scope
+from crobot.services import actions, kpis
+from crobot.services.actor import SYSTEM
+from crobot.services.lookup import study_by_code
+from crobot.services.status import SHOWN, study_status
+from crobot.services.visibility import Audience, Scope
 from tests.conftest import APEX_PM, LAB_PM, TODAY, World
 
 

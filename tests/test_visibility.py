@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from services import directory
-from services.actor import SYSTEM
-from services.visibility import (
+from crobot.services import directory
+from crobot.services.actor import SYSTEM
+from crobot.services.visibility import (
     Audience,
     Scope,
     action_filter,
@@ -20,7 +20,7 @@ from services.visibility import (
     milestone_filter,
     narrowest,
 )
-from storage.models import (
+from crobot.storage.models import (
     ActionItem,
     ApprovalState,
     KpiDefinition,
@@ -143,8 +143,8 @@ def test_no_audience_sees_what_it_must_not(world: World, rows: list[Row], vendor
 
 def test_person_and_channel_combine_to_the_narrower_view(world: World) -> None:
     with world.db.read() as s:
-        from services.lookup import channel_link, study_by_code, vendor_org_ids
-        from services.visibility import audience_for_channel
+        from crobot.services.lookup import channel_link, study_by_code, vendor_org_ids
+        from crobot.services.visibility import audience_for_channel
 
         study = study_by_code(s, "ONC-301")
         vendors = vendor_org_ids(s, study.id)

@@ -10,17 +10,17 @@ from importlib import import_module
 
 from sqlalchemy.exc import OperationalError
 
-from bot.cli.context import CliContext, CliError
+from crobot.bot.cli.context import CliContext, CliError
 
 # Modules that add command groups; each defines `register(subparsers)` and sets `func`.
 GROUPS = (
-    "bot.cli.db_cmds",
-    "bot.cli.demo_cmds",
-    "bot.cli.directory_cmds",
-    "bot.cli.data_cmds",
-    "bot.cli.serve_cmds",
-    "bot.cli.console_cmds",
-    "bot.cli.digest_cmds",
+    "crobot.bot.cli.db_cmds",
+    "crobot.bot.cli.demo_cmds",
+    "crobot.bot.cli.directory_cmds",
+    "crobot.bot.cli.data_cmds",
+    "crobot.bot.cli.serve_cmds",
+    "crobot.bot.cli.console_cmds",
+    "crobot.bot.cli.digest_cmds",
 )
 
 

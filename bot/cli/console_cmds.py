@@ -14,11 +14,11 @@ from slack_sdk import WebClient
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import DBAPIError
 
-from bot.cli.context import CliContext, CliError
-from handlers.commands.render import to_terminal
-from handlers.commands.router import CommandRequest, CommandRouter
-from services.runtime import Runtime
-from storage.models import Person, Role
+from crobot.bot.cli.context import CliContext, CliError
+from crobot.handlers.commands.render import to_terminal
+from crobot.handlers.commands.router import CommandRequest, CommandRouter
+from crobot.services.runtime import Runtime
+from crobot.storage.models import Person, Role
 
 CONSOLE_CHANNEL = "DCONSOLE"  # an unlinked "direct message": give --channel for a study's
 BANNER = (

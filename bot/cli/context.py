@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from bot.settings import Settings
-from services.actor import Actor
-from services.errors import UserError
-from storage.db import Database
+from crobot.bot.settings import Settings
+from crobot.services.actor import Actor
+from crobot.services.errors import UserError
+from crobot.storage.db import Database
 
 T = TypeVar("T")
 

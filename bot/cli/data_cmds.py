@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from bot.cli.context import CLI_ACTOR, CliContext, CliError
-from bot.cli.progress import Progress
-from services import audit, export
-from services.errors import UserError
-from services.kpi_import import import_csv
-from services.runtime import Runtime
+from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError
+from crobot.bot.cli.progress import Progress
+from crobot.services import audit, export
+from crobot.services.errors import UserError
+from crobot.services.kpi_import import import_csv
+from crobot.services.runtime import Runtime
 
 
 def register(sub: Any) -> None:
@@ -24,8 +24,9 @@ def register(sub: Any) -> None:
     p.add_argument("file", type=Path, help="CSV with columns study,org,kpi,period,value[,note]")
     p.set_defaults(func=cmd_kpi_import)
 
-    p = sub.add_parser("export", help="export milestones, actions, KPI values or the "
-                       "approval history as CSV")
+    p = sub.add_parser(
+        "export", help="export milestones, actions, KPI values or the approval history as CSV"
+    )
     p.add_argument("what", choices=["milestones", "actions", "kpis", "approvals"])
     p.add_argument("--study", help="only this study")
     p.add_argument("--out", type=Path, help="file to write (default: standard output)")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.cli.context import CliContext
-from services.kpi_catalog import seed_definitions
-from storage.migrate import upgrade
+from crobot.bot.cli.context import CliContext
+from crobot.services.kpi_catalog import seed_definitions
+from crobot.storage.migrate import upgrade
 
 
 def register(sub: Any) -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.cli.context import CliContext
-from bot.cli.progress import Progress
-from bot.cli.status_text import render_status
-from services import demo
-from services.lookup import study_by_code, vendor_org_ids
-from services.runtime import Runtime
-from services.status import study_status
-from services.visibility import Audience, Scope
-from storage.migrate import upgrade
+from crobot.bot.cli.context import CliContext
+from crobot.bot.cli.progress import Progress
+from crobot.bot.cli.status_text import render_status
+from crobot.services import demo
+from crobot.services.lookup import study_by_code, vendor_org_ids
+from crobot.services.runtime import Runtime
+from crobot.services.status import study_status
+from crobot.services.visibility import Audience, Scope
+from crobot.storage.migrate import upgrade
 
 
 def register(sub: Any) -> None:
@@ -46,7 +46,7 @@ def cmd_demo(args: argparse.Namespace, ctx: CliContext) -> int:
         study = study_by_code(session, demo.STUDY)
         audience = Audience(study.id, Scope.SPONSOR, None, study.sponsor_org_id)
         if args.view != "sponsor":
-            from services.lookup import org_by_name
+            from crobot.services.lookup import org_by_name
 
             org = org_by_name(session, args.view)
             if org.id not in vendor_org_ids(session, study.id):

@@ -8,15 +8,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.app import build_web_client
-from bot.cli.context import CliContext, CliError
-from digests.compose import compose
-from digests.delivery import Delivery, delivery_client
-from digests.render import render
-from digests.runner import DigestRunner
-from digests.schedule import Schedule
-from services.runtime import Runtime
-from storage.models import ChannelLink
+from crobot.bot.app import build_web_client
+from crobot.bot.cli.context import CliContext, CliError
+from crobot.digests.compose import compose
+from crobot.digests.delivery import Delivery, delivery_client
+from crobot.digests.render import render
+from crobot.digests.runner import DigestRunner
+from crobot.digests.schedule import Schedule
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ChannelLink
 
 
 def register(sub: Any) -> None:

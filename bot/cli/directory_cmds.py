@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.cli.context import CliContext, run_service
-from services import directory
-from storage.models import OrgKind, Role
+from crobot.bot.cli.context import CliContext, run_service
+from crobot.services import directory
+from crobot.storage.models import OrgKind, Role
 
 
 def register(sub: Any) -> None:

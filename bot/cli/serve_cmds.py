@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.app import ConfigError
-from bot.cli.context import CliContext, CliError
+from crobot.bot.app import ConfigError
+from crobot.bot.cli.context import CliContext, CliError
 
 
 def register(sub: Any) -> None:
@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, ctx: CliContext) -> int:
-    from bot.runners import run_http, run_socket
+    from crobot.bot.runners import run_http, run_socket
 
     if not 0 < args.port < 65536:
         raise CliError(f"--port {args.port} is not a TCP port (1-65535).")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.status import StudyStatus
+from crobot.services.status import StudyStatus
 
 
 def render_status(st: StudyStatus) -> str:

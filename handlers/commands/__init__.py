@@ -18,8 +18,8 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.webhook import WebhookClient
 
-from handlers.commands.router import CommandRequest, CommandRouter, PendingPlans
-from services.runtime import Runtime
+from crobot.handlers.commands.router import CommandRequest, CommandRouter, PendingPlans
+from crobot.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

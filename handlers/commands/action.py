@@ -6,8 +6,8 @@ from datetime import date
 
 from sqlalchemy import select
 
-from handlers.commands.base import CommandContext, Reply
-from handlers.commands.common import (
+from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.handlers.commands.common import (
     Verb,
     announce_audience,
     audience_note,
@@ -18,12 +18,12 @@ from handlers.commands.common import (
     split_study,
     study_for,
 )
-from handlers.commands.render import context, esc, header, lines_block, reply, section
-from services import actions
-from services.command_parser import classify, parse_id, suggest
-from services.errors import UserError
-from services.visibility import Scope, is_visible
-from storage.models import ActionItem, ActionStatus, Priority, Study
+from crobot.handlers.commands.render import context, esc, header, lines_block, reply, section
+from crobot.services import actions
+from crobot.services.command_parser import classify, parse_id, suggest
+from crobot.services.errors import UserError
+from crobot.services.visibility import Scope, is_visible
+from crobot.storage.models import ActionItem, ActionStatus, Priority, Study
 
 MAX_STUDIES = 100
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from services.actor import Actor
-from services.runtime import Runtime
-from storage.models import ChannelLink
+from crobot.services.actor import Actor
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ChannelLink
 
 
 @dataclass

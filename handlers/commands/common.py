@@ -12,19 +12,19 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from handlers.commands.base import CommandContext, Reply
-from services.command_parser import suggest
-from services.dates import parse_date
-from services.errors import NotFound, UserError
-from services.lookup import study_by_code, vendor_org_ids
-from services.visibility import (
+from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.services.command_parser import suggest
+from crobot.services.dates import parse_date
+from crobot.services.errors import NotFound, UserError
+from crobot.services.lookup import study_by_code, vendor_org_ids
+from crobot.services.visibility import (
     Audience,
     Scope,
     audience_for_channel,
     audience_for_person,
     narrowest,
 )
-from storage.models import Study
+from crobot.storage.models import Study
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import difflib
 from datetime import UTC
 
-from digests import schedule as schedule_service
-from digests.compose import compose
-from digests.render import render
-from digests.schedule import SCHEDULE_HINT, Schedule
-from handlers.commands.base import CommandContext, Reply
-from services.errors import UserError
-from services.lookup import vendor_org_ids
-from services.visibility import audience_for_channel, audience_for_person, narrowest
-from storage.models import ChannelLink
+from crobot.digests import schedule as schedule_service
+from crobot.digests.compose import compose
+from crobot.digests.render import render
+from crobot.digests.schedule import SCHEDULE_HINT, Schedule
+from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.services.errors import UserError
+from crobot.services.lookup import vendor_org_ids
+from crobot.services.visibility import audience_for_channel, audience_for_person, narrowest
+from crobot.storage.models import ChannelLink
 
 WORDS = ("preview", "schedule", "off", "charts")
 USAGE = (

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from handlers.commands.base import CommandContext, Reply
-from handlers.commands.render import context, header, reply, section
-from services.command_parser import suggest
-from services.dates import DATE_HINT
-from services.errors import UserError
+from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.handlers.commands.render import context, header, reply, section
+from crobot.services.command_parser import suggest
+from crobot.services.dates import DATE_HINT
+from crobot.services.errors import UserError
 
 TOPICS: dict[str, tuple[str, list[str]]] = {
     "status": (

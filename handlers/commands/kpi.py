@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from handlers.commands.base import CommandContext, Reply
-from handlers.commands.common import (
+from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.handlers.commands.common import (
     Verb,
     announce_audience,
     audience_note,
@@ -16,14 +16,14 @@ from handlers.commands.common import (
     split_study,
     study_for,
 )
-from handlers.commands.render import context, esc, header, lines_block, reply, section
-from services import approvals, kpis
-from services.command_parser import classify, parse_number
-from services.dates import parse_weeks
-from services.errors import UserError
-from services.lookup import kpi_by_key
-from services.visibility import is_visible
-from storage.models import KpiDefinition, SubjectType
+from crobot.handlers.commands.render import context, esc, header, lines_block, reply, section
+from crobot.services import approvals, kpis
+from crobot.services.command_parser import classify, parse_number
+from crobot.services.dates import parse_weeks
+from crobot.services.errors import UserError
+from crobot.services.lookup import kpi_by_key
+from crobot.services.visibility import is_visible
+from crobot.storage.models import KpiDefinition, SubjectType
 
 REPORT_HINT = kpis.REPORT_HINT
 SHOW_HINT = "Write it as `/cro kpi show STUDY KPI [last:8w]`."

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.commands.base import CommandContext, Reply
-from handlers.commands.common import (
+from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.handlers.commands.common import (
     Verb,
     announce_audience,
     audience_note,
@@ -15,12 +15,12 @@ from handlers.commands.common import (
     split_study,
     study_for,
 )
-from handlers.commands.render import context, esc, header, lines_block, reply, section
-from services import approvals, milestones
-from services.command_parser import classify, parse_id, suggest
-from services.errors import UserError
-from services.visibility import is_visible
-from storage.models import Milestone, MilestoneStatus, SubjectType
+from crobot.handlers.commands.render import context, esc, header, lines_block, reply, section
+from crobot.services import approvals, milestones
+from crobot.services.command_parser import classify, parse_id, suggest
+from crobot.services.errors import UserError
+from crobot.services.visibility import is_visible
+from crobot.storage.models import Milestone, MilestoneStatus, SubjectType
 
 ADD_HINT = milestones.ADD_HINT
 UPDATE_HINT = milestones.UPDATE_HINT

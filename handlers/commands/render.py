@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from handlers.commands.base import Reply
-from services.errors import UserError
+from crobot.handlers.commands.base import Reply
+from crobot.services.errors import UserError
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000

@@ -29,16 +29,16 @@ from slack_sdk import WebClient
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from handlers.commands import action, help, kpi, milestone, status
-from handlers.commands.base import CommandContext, Reply, Subcommand
-from handlers.commands.render import error_reply, notice
-from handlers.user_tz import fetch_timezone
-from services.actor import Actor, resolve_actor
-from services.command_parser import suggest, tokenize
-from services.errors import UserError
-from services.lookup import channel_link
-from services.runtime import Runtime
-from services.user_tz import known_timezone
+from crobot.handlers.commands import action, help, kpi, milestone, status
+from crobot.handlers.commands.base import CommandContext, Reply, Subcommand
+from crobot.handlers.commands.render import error_reply, notice
+from crobot.handlers.user_tz import fetch_timezone
+from crobot.services.actor import Actor, resolve_actor
+from crobot.services.command_parser import suggest, tokenize
+from crobot.services.errors import UserError
+from crobot.services.lookup import channel_link
+from crobot.services.runtime import Runtime
+from crobot.services.user_tz import known_timezone
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,9 +53,9 @@ SORRY = "Sorry, something went wrong on our side. Nothing was changed; please tr
 def _digest(ctx: CommandContext, args: list[str]) -> Reply:
     """`/cro digest ...` lives in handlers/commands/digest.py (the digests surface)."""
     try:
-        module = import_module("handlers.commands.digest")
+        module = import_module("crobot.handlers.commands.digest")
     except ModuleNotFoundError as exc:
-        if exc.name != "handlers.commands.digest":
+        if exc.name != "crobot.handlers.commands.digest":
             raise
         raise UserError("Digests are not available in this installation.") from None
     fn: Subcommand = module.digest_command
@@ -164,7 +164,7 @@ def open_form(ctx: CommandContext, kind: str) -> Reply:
     """`/cro milestone add` (etc.) with no arguments opens the form instead of an error."""
     # Imported here: handlers.modals builds on handlers.commands.base, whose package
     # (this one) would otherwise be half-initialised when modals is imported first.
-    from handlers.modals import open_modal_for
+    from crobot.handlers.modals import open_modal_for
 
     return open_modal_for(ctx, kind) or Reply(text="", silent=True)
 

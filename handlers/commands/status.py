@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from handlers.commands.base import CommandContext, Reply
-from handlers.commands.common import audience_note, reader_audience, study_for
-from handlers.commands.render import context, divider, esc, header, lines_block, reply, section
-from services.command_parser import classify
-from services.errors import UserError
-from services.status import study_status
-from storage.models import Milestone
+from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.handlers.commands.common import audience_note, reader_audience, study_for
+from crobot.handlers.commands.render import (
+    context,
+    divider,
+    esc,
+    header,
+    lines_block,
+    reply,
+    section,
+)
+from crobot.services.command_parser import classify
+from crobot.services.errors import UserError
+from crobot.services.status import study_status
+from crobot.storage.models import Milestone
 
 HINT = "Write it as `/cro status [STUDY]`."
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from storage.db import normalise_url
-from storage.models import Base
+from crobot.storage.db import normalise_url
+from crobot.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -16,7 +16,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from bot.settings import get_settings
+    from crobot.bot.settings import get_settings
 
     return normalise_url(get_settings().database_url)
 
