@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from storage.db import Database
+from crobot.storage.db import Database
 
 
 def _utcnow() -> datetime:
@@ -35,6 +35,11 @@ class Runtime:
     def schedule_changed(self, link_id: int) -> None:
         for listener in self.schedule_listeners:
             listener(link_id)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Runtime:
+        # One runtime per process, shared by reference: Bolt deep-copies a request's
+        # context for its lazy listeners, and a copied engine or listener list is useless.
+        return self
 
     def today(self, tz: str | None = None) -> date:
         """Today's date where the user (or channel) is, not where the server is."""
