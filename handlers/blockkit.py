@@ -57,10 +57,10 @@ _ENTITY_TAIL = re.compile(r"&[a-z]{0,4}$")
 class Mrkdwn(str):
     """Text that is already safe mrkdwn: built by crobot from escaped parts."""
 
-    def __add__(self, other: str) -> Mrkdwn:  # type: ignore[override]
+    def __add__(self, other: str) -> Mrkdwn:
         return Mrkdwn(str.__add__(self, esc(other)))
 
-    def join(self, parts: Iterable[str]) -> Mrkdwn:  # type: ignore[override]
+    def join(self, parts: Iterable[str]) -> Mrkdwn:
         return Mrkdwn(str.join(self, (esc(p) for p in parts)))
 
 
