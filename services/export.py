@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from typing import IO, Any
@@ -11,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crobot.services import approval_log, audit
+from crobot.services.csv_cells import SafeWriter
 from crobot.services.lookup import study_by_code
 from crobot.storage.models import (
     ActionItem,
@@ -143,7 +143,7 @@ def _cell(value: Any) -> Any:
 
 def export_csv(session: Session, what: str, out: IO[str], *, study: str | None = None) -> int:
     cols, rows = _rows(session, what, _study_id(session, study))
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow(cols)
     count = 0
     for row in rows:
@@ -195,7 +195,7 @@ def export_audit(session: Session, out: IO[str], *, fmt: str, study: str | None 
     study_id = _study_id(session, study)
     count = 0
     if fmt == "csv":
-        writer = csv.writer(out)
+        writer = SafeWriter(out)
         writer.writerow(AUDIT_COLS)
         for ev in _audit_events(session, study_id):
             d = _audit_dict(ev)
@@ -233,7 +233,7 @@ APPROVAL_COLS = [
 
 def export_approvals(session: Session, out: IO[str], *, study: str | None = None) -> int:
     """Approval history (pending and decided, with reasons) as CSV, for an inspection."""
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow(APPROVAL_COLS)
     records = approval_log.history(session, study_id=_study_id(session, study))
     for rec in records:
