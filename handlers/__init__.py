@@ -9,8 +9,9 @@ from crobot.services.runtime import Runtime
 
 def register_listeners(app: App, runtime: Runtime) -> None:
     # Imported here so that importing `handlers` (e.g. for its helpers) registers nothing.
-    from crobot.handlers import actions, approval_messages, commands, errors, home, modals
+    from crobot.handlers import actions, approval_messages, commands, errors, home, modals, replay
 
+    replay.install(app, runtime)
     errors.register(app, runtime)
     commands.register(app, runtime)
     approval_messages.register(app, runtime)

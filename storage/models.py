@@ -412,3 +412,15 @@ class UserTimezoneCache(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     timezone: Mapped[str] = mapped_column(String(64))
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SeenRequest(Base):
+    """Signatures of accepted Slack requests, kept for Slack's 5-minute replay window.
+
+    Shared by every replica, so a captured request replayed to another one is refused too.
+    """
+
+    __tablename__ = "seen_requests"
+
+    signature: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(index=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import urllib.error
@@ -12,6 +13,13 @@ from urllib.parse import urlencode
 from slack_sdk.signature import SignatureVerifier
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+_triggers = itertools.count(1)
+
+
+def new_trigger_id() -> str:
+    """Slack gives every command and interaction its own trigger_id, so no two genuine
+    requests have the same body (and signature)."""
+    return f"{int(time.time())}.{next(_triggers)}.abcd"
 
 
 def signed_headers(
@@ -33,7 +41,7 @@ def command_body(
     channel_id: str,
     team_id: str = "T1",
     response_url: str = "",
-    trigger_id: str = "1337.42.abcd",
+    trigger_id: str | None = None,
 ) -> str:
     return urlencode(
         {
@@ -49,7 +57,7 @@ def command_body(
             "api_app_id": "A1",
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": trigger_id,
+            "trigger_id": trigger_id or new_trigger_id(),
         }
     )
 

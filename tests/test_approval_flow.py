@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from crobot.services import approval_log, kpis
 from crobot.services.kpi_catalog import current_period
@@ -28,6 +29,7 @@ from tests.approval_support import (
 from tests.bot_server import RunningBot
 from tests.conftest import TODAY, World
 from tests.fake_slack import FakeSlack
+from tests.slack_requests import interaction_body, post, signed_headers
 
 
 def _state(db: Database, approval_id: int) -> Approval:
@@ -224,11 +226,20 @@ def test_double_click_and_slack_retry_record_one_decision(
     with bot_for(db, fake_slack) as bot:
         aid = pending_kpi(world, 12)
         loc = posted_request(bot, world, aid)
-        click = block_action(
-            "approval_approve", aid, user="UAPPROVER", msg=message(fake_slack, **loc)
+        msg = message(fake_slack, **loc)
+        # A double click is two interactions (each with its own trigger_id and action_ts);
+        # Slack re-sending the second is the same body signed again at a later second.
+        first, second = (
+            block_action("approval_approve", aid, user="UAPPROVER", msg=msg, trigger_id=t)
+            for t in ("trig-a", "trig-b")
         )
-        for _ in range(3):  # a double click, then Slack re-sending the same interaction
-            assert send(bot, click)[0] == 200
+        assert send(bot, first)[0] == 200
+        assert send(bot, second)[0] == 200
+        body = interaction_body(second)
+        resent = signed_headers(body, timestamp=int(time.time()) + 1)
+        assert post(bot.events_url, body, resent)[0] == 200
+        # The very same signed request again is a replay: refused before any listener.
+        assert post(bot.events_url, body, resent)[0] == 401
         wait_until(lambda: len(ephemerals(fake_slack, "UAPPROVER")) == 2)
         wait_until(lambda: audit_actions(db, "approval.notify"))
     assert (

@@ -1,0 +1,32 @@
+"""A signed Slack request is accepted once: the same signature again is a replay.
+
+Slack signs `v0:{timestamp}:{body}` and Bolt refuses timestamps older than five minutes,
+but within those five minutes a captured request would verify again (three identical
+`action add` requests created three actions). Each accepted signature is stored, shared by
+every replica, and kept a little longer than the window; a repeat is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from crobot.storage.models import SeenRequest
+
+WINDOW = timedelta(minutes=5)
+KEEP = WINDOW + timedelta(minutes=1)  # a little clock skew between Slack and us
+
+
+def first_sighting(session: Session, signature: str, *, now: datetime) -> bool:
+    """Record `signature`; False when it was seen before (a replay)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(SeenRequest).values(signature=signature[:80], seen_at=now)
+    result = session.execute(stmt.on_conflict_do_nothing(index_elements=["signature"]))
+    fresh = bool(getattr(result, "rowcount", 0) == 1)
+    if fresh:
+        session.execute(delete(SeenRequest).where(SeenRequest.seen_at < now - KEEP))
+    return fresh
