@@ -102,10 +102,38 @@ def check_zone(name: str) -> str:
     return name
 
 
+def workspace_owner(session: Session, team_id: str) -> Organization | None:
+    """The organisation that registered Slack workspace `team_id`, if any."""
+    return session.scalars(
+        select(Organization).where(Organization.slack_team_id == team_id)
+    ).first()
+
+
+def check_workspace(session: Session, org: Organization, team_id: str) -> None:
+    """A person's workspace belongs to their organisation: an organisation with a registered
+    workspace has its people there, and a workspace registered to one organisation holds no
+    other organisation's people (else a look-alike user id in another workspace could act
+    as someone else)."""
+    owner = workspace_owner(session, team_id)
+    if owner is not None and owner.id != org.id:
+        raise UserError(
+            f"Slack workspace {team_id} is registered to `{owner.name}`, so it cannot hold "
+            f"people of `{org.name}`.",
+            "Check the person's workspace (team id) and organisation.",
+        )
+    if org.slack_team_id and org.slack_team_id != team_id:
+        raise UserError(
+            f"`{org.name}` works in Slack workspace {org.slack_team_id}, not {team_id}.",
+            f"Register the person with --team {org.slack_team_id}.",
+        )
+
+
 def add_org(session: Session, actor: Actor, **data: object) -> Organization:
     inp = validate(OrgCreate, data)
     if session.scalars(select(Organization).where(Organization.name == inp.name)).first():
         raise UserError(f"Organisation `{inp.name}` already exists.")
+    if inp.slack_team_id and (owner := workspace_owner(session, inp.slack_team_id)):
+        raise UserError(f"Slack workspace {inp.slack_team_id} is already `{owner.name}`'s.")
     org = Organization(name=inp.name, kind=inp.kind, slack_team_id=inp.slack_team_id)
     session.add(org)
     session.flush()
@@ -174,6 +202,7 @@ def add_person(session: Session, actor: Actor, **data: object) -> Person:
         raise UserError(f"{inp.role.value} needs a sponsor organisation; `{org.name}` is not.")
     if inp.role == Role.VENDOR_MEMBER and org.kind == OrgKind.SPONSOR:
         raise UserError(f"vendor_member needs a vendor organisation; `{org.name}` is a sponsor.")
+    check_workspace(session, org, inp.team_id)
     existing = session.scalars(
         select(Person).where(Person.team_id == inp.team_id, Person.slack_user_id == inp.user_id)
     ).first()

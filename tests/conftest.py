@@ -101,7 +101,7 @@ C_SPONSOR, C_APEX, C_LAB, C_JOINT = "CSPONSOR", "CAPEX", "CLAB", "CJOINT"
 def build_world(db: Database) -> World:
     with db.write() as s:
         sp = directory.add_org(s, SYSTEM, name="Helix Pharma", kind="sponsor")
-        apex = directory.add_org(s, SYSTEM, name="Apex CRO", kind="cro", slack_team_id="T2")
+        apex = directory.add_org(s, SYSTEM, name="Apex CRO", kind="cro")
         lab = directory.add_org(s, SYSTEM, name="CentraLab", kind="lab")
         study = directory.add_study(
             s, SYSTEM, code="ONC-301", title="Phase 3 oncology", sponsor="Helix Pharma", phase="3"
