@@ -78,7 +78,9 @@ def audience_sql(aud: Audience) -> tuple[str, dict[str, Any]]:
     if aud.scope == Scope.VENDOR:
         return "AND org_id = :org", {"org": aud.org_id}
     if aud.scope == Scope.JOINT and aud.org_id is None:
-        return "AND approval_state = 'approved'", {}
+        return "AND approval_state = 'approved' AND org_id = :sponsor", {
+            "sponsor": aud.sponsor_org_id
+        }
     if aud.scope == Scope.JOINT:
         return (
             "AND approval_state = 'approved' AND org_id IN (:org, :sponsor)",

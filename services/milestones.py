@@ -62,7 +62,7 @@ def add(
         org_id=org_id,
         name=inp.name,
         planned_date=inp.planned,
-        shared=inp.shared or org_id in (None, study.sponsor_org_id),
+        shared=inp.shared,
         created_by=actor.label,
     )
     session.add(ms)

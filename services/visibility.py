@@ -5,12 +5,17 @@ replies, digests, exports scoped to an audience — builds its WHERE clause with
 `milestone_filter`, `action_filter`, `kpi_filter` or `approval_filter`.
 
 - sponsor: everything of the study, including pending and rejected submissions.
-- vendor:X: X's own rows (any approval state) and study-level items marked shared.
-  Never another vendor's rows.
-- joint (optionally naming vendor X): approved data only — approved KPI values, and no
-  milestone whose completion still awaits approval; with X named, rows of X, of the
-  sponsor, and shared items; without, every organisation's rows.
+- vendor:X: X's own rows (any approval state) and items marked shared. Never another
+  vendor's rows, and never the sponsor's own rows unless the sponsor shared them.
+- joint:X (the sponsor and one vendor): approved data only — X's items, shared items,
+  and the sponsor's study-level KPI values; no milestone whose completion awaits approval.
+- joint (a channel whose audience includes more than one vendor): approved, shared data
+  only — shared milestones and actions, the sponsor's study-level KPI values. Nobody's
+  own items, because everyone in the channel would see them.
 - public (someone we do not know): shared study-level items only, approved only.
+
+A person in a channel sees the narrower of their own view and the channel's
+(`narrowest`), so `/cro` and the digest give the same view for the same reader there.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from crobot.services.actor import Actor
@@ -94,17 +99,15 @@ def narrowest(person: Audience, channel: Audience | None) -> Audience:
             return Audience(person.study_id, Scope.PUBLIC, None, person.sponsor_org_id)
         if channel.scope == Scope.JOINT:
             if channel.org_id in (None, person.org_id):
-                return Audience(person.study_id, Scope.JOINT, person.org_id, person.sponsor_org_id)
+                return channel  # joint:X for X itself, or the multi-vendor joint view
             return Audience(person.study_id, Scope.PUBLIC, None, person.sponsor_org_id)
         return person
     return person if _RANK[person.scope] <= _RANK[channel.scope] else channel
 
 
-def _owned(org_col: InstrumentedAttribute[int | None], aud: Audience) -> ColumnElement[bool]:
-    """Rows of the named vendor, of the sponsor, or of no organisation (study level)."""
-    if aud.org_id is None:
-        return true()
-    return or_(org_col == aud.org_id, org_col == aud.sponsor_org_id, org_col.is_(None))
+def _joint_vendor(org_col: InstrumentedAttribute[int | None], aud: Audience) -> ColumnElement[bool]:
+    """The one vendor of a joint:X channel; a multi-vendor joint channel has none."""
+    return false() if aud.org_id is None else org_col == aud.org_id
 
 
 def milestone_filter(aud: Audience) -> ColumnElement[bool]:
@@ -116,7 +119,9 @@ def milestone_filter(aud: Audience) -> ColumnElement[bool]:
     not_pending = Milestone.status != MilestoneStatus.DONE
     if aud.scope == Scope.JOINT:
         return and_(
-            base, not_pending, or_(Milestone.shared.is_(True), _owned(Milestone.org_id, aud))
+            base,
+            not_pending,
+            or_(Milestone.shared.is_(True), _joint_vendor(Milestone.org_id, aud)),
         )
     return and_(base, not_pending, Milestone.shared.is_(True))
 
@@ -128,7 +133,8 @@ def action_filter(aud: Audience) -> ColumnElement[bool]:
     if aud.scope == Scope.VENDOR:
         return and_(base, or_(ActionItem.owner_org_id == aud.org_id, ActionItem.shared.is_(True)))
     if aud.scope == Scope.JOINT:
-        return and_(base, or_(ActionItem.shared.is_(True), _owned(ActionItem.owner_org_id, aud)))
+        shown = or_(ActionItem.shared.is_(True), _joint_vendor(ActionItem.owner_org_id, aud))
+        return and_(base, shown)
     return and_(base, ActionItem.shared.is_(True))
 
 
@@ -140,7 +146,8 @@ def kpi_filter(aud: Audience) -> ColumnElement[bool]:
         return and_(base, KpiUpdate.org_id == aud.org_id)
     if aud.scope == Scope.JOINT:
         approved = KpiUpdate.approval_state == ApprovalState.APPROVED
-        return and_(base, approved, _owned(KpiUpdate.org_id, aud))
+        study_level = KpiUpdate.org_id == aud.sponsor_org_id
+        return and_(base, approved, or_(study_level, _joint_vendor(KpiUpdate.org_id, aud)))
     return and_(base, false())
 
 

@@ -45,7 +45,8 @@ def _done_milestone(world: World) -> tuple[int, int]:
 
 
 def _joint_sees(db: Database, world: World, ms_id: int) -> bool:
-    joint = Audience(world.study_id, Scope.JOINT, None, world.sponsor_id)
+    """The sponsor–Apex joint channel (a multi-vendor one shows shared items only)."""
+    joint = Audience(world.study_id, Scope.JOINT, world.apex_id, world.sponsor_id)
     with db.read() as s:
         listed = milestones.list_for(s, joint, today=TODAY)
     return ms_id in {m.id for m in listed}

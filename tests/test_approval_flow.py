@@ -87,7 +87,7 @@ def test_request_is_posted_once_with_what_changed(
 def test_approve_updates_message_notifies_submitter_and_shows_in_joint(
     db: Database, world: World, fake_slack: FakeSlack
 ) -> None:
-    joint = Audience(world.study_id, Scope.JOINT, None, world.sponsor_id)
+    joint = Audience(world.study_id, Scope.JOINT, world.apex_id, world.sponsor_id)
     with bot_for(db, fake_slack) as bot:
         aid = pending_kpi(world, 12)
         assert _series(db, world, joint) == []  # pending values are not facts yet
@@ -130,7 +130,7 @@ def _reason(text: str) -> dict[str, dict[str, object]]:
 
 
 def test_reject_with_reason(db: Database, world: World, fake_slack: FakeSlack) -> None:
-    joint = Audience(world.study_id, Scope.JOINT, None, world.sponsor_id)
+    joint = Audience(world.study_id, Scope.JOINT, world.apex_id, world.sponsor_id)
     apex = Audience(world.study_id, Scope.VENDOR, world.apex_id, world.sponsor_id)
     lab = Audience(world.study_id, Scope.VENDOR, world.lab_id, world.sponsor_id)
     sponsor = Audience(world.study_id, Scope.SPONSOR, None, world.sponsor_id)

@@ -236,6 +236,7 @@ def test_block_kit_limits_with_overflow_summarised(env: Env) -> None:
                 study="ONC-301",
                 name=f"{long} {i}",
                 planned=TODAY + timedelta(days=1 + i % 10),
+                shared=True,  # the joint channel shows shared items only
             )
             actions.add(
                 s,
@@ -245,6 +246,7 @@ def test_block_kit_limits_with_overflow_summarised(env: Env) -> None:
                 title=f"{long} {i}",
                 owner_user_id="USPONSOR",
                 due=TODAY + timedelta(days=1),
+                shared=True,
             )
     assert env.delivery().send_link(link_id(env.world.db, C_JOINT), "p").state == "sent"
     blocks = posts(env.fake, C_JOINT)[0]["blocks"]

@@ -347,8 +347,10 @@ def test_kpi_correction_supersedes_and_vendor_values_wait_for_approval(world: Wo
             (12, ApprovalState.PENDING),
         ]  # no UPDATE of value
         kpi = rows[0].kpi
-        joint = Audience(world.study_id, Scope.JOINT, None, world.sponsor_id)
+        joint = Audience(world.study_id, Scope.JOINT, world.apex_id, world.sponsor_id)
         assert [p.value for p in kpis.series(s, joint, kpi)] == [10]  # unapproved hidden
+        everyone = Audience(world.study_id, Scope.JOINT, None, world.sponsor_id)
+        assert kpis.series(s, everyone, kpi) == []  # a multi-vendor channel: not Apex's
         assert [p.value for p in kpis.series(s, sponsor_aud(world), kpi)] == [12]
         actions_logged = [e.action for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
         assert actions_logged[-3:] == ["kpi.report", "kpi.correct", "approval.request"]

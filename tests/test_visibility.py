@@ -118,6 +118,7 @@ def test_no_audience_sees_what_it_must_not(world: World, rows: list[Row], vendor
         )
 
         v_m, v_a, v_k = seen(Audience(world.study_id, Scope.VENDOR, vendor, world.sponsor_id))
+        # The sponsor's own (and study-level) rows are private unless shared.
         assert all(m.org_id == vendor or m.shared for m in v_m)
         assert all(a.owner_org_id == vendor or a.shared for a in v_a)
         assert all(k.org_id == vendor for k in v_k)
@@ -129,11 +130,24 @@ def test_no_audience_sees_what_it_must_not(world: World, rows: list[Row], vendor
             j_m, j_a, j_k = seen(Audience(world.study_id, Scope.JOINT, joint_org, world.sponsor_id))
             assert all(k.approval_state == ApprovalState.APPROVED for k in j_k)
             assert all(m.status != MilestoneStatus.DONE for m in j_m)
-            if joint_org is not None:
-                others = set(orgs[1:]) - {joint_org}
-                assert not any(m.org_id in others and not m.shared for m in j_m)
-                assert not any(a.owner_org_id in others and not a.shared for a in j_a)
-                assert not any(k.org_id in others for k in j_k)
+            # joint:X shows X's rows and shared ones; a multi-vendor joint channel only
+            # shared ones. KPI values: X's (joint:X) and the sponsor's study-level values.
+            mine = {joint_org} if joint_org is not None else set()
+            assert all(m.shared or m.org_id in mine for m in j_m)
+            assert all(a.shared or a.owner_org_id in mine for a in j_a)
+            assert all(k.org_id in mine | {world.sponsor_id} for k in j_k)
+            # Completeness: every approved shared row, and every approved row of X, is shown.
+            assert {
+                m.id
+                for m in all_m
+                if m.status != MilestoneStatus.DONE and (m.shared or m.org_id in mine)
+            } == {m.id for m in j_m}
+            assert {
+                k.id
+                for k in all_k
+                if k.approval_state == ApprovalState.APPROVED
+                and k.org_id in mine | {world.sponsor_id}
+            } == {k.id for k in j_k}
 
         p_m, p_a, p_k = seen(Audience(world.study_id, Scope.PUBLIC, None, world.sponsor_id))
         assert all(m.shared and m.status != MilestoneStatus.DONE for m in p_m)
@@ -161,3 +175,14 @@ def test_person_and_channel_combine_to_the_narrower_view(world: World) -> None:
     assert narrowest(approver, lab_channel) == lab_channel
     assert narrowest(apex, apex_channel) == apex
     assert narrowest(stranger, apex_channel).scope == Scope.PUBLIC
+    # In the multi-vendor joint channel everyone gets the channel's view (the digest's),
+    # not a view narrowed to their own organisation.
+    with world.db.read() as s:
+        joint_channel = audience_for_channel(channel_link(s, "T1", "CJOINT"))  # type: ignore[arg-type]
+    assert narrowest(apex, joint_channel) == joint_channel
+    assert narrowest(approver, joint_channel) == joint_channel
+    # A person is (workspace, user): Apex's user id in another workspace is nobody we know.
+    with world.db.read() as s:
+        study = study_by_code(s, "ONC-301")
+        twin = audience_for_person(world.actor(APEX_PM, team_id="T0EVIL"), study, vendors)
+    assert twin.scope == Scope.PUBLIC
