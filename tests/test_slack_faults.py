@@ -4,9 +4,10 @@ delivered, nothing twice, and every 429 is followed by a pause of at least Retry
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from slack_sdk import WebClient
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ActionItem, ChannelLink, DigestRun, DigestRunState
+from tests.bot_server import RunningBot
 from tests.conftest import APPROVER, C_SPONSOR, World
 from tests.fake_slack import Call, FakeSlack
 from tests.slash_helpers import slash_bot
@@ -53,8 +55,8 @@ def test_digest_fanout_survives_random_slack_faults(world: World, fake_slack: Fa
     outcomes = delivery.send_links([(i, "2026-W48") for i in ids], workers=4)
     rounds = 0
     while any(o.state == "pending" for o in outcomes) and rounds < 10:
-        rounds += 1  # what the scheduler's pending-run recovery does
-        time.sleep(1.0)
+        rounds += 1  # what the scheduler's retry jobs do: resume once Retry-After has passed
+        _sleep_until(min(o.retry_at or datetime.now(UTC) for o in outcomes if o.state == "pending"))
         outcomes = delivery.resume_pending()
 
     per_channel = Counter(m["channel"] for m in fake_slack.posted())
@@ -73,6 +75,21 @@ def test_digest_fanout_survives_random_slack_faults(world: World, fake_slack: Fa
         _retry_after_respected(tries, [c.status or 0 for c in tries])
 
 
+def _sleep_until(at: datetime) -> None:
+    time.sleep(min(5.0, max(0.0, (at - datetime.now(UTC)).total_seconds())))
+
+
+def _replies_finished(bot: RunningBot, timeout: float = 60.0) -> None:
+    """Wait until every reply sender has stopped: Bolt started each command's lazy listener
+    on its listener executor before answering the request, so once the executor drains,
+    no further response_url call can come."""
+    executor = bot.app.listener_runner.listener_executor
+    drain = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    drain.start()
+    drain.join(timeout)
+    assert not drain.is_alive(), f"reply senders still busy after {timeout} s"
+
+
 def _reply_calls(fake: FakeSlack) -> list[Call]:
     with fake.state.lock:
         return [c for c in fake.state.calls if c.method.startswith("/respond/")]
@@ -88,13 +105,7 @@ def test_slash_replies_survive_random_slack_faults(world: World, fake_slack: Fak
                 C_SPONSOR,
             )
             assert answer.deferred and f"Chase site {i}" in answer.text
-        deadline = time.monotonic() + 60  # retries back off; give them time to land
-        while time.monotonic() < deadline:
-            calls = _reply_calls(fake_slack)
-            if len({c.method for c in calls if c.status == 200}) == 20:
-                break
-            time.sleep(0.2)
-        time.sleep(1.0)  # a duplicate, if any, would arrive now
+        _replies_finished(slash.bot)  # the final state: nothing is left to send
         calls = _reply_calls(fake_slack)
     ok = Counter(c.method for c in calls if c.status == 200)
     assert len(ok) == 20 and set(ok.values()) == {1}  # every reply delivered, none twice
