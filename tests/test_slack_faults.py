@@ -4,12 +4,16 @@ delivered, nothing twice, and every 429 is followed by a pause of at least Retry
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
 from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
@@ -118,3 +122,35 @@ def test_slash_replies_survive_random_slack_faults(world: World, fake_slack: Fak
         _retry_after_respected(tries, [c.status or 0 for c in tries])
     with world.db.read() as s:
         assert len(s.scalars(select(ActionItem)).all()) == 20  # each command stored once
+
+
+# Web API families crobot could call, as WebClient spells them (`client.chat_postMessage`).
+_CALL = re.compile(
+    r"\bclient\.((?:auth|bots|chat|conversations|files|pins|reactions|team|users|views)_\w+)"
+)
+# WebClient helpers that are several Web API calls.
+_COMPOSITE = {"files.upload.v2": {"files.getUploadURLExternal", "files.completeUploadExternal"}}
+
+
+def _methods_called_by_crobot() -> set[str]:
+    root = Path(__file__).resolve().parent.parent
+    found: set[str] = set()
+    for folder in ("bot", "handlers", "services", "digests"):
+        for path in (root / folder).rglob("*.py"):
+            for attr in _CALL.findall(path.read_text()):
+                method = attr.replace("_", ".", 1)
+                found |= _COMPOSITE.get(method.replace("_", "."), {method})
+    return found
+
+
+def test_fake_slack_answers_every_method_crobot_calls_and_no_other(
+    fake_slack: FakeSlack,
+) -> None:
+    called = _methods_called_by_crobot()
+    assert {"chat.postMessage", "views.publish", "files.completeUploadExternal"} <= called
+    assert called <= fake_slack.methods, called - fake_slack.methods
+    client = WebClient(token="xoxb-test", base_url=fake_slack.base_url)
+    with pytest.raises(SlackApiError) as refused:
+        client.api_call("chat.getPermalink", params={"channel": "C1", "message_ts": "1.2"})
+    assert refused.value.response["error"] == "unknown_method"
+    assert client.api_call("auth.test")["ok"] is True
