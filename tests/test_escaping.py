@@ -31,7 +31,6 @@ from crobot.storage.models import (
 )
 from tests.approval_support import (
     block_action,
-    message,
     send,
     send_event,
     view_submission,
@@ -133,17 +132,29 @@ def _forms(text: str) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def _approval_of(world: World, kind: SubjectType, subject_id: int) -> Approval:
-    def posted() -> Approval | None:
-        with world.db.read() as s:
-            a = s.scalars(
-                select(Approval).where(
-                    Approval.subject_type == kind, Approval.subject_id == subject_id
-                )
-            ).first()
-            return a if a is not None and a.message_ts else None
+def _request(
+    world: World, fake: FakeSlack, kind: SubjectType, subject_id: int
+) -> tuple[int, dict[str, Any]]:
+    """The approval id and its request message, found as Slack holds it: the message in
+    the sponsor channel whose Approve button carries that id."""
+    with world.db.read() as s:
+        approval_id = s.scalars(
+            select(Approval.id).where(
+                Approval.subject_type == kind, Approval.subject_id == subject_id
+            )
+        ).one()
 
-    return wait_until(posted)
+    def posted() -> dict[str, Any] | None:
+        for msg in fake.posted(C_SPONSOR):
+            for block in msg.get("blocks") or []:
+                for el in block.get("elements") or []:
+                    if el.get("action_id") == "approval_approve" and el.get("value") == str(
+                        approval_id
+                    ):
+                        return msg
+        return None
+
+    return approval_id, wait_until(posted)
 
 
 def _write_everything(world: World, slash: SlashClient, rec: Recorded) -> None:
@@ -206,16 +217,15 @@ def _decide(world: World, slash: SlashClient, fake: FakeSlack, rec: Recorded) ->
             select(Milestone).where(Milestone.name == TEXT, Milestone.org_id == world.apex_id)
         ).first()
     assert update is not None and done is not None
-    kpi_request = _approval_of(world, SubjectType.KPI_UPDATE, update.id)
+    kpi_request, kpi_msg = _request(world, fake, SubjectType.KPI_UPDATE, update.id)
     rec.slash(slash, "milestone done", f"milestone update {done.id} done", APEX_PM, C_APEX)
-    ms_request = _approval_of(world, SubjectType.MILESTONE, done.id)
+    ms_request, ms_msg = _request(world, fake, SubjectType.MILESTONE, done.id)
 
-    msg = message(fake, str(kpi_request.channel_id), str(kpi_request.message_ts))
     opened = len(fake.calls_to("views.open"))
     rec.interaction(
         slash,
         "reject click",
-        block_action("approval_reject", kpi_request.id, user=APPROVER, msg=msg),
+        block_action("approval_reject", kpi_request, user=APPROVER, msg=kpi_msg),
     )
     view = fake.wait_for("views.open", opened + 1)[-1].params["view"]
     meta = str(view.get("private_metadata") or "")
@@ -227,18 +237,17 @@ def _decide(world: World, slash: SlashClient, fake: FakeSlack, rec: Recorded) ->
             view_submission("approval_reject_modal", values, user=APPROVER, private_metadata=meta),
         )
 
-    msg = message(fake, str(ms_request.channel_id), str(ms_request.message_ts))
     rec.interaction(
         slash,
         "approve click",
-        block_action("approval_approve", ms_request.id, user=APPROVER, msg=msg),
+        block_action("approval_approve", ms_request, user=APPROVER, msg=ms_msg),
     )
 
     def decided() -> bool:
         with world.db.read() as s:
             states = {
-                s.get_one(Approval, kpi_request.id).state,
-                s.get_one(Approval, ms_request.id).state,
+                s.get_one(Approval, kpi_request).state,
+                s.get_one(Approval, ms_request).state,
             }
         return states == {ApprovalState.REJECTED, ApprovalState.APPROVED}
 
