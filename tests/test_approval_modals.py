@@ -10,7 +10,8 @@ from slack_sdk import WebClient
 from sqlalchemy import func, select
 
 from crobot.handlers.commands.base import CommandContext
-from crobot.handlers.modals import ACTION_ADD, KPI_REPORT, MILESTONE_ADD, open_modal_for
+from crobot.handlers.commands.router import open_form
+from crobot.handlers.forms import ACTION_ADD, KPI_REPORT, MILESTONE_ADD
 from crobot.services import directory
 from crobot.services.actor import SYSTEM
 from crobot.services.lookup import channel_link
@@ -72,7 +73,7 @@ def _options(view: dict[str, Any], block_id: str) -> list[str]:
 
 def test_forms_offer_only_what_the_user_may_use(world: World, fake_slack: FakeSlack) -> None:
     _second_study(world)
-    assert open_modal_for(_ctx(world, fake_slack, "UAPEX", "CAPEX"), KPI_REPORT) is None
+    assert open_form(_ctx(world, fake_slack, "UAPEX", "CAPEX"), KPI_REPORT).silent
     view = _opened(fake_slack)
     assert view["callback_id"] == "modal_kpi_report"
     assert _options(view, "study") == ["ONC-301"]  # Apex is not on ONC-302
@@ -81,22 +82,22 @@ def test_forms_offer_only_what_the_user_may_use(world: World, fake_slack: FakeSl
     assert _block(view, "period")["element"]["type"] == "datepicker"
     assert json.loads(view["private_metadata"]) == {"channel_id": "CAPEX"}
 
-    assert open_modal_for(_ctx(world, fake_slack, "UAPPROVER", "CSPONSOR"), ACTION_ADD) is None
+    assert open_form(_ctx(world, fake_slack, "UAPPROVER", "CSPONSOR"), ACTION_ADD).silent
     view = _opened(fake_slack)
     assert _options(view, "study") == ["ONC-301", "ONC-302"]
-    assert _block(view, "owner")["element"]["type"] == "users_select"
+    assert _block(view, "owner_user_id")["element"]["type"] == "users_select"
     assert _block(view, "due")["element"]["type"] == "datepicker"
 
-    assert open_modal_for(_ctx(world, fake_slack, "ULAB", "CLAB"), MILESTONE_ADD) is None
+    assert open_form(_ctx(world, fake_slack, "ULAB", "CLAB"), MILESTONE_ADD).silent
     view = _opened(fake_slack)
     assert _options(view, "study") == ["ONC-301", "ONC-302"]
     assert _block(view, "planned")["element"]["type"] == "datepicker"
 
     opened = len(fake_slack.calls_to("views.open"))
-    reply = open_modal_for(_ctx(world, fake_slack, "USTRANGE", "CJOINT"), KPI_REPORT)
-    assert reply is not None and "not on any study" in reply.text
-    reply = open_modal_for(_ctx(world, fake_slack, "UAPEX", "CAPEX", trigger=None), KPI_REPORT)
-    assert reply is not None
+    reply = open_form(_ctx(world, fake_slack, "USTRANGE", "CJOINT"), KPI_REPORT)
+    assert not reply.silent and "not on any study" in reply.text
+    reply = open_form(_ctx(world, fake_slack, "UAPEX", "CAPEX", trigger=None), KPI_REPORT)
+    assert not reply.silent
     assert len(fake_slack.calls_to("views.open")) == opened
 
 
@@ -204,10 +205,10 @@ def test_kpi_form_reports_and_requests_approval(
             {
                 "study": _sel("ONC-301"),
                 "title": _txt("Send SDV plan"),
-                "owner": _user("ULAB"),
+                "owner_user_id": _user("ULAB"),
                 "due": _date("2026-12-20"),
             },
-            "owner",
+            "owner_user_id",
             "assign",
         ),
         (
@@ -216,7 +217,7 @@ def test_kpi_form_reports_and_requests_approval(
             {
                 "study": _sel("ONC-301"),
                 "title": _txt("Send SDV plan"),
-                "owner": _user("UAPEX"),
+                "owner_user_id": _user("UAPEX"),
                 "due": _date("2026-11-02"),
             },
             "due",
@@ -258,7 +259,7 @@ def test_milestone_and_action_forms_store(
         act = {
             "study": _sel("ONC-301"),
             "title": _txt("Send SDV plan"),
-            "owner": _user("UAPEX"),
+            "owner_user_id": _user("UAPEX"),
             "due": _date("2026-12-20"),
             "priority": _sel("high"),
         }
