@@ -108,7 +108,7 @@ def wording(text: str) -> Mrkdwn:
         return text
     if isinstance(text, Msg):
         values = (wording(v) if isinstance(v, Msg) else v for v in text.values)
-        return fmt(text.template, *values)
+        return Mrkdwn(fmt(text.template, *values).strip())
     return Mrkdwn(text)
 
 

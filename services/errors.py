@@ -23,7 +23,8 @@ class Msg(str):
     values: tuple[object, ...]
 
     def __new__(cls, template: str, *values: object) -> Msg:
-        text = super().__new__(cls, template.format(*values) if values else template)
+        # Stripped: a value may be empty ("Unknown flag `x`. {did}" with no suggestion).
+        text = super().__new__(cls, (template.format(*values) if values else template).strip())
         text.template = template if values else template.replace("{", "{{").replace("}", "}}")
         text.values = values
         return text
