@@ -17,6 +17,7 @@ from slack_sdk.models.views import View
 
 from crobot.services import directory
 from crobot.services.actor import SYSTEM
+from tests import form_values as form
 from tests.approval_support import send, view_submission, wait_until
 from tests.conftest import APEX_PM, C_APEX, C_SPONSOR, SPONSOR, World
 from tests.fake_slack import FakeSlack
@@ -66,7 +67,9 @@ def assert_clean(payload: dict[str, Any]) -> None:
                 assert seq not in text, (seq, text[:200])
             assert "\n:white_check_mark:" not in text, text[:200]
     for block in payload.get("blocks") or []:
-        Block.parse(block).validate_json()  # raises over Slack's limits (3,000 a section)
+        parsed = Block.parse(block)
+        assert parsed is not None
+        parsed.validate_json()  # raises over Slack's limits (3,000 characters a section)
     assert len(payload.get("blocks") or []) <= 50
 
 
@@ -113,24 +116,14 @@ def test_hostile_text_through_commands(hostile_world: World, fake_slack: FakeSla
             f"action add x <@UAPEX|p> due:{typed('<!here>')}",
             f"help {typed('<!channel>')}",
             f"digest {typed('<!channel>')}",
+            f"digest schedule {typed(quoted('<!channel> 09:00'))} tz:{typed('<!here>')}",
+            f"digest schedule {typed(quoted('Mon 09:00'))} tz:{typed('<!here>')}",
         ):
             _slash(slash, text)
     responses = [c for c in fake_slack.state.calls if c.method.startswith("/respond/")]
     assert responses
     for call in responses:
         assert_clean(call.params)
-
-
-def _txt(value: str) -> dict[str, Any]:
-    return {"value": {"type": "plain_text_input", "value": value}}
-
-
-def _sel(value: str) -> dict[str, Any]:
-    return {"value": {"type": "static_select", "selected_option": {"value": value}}}
-
-
-def _date(value: str) -> dict[str, Any]:
-    return {"value": {"type": "datepicker", "selected_date": value}}
 
 
 def test_hostile_text_through_forms(hostile_world: World, fake_slack: FakeSlack) -> None:
@@ -143,12 +136,16 @@ def test_hostile_text_through_forms(hostile_world: World, fake_slack: FakeSlack)
         View(**view).validate_json()
         assert_clean(view)
         assert "Labs" in json.dumps(view, ensure_ascii=False)  # the hostile org is offered
-        good = {"study": _sel("ONC-301"), "name": _txt(RAW), "planned": _date("2026-12-20")}
+        good = {
+            "study": form.select("ONC-301"),
+            "name": form.text(RAW),
+            "planned": form.day("2026-12-20"),
+        }
         report = {
-            "study": _sel("ONC-301"),
-            "kpi": _sel("enrollment"),
-            "value": _txt("4"),
-            "note": _txt(RAW + FORGED_LINE),
+            "study": form.select("ONC-301"),
+            "kpi": form.select("enrollment"),
+            "value": form.text("4"),
+            "note": form.text(RAW + FORGED_LINE),
         }
         for callback, values in (("modal_milestone_add", good), ("modal_kpi_report", report)):
             status, body = send(
@@ -160,10 +157,10 @@ def test_hostile_text_through_forms(hostile_world: World, fake_slack: FakeSlack)
             assert_clean(call.params)
         # Rejected input comes back inline, as plain text Slack shows under the input.
         for values in (
-            {**good, "name": _txt(LONG)},
-            {**good, "planned": _date(typed(RAW))},
-            {**good, "org": _sel(RAW)},
-            {**good, "study": _sel(RAW)},
+            {**good, "name": form.text(LONG)},
+            {**good, "planned": form.day(typed(RAW))},
+            {**good, "org": form.select(RAW)},
+            {**good, "study": form.select(RAW)},
         ):
             status, body = send(
                 bot,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests import form_values as form
 from tests.approval_support import send, view_submission
 from tests.conftest import APEX_PM, C_APEX, World
 from tests.fake_slack import FakeSlack
@@ -43,40 +44,36 @@ def test_bare_add_commands_open_a_form(
     assert snapshot(world.db) == before  # opening a form stores nothing
 
 
-def _txt(value: str) -> dict[str, Any]:
-    return {"value": {"type": "plain_text_input", "value": value}}
-
-
-def _sel(value: str) -> dict[str, Any]:
-    return {"value": {"type": "static_select", "selected_option": {"value": value}}}
-
-
-def _date(value: str) -> dict[str, Any]:
-    return {"value": {"type": "datepicker", "selected_date": value}}
-
-
 @pytest.mark.parametrize(
     ("values", "errors"),
     [
         # Two inputs wrong at once: each message next to its own input.
-        ({"study": _sel("ONC-301")}, {"name": "required", "planned": "required"}),
+        ({"study": form.select("ONC-301")}, {"name": "required", "planned": "required"}),
         # The service names the field of a lookup that failed.
         (
-            {"study": _sel("NOPE-1"), "name": _txt("FPI"), "planned": _date("2026-12-20")},
+            {
+                "study": form.select("NOPE-1"),
+                "name": form.text("FPI"),
+                "planned": form.day("2026-12-20"),
+            },
             {"study": "no study"},
         ),
         (
             {
-                "study": _sel("ONC-301"),
-                "name": _txt("FPI"),
-                "planned": _date("2026-12-20"),
-                "org": _sel("Nowhere Ltd"),
+                "study": form.select("ONC-301"),
+                "name": form.text("FPI"),
+                "planned": form.day("2026-12-20"),
+                "org": form.select("Nowhere Ltd"),
             },
             {"org": "no organisation"},
         ),
         # A date the datepicker cannot have sent is still reported on its input.
         (
-            {"study": _sel("ONC-301"), "name": _txt("FPI"), "planned": _date("someday")},
+            {
+                "study": form.select("ONC-301"),
+                "name": form.text("FPI"),
+                "planned": form.day("someday"),
+            },
             {"planned": "date"},
         ),
     ],

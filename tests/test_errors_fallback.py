@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -20,6 +19,7 @@ from crobot.handlers import errors, middleware
 from crobot.services.errors import UserError, msg
 from crobot.services.runtime import Runtime
 from crobot.storage.db import Database
+from tests import form_values as form
 from tests.approval_support import send, view_submission
 from tests.bot_server import bot_settings, free_port, running_bot
 from tests.conftest import APEX_PM, C_APEX
@@ -85,10 +85,10 @@ def test_fallback_answers_politely(
 
 def test_a_form_submitted_while_the_database_is_down(fake_slack: FakeSlack) -> None:
     dead = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/crobot")
-    values: dict[str, Any] = {
-        "study": {"value": {"type": "static_select", "selected_option": {"value": "ONC-301"}}},
-        "name": {"value": {"type": "plain_text_input", "value": "FPI"}},
-        "planned": {"value": {"type": "datepicker", "selected_date": "2026-12-20"}},
+    values = {
+        "study": form.select("ONC-301"),
+        "name": form.text("FPI"),
+        "planned": form.day("2026-12-20"),
     }
     meta = json.dumps({"channel_id": C_APEX})
     with running_bot(bot_settings(dead.url, fake_slack.base_url), Runtime(dead)) as bot:

@@ -19,6 +19,7 @@ from crobot.services.errors import UserError
 from crobot.services.kpi_import import import_csv
 from crobot.services.runtime import Runtime
 from crobot.storage.models import KpiUpdate
+from tests import form_values as form
 from tests.conftest import C_SPONSOR, SPONSOR, TODAY, World
 
 NOW = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC)
@@ -45,9 +46,9 @@ def by_command(world: World, raw: str) -> float | str:
 
 def by_form(world: World, raw: str) -> float | str:
     values = {
-        "study": {"value": {"type": "static_select", "selected_option": {"value": "ONC-301"}}},
-        "kpi": {"value": {"type": "static_select", "selected_option": {"value": "query_aging"}}},
-        "value": {"value": {"type": "plain_text_input", "value": raw}},
+        "study": form.select("ONC-301"),
+        "kpi": form.select("query_aging"),
+        "value": form.text(raw),
     }
     view = {"state": {"values": values}, "private_metadata": json.dumps({"channel_id": C_SPONSOR})}
     runtime = Runtime(world.db, now=lambda: NOW)

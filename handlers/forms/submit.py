@@ -63,13 +63,11 @@ class Submitted:
 def form_values(view: dict[str, Any], fields: tuple[str, ...]) -> Values:
     """The form's own inputs that were filled in: block_id -> value, whatever the element."""
     out: Values = {}
-    state = (view.get("state") or {}).get("values") or {}
+    state = _dict(_dict(view.get("state")).get("values"))
     for block_id in fields:
-        el = (state.get(block_id) or {}).get(ACTION_ID) or {}
-        if not isinstance(el, dict):
-            continue
+        el = _dict(_dict(state.get(block_id)).get(ACTION_ID))
         if "selected_option" in el:
-            value = (el.get("selected_option") or {}).get("value")
+            value = _dict(el.get("selected_option")).get("value")
         elif "selected_date" in el:
             value = el.get("selected_date")
         elif "selected_user" in el:
@@ -81,20 +79,38 @@ def form_values(view: dict[str, Any], fields: tuple[str, ...]) -> Values:
     return out
 
 
-def _milestone(s: Session, actor: Actor, v: Values, today: date) -> Mrkdwn:
+def _dict(value: object) -> dict[str, Any]:
+    """A part of Slack's payload that should be an object; anything else counts as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def channel_of(view: dict[str, Any]) -> str | None:
+    """The channel the form was opened from (its `private_metadata`), if it says."""
+    try:
+        channel = _dict(json.loads(view.get("private_metadata") or "{}")).get("channel_id")
+    except json.JSONDecodeError:
+        return None
+    return channel if isinstance(channel, str) and channel else None
+
+
+Stored = tuple[Mrkdwn, int | None]  # the confirmation, and the approval it awaits if any
+
+
+def _milestone(s: Session, actor: Actor, v: Values, today: date) -> Stored:
     ms = milestones.add(s, actor, today=today, **v)
-    return fmt(
+    text = fmt(
         "Added milestone #{} “{}” to {}, planned {}.",
         ms.id,
         ms.name,
         ms.study.code,
         ms.planned_date.isoformat(),
     )
+    return text, None
 
 
-def _action(s: Session, actor: Actor, v: Values, today: date) -> Mrkdwn:
+def _action(s: Session, actor: Actor, v: Values, today: date) -> Stored:
     item = actions.add(s, actor, today=today, **v)
-    return fmt(
+    text = fmt(
         "Added action #{} “{}” for {} on {}, due {}.",
         item.id,
         item.title,
@@ -102,9 +118,10 @@ def _action(s: Session, actor: Actor, v: Values, today: date) -> Mrkdwn:
         item.study.code,
         item.due_date.isoformat(),
     )
+    return text, None
 
 
-def _kpi(s: Session, actor: Actor, v: Values, today: date) -> tuple[Mrkdwn, int | None]:
+def _kpi(s: Session, actor: Actor, v: Values, today: date) -> Stored:
     data = dict(v)
     if PERIOD in v:  # the datepicker names a day; the value is for that day's ISO week
         try:
@@ -119,10 +136,9 @@ def _kpi(s: Session, actor: Actor, v: Values, today: date) -> tuple[Mrkdwn, int 
     return text, rep.approval_id
 
 
-Submitter = Callable[[Session, Actor, Values, date], tuple[Mrkdwn, int | None]]
-_SUBMITTERS: dict[str, Submitter] = {
-    MILESTONE_ADD: lambda s, a, v, t: (_milestone(s, a, v, t), None),
-    ACTION_ADD: lambda s, a, v, t: (_action(s, a, v, t), None),
+_SUBMITTERS: dict[str, Callable[[Session, Actor, Values, date], Stored]] = {
+    MILESTONE_ADD: _milestone,
+    ACTION_ADD: _action,
     KPI_REPORT: _kpi,
 }
 
@@ -131,13 +147,13 @@ def submit(runtime: Runtime, who: Identity, kind: str, view: dict[str, Any]) -> 
     """Run the form's service call in one transaction; a `UserError` stores nothing."""
     layout = LAYOUTS[kind]
     values = form_values(view, layout.fields)
-    channel = json.loads(view.get("private_metadata") or "{}").get("channel_id")
+    channel = channel_of(view)
     with runtime.db.write() as s:
         actor = resolve_actor(s, who.team_id, who.user_id)
-        link = channel_link(s, who.team_id, channel) if isinstance(channel, str) else None
+        link = channel_link(s, who.team_id, channel) if channel else None
         tz, _ = zone_for(s, actor, link, now=runtime.now(), default=runtime.default_tz)
         text, approval_id = _SUBMITTERS[kind](s, actor, values, runtime.today(tz))
-    return Submitted(text, who.user_id, channel if isinstance(channel, str) else None, approval_id)
+    return Submitted(text, who.user_id, channel, approval_id)
 
 
 def inline_errors(kind: str, err: UserError) -> dict[str, str]:
