@@ -30,6 +30,7 @@ from crobot.handlers.blockkit import Mrkdwn
 from crobot.handlers.commands import action, digest, help, kpi, milestone, status
 from crobot.handlers.commands.base import CommandContext, Reply, Subcommand
 from crobot.handlers.commands.render import error_reply, notice
+from crobot.handlers.errors import UNAVAILABLE
 from crobot.handlers.middleware import Identity
 from crobot.handlers.user_tz import fetch_timezone
 from crobot.services.actor import Actor, resolve_actor
@@ -42,10 +43,6 @@ from crobot.services.user_tz import zone_for
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-UNAVAILABLE = Mrkdwn(
-    ":hourglass: crobot's database is temporarily unavailable, try again in a minute. "
-    "Nothing was changed."
-)
 SORRY = Mrkdwn("Sorry, something went wrong on our side. Nothing was changed; please try again.")
 RACE = Mrkdwn("Someone else just changed that. Nothing was changed; try again.")
 
