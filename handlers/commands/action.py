@@ -117,14 +117,14 @@ def _done(ctx: CommandContext, words: list[str]) -> Reply:
 def _list(ctx: CommandContext, words: list[str]) -> Reply:
     p = classify(words, flags=("overdue", "all"), hint=LIST_HINT)
     pos = list(p.positionals)
-    owner: tuple[str, str] | None = None  # (team, user)
+    owner: str | None = None  # a user id
     if pos and pos[-1].lower() == "mine":
-        owner = (ctx.team_id, ctx.user_id)
+        owner = ctx.user_id
         pos.pop()
     if p.mentions:
         if owner is not None or len(p.mentions) > 1:
             raise UserError("Filter by one owner: `@owner` or `mine`.", LIST_HINT)
-        owner = (ctx.team_id, p.mentions[0].user_id)
+        owner = p.mentions[0].user_id
     if len(pos) > 1:
         raise UserError("`action list` takes one study at most.", LIST_HINT)
     code = pos[0] if pos else None
@@ -136,7 +136,7 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
         aud = reader_audience(s, ctx, study)
         rows = _rows(s, aud, today, owner, p.flags)
         lines = [_listed(a, today) for a in rows]
-    who = _for(owner)
+    who = _for(ctx, owner)
     title = f"{study.code}: {len(rows)} {_kind(p.flags)}action(s)"
     blocks = [header(title), context(audience_note(aud, study) + who)]
     blocks += lines_block(lines, budget=45) if lines else [section(Mrkdwn("_None._"))]
@@ -144,20 +144,20 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
 
 
 def _rows(
-    s: Session, aud: Audience, today: date, owner: tuple[str, str] | None, flags: set[str]
+    s: Session, aud: Audience, today: date, owner: str | None, flags: set[str]
 ) -> list[ActionItem]:
     return actions.list_for(
         s,
         aud,
         today=today,
-        owner_user_id=owner[1] if owner else None,
+        owner_user_id=owner,
         overdue="overdue" in flags,
         include_closed="all" in flags,
     )
 
 
-def _for(owner: tuple[str, str] | None) -> Mrkdwn:
-    return fmt(" for {}", mention(*owner)) if owner else Mrkdwn("")
+def _for(ctx: CommandContext, owner: str | None) -> Mrkdwn:
+    return fmt(" for {}", mention(ctx.team_id, owner)) if owner else Mrkdwn("")
 
 
 def _kind(flags: set[str]) -> str:
@@ -169,7 +169,7 @@ def _listed(a: ActionItem, today: date) -> Mrkdwn:
     return line(a) + Mrkdwn(" · :red_circle: overdue" if late else "")
 
 
-def _list_everywhere(ctx: CommandContext, owner: tuple[str, str] | None, flags: set[str]) -> Reply:
+def _list_everywhere(ctx: CommandContext, owner: str | None, flags: set[str]) -> Reply:
     """No study and no linked channel (e.g. a DM): every study the reader belongs to."""
     today = ctx.today()
     sections: list[Mrkdwn] = []
@@ -181,7 +181,7 @@ def _list_everywhere(ctx: CommandContext, owner: tuple[str, str] | None, flags: 
             if rows:
                 listed = [_listed(a, today) for a in rows]
                 sections.append(Mrkdwn("\n").join([fmt("*{}*", mine.study.code), *listed]))
-    who = _for(owner)
+    who = _for(ctx, owner)
     title = f"{total} {_kind(flags)}action(s) across your studies"
     where = Mrkdwn("No study given and this channel is not linked.")
     blocks = [header(title), context(where + who)]
