@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from crobot.handlers.actions import REJECT_MODAL
 from crobot.handlers.approval_messages import APPROVE, REJECT
+from crobot.handlers.forms import CALLBACKS, VALUE
 from crobot.handlers.home import DONE
-from crobot.handlers.modals import CALLBACKS, VALUE
 from crobot.services.runtime import Runtime
 from crobot.storage.models import AuditHead
 from tests.bot_server import bot_settings, running_bot
@@ -34,7 +34,7 @@ FIELDS = [
     "planned",
     "org",
     "title",
-    "owner",
+    "owner_user_id",
     "due",
     "priority",
     "kpi",
