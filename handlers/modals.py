@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.handlers.user_tz import user_timezone
-from crobot.services import actions, approval_log, kpis, milestones
+from crobot.services import actions, approvals, kpis, milestones
 from crobot.services.actor import Actor, resolve_actor
 from crobot.services.errors import UserError
 from crobot.services.home import MyStudy, orgs_for, studies_for
@@ -342,7 +342,7 @@ def _submit_kpi(s: Session, actor: Actor, v: dict[str, str | None], today: date)
     approval_id = None
     text = f"Reported {rep.update.kpi.label} {rep.update.period_label}: {rep.update.value:g}."
     if rep.approval_requested:
-        approval = approval_log.for_subject(s, SubjectType.KPI_UPDATE, rep.update.id)
+        approval = approvals.for_subject(s, SubjectType.KPI_UPDATE, rep.update.id)
         approval_id = approval.id if approval else None
         text += " It awaits the sponsor's approval."
     return Submitted(text, approval_id)

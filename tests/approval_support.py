@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 
 from crobot.services import audit, kpis
-from crobot.services.approval_log import for_subject
+from crobot.services.approvals import for_subject
 from crobot.services.runtime import Runtime
 from crobot.storage.db import Database
 from crobot.storage.models import Approval, AuditEvent, SubjectType
