@@ -32,18 +32,34 @@ class ApprovalOutbox:
         self.pool.submit(self.deliver, approval_id)
 
     def deliver(self, approval_id: int) -> None:
+        """Deliver the approval's pending rows, and the rows that delivering them adds (a
+        request that lands after the decision needs rewriting), until none is left."""
         try:
-            for outcome in self.delivery.resume_pending(outbox_target(approval_id)):
-                if outcome.state in ("pending", "failed"):
-                    log.warning(
-                        "approval %s: outbox row %s is %s (%s); the sweep retries pending rows",
-                        approval_id,
-                        outcome.run_id,
-                        outcome.state,
-                        outcome.detail,
-                    )
+            while self._deliver_once(approval_id):
+                pass
         except Exception:  # the rows stay pending for the sweep; say why here
             log.exception("delivering approval %s's Slack messages failed", approval_id)
+
+    def _deliver_once(self, approval_id: int) -> bool:
+        """One pass over the pending rows; True if any of them was finished."""
+        finished = False
+        for outcome in self.delivery.resume_pending(outbox_target(approval_id)):
+            if outcome.state == "failed":
+                log.warning(
+                    "approval %s: outbox row %s failed: %s",
+                    approval_id,
+                    outcome.run_id,
+                    outcome.detail,
+                )
+            elif outcome.state == "pending" and outcome.detail != "leased":
+                log.info(
+                    "approval %s: outbox row %s still pending (%s); the sweep retries it",
+                    approval_id,
+                    outcome.run_id,
+                    outcome.detail,
+                )
+            finished |= outcome.state in ("sent", "skipped")
+        return finished
 
 
 def attach(runtime: Runtime, client: WebClient) -> ApprovalOutbox:
