@@ -92,8 +92,9 @@ class DigestScheduler:
 
     def sweep(self) -> None:
         """Deliver outbox rows left pending: unclaimed ones (an approval whose kick never
-        ran or failed) and crash leftovers whose lease has expired."""
-        self._follow_up(self.delivery.resume_pending())
+        ran or failed) and crash leftovers whose lease has expired. Rows another worker
+        still holds are left to it (their own retry job keeps its time)."""
+        self._follow_up([o for o in self.delivery.resume_pending() if o.detail != "leased"])
 
     # --- jobs ---------------------------------------------------------------------------
     def sync_jobs(self) -> None:

@@ -270,6 +270,7 @@ class Delivery:
                     attempts=0,
                     claimed_by=self.worker_id,
                     claimed_at=self.runtime.now(),
+                    created_at=self.runtime.now(),
                 )
                 s.add(run)
                 s.flush()

@@ -18,13 +18,14 @@ from typing import Any
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from crobot.services import actions, approvals, kpis, milestones
+from crobot.services import actions, approvals, milestones
 from crobot.storage.db import Database
 from crobot.storage.models import SubjectType
 from tests.approval_support import (
     block_action,
     bot_for,
     message,
+    pending_kpi,
     posted_request,
     send,
     send_event,
@@ -82,22 +83,6 @@ def assert_inert(fake: FakeSlack) -> int:
     return checked
 
 
-def _kpi_with_note(world: World) -> int:
-    with world.db.write() as s:
-        rep = kpis.report(
-            s,
-            world.actor("UAPEX"),
-            today=TODAY,
-            study="ONC-301",
-            kpi="enrollment",
-            value=12,
-            note=EVIL[:500],
-        )
-        approval = approvals.for_subject(s, SubjectType.KPI_UPDATE, rep.update.id)
-        assert approval is not None
-        return approval.id
-
-
 def _milestone_done(world: World, name: str) -> int:
     with world.db.write() as s:
         ms = milestones.add(
@@ -131,7 +116,7 @@ def test_user_text_is_inert_in_every_approval_payload(
             owner_user_id="UAPEX",
             due=TODAY + timedelta(days=3),
         )
-    kpi_aid = _kpi_with_note(world)
+    kpi_aid = pending_kpi(world, 12, note=EVIL[:500])
     ms_aid = _milestone_done(world, EVIL[:200])
     with bot_for(db, fake_slack) as bot:
         kpi_loc = posted_request(bot, world, kpi_aid)

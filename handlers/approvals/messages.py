@@ -62,7 +62,7 @@ def describe_change(rec: ApprovalRecord) -> Mrkdwn:
             s.get("from_status", "planned"),
         )
     if s.get("note"):
-        text = Mrkdwn(text + Mrkdwn("\n") + bk.quote(s["note"]))
+        text += Mrkdwn("\n") + bk.quote(s["note"])
     return text
 
 
@@ -82,22 +82,17 @@ def when(at: datetime, tz: str) -> str:
 def decision_line(rec: ApprovalRecord, tz: str, *, icon: bool = True) -> Mrkdwn:
     """Who decided and when, in one line (the reason is quoted separately)."""
     at = when(rec.decided_at, tz) if rec.decided_at else "an unknown time"
-    if rec.state == ApprovalState.APPROVED:
-        return fmt(
-            "{}Approved by {} at {}", _icon(":white_check_mark: ", icon), _who(rec.decided_by), at
-        )
-    return fmt("{}Rejected by {} at {}", _icon(":x: ", icon), _who(rec.decided_by), at)
-
-
-def _icon(code: str, shown: bool) -> Mrkdwn:
-    return Mrkdwn(code if shown else "")
+    approved = rec.state == ApprovalState.APPROVED
+    mark = (":white_check_mark: " if approved else ":x: ") if icon else ""
+    verb = "Approved" if approved else "Rejected"
+    return fmt("{}{} by {} at {}", Mrkdwn(mark), verb, _who(rec.decided_by), at)
 
 
 def decision_text(rec: ApprovalRecord, tz: str, *, icon: bool = True) -> Mrkdwn:
     """The decision line, and for a rejection its reason as a quote."""
     text = decision_line(rec, tz, icon=icon)
     if rec.state == ApprovalState.REJECTED:
-        text = Mrkdwn(text + Mrkdwn("\n*Reason:*\n") + (bk.quote(rec.reason) or Mrkdwn("> —")))
+        text += Mrkdwn("\n*Reason:*\n") + (bk.quote(rec.reason) or Mrkdwn("> —"))
     return text
 
 
