@@ -116,7 +116,8 @@ def test_user_text_is_inert_in_every_approval_payload(
             owner_user_id="UAPEX",
             due=TODAY + timedelta(days=3),
         )
-    kpi_aid = pending_kpi(world, 12, note=EVIL[:500])
+    # At their length limits, and growing fivefold when escaped (`<` is `&lt;`).
+    kpi_aid = pending_kpi(world, 12, note=(EVIL + "<" * 500)[:500])
     ms_aid = _milestone_done(world, EVIL[:200])
     with bot_for(db, fake_slack) as bot:
         kpi_loc = posted_request(bot, world, kpi_aid)
@@ -132,7 +133,10 @@ def test_user_text_is_inert_in_every_approval_payload(
         assert send(bot, reject)[0] == 200
         meta = fake_slack.wait_for("views.open")[-1].params["view"]["private_metadata"]
         payload = view_submission(
-            "approval_reject_modal", _reason(EVIL), user="UAPPROVER", private_metadata=meta
+            "approval_reject_modal",
+            _reason((EVIL + "<" * 1000)[:1000]),
+            user="UAPPROVER",
+            private_metadata=meta,
         )
         assert send(bot, payload)[0] == 200
         # Approve the milestone, then click its stale copy again (ephemeral reply).
