@@ -13,20 +13,13 @@ from crobot.services.runtime import Runtime
 
 def register_listeners(app: App, runtime: Runtime) -> None:
     # Imported here so that importing `handlers` (e.g. for its helpers) registers nothing.
-    from crobot.handlers import (
-        actions,
-        approval_messages,
-        commands,
-        errors,
-        forms,
-        home,
-        middleware,
-    )
+    from crobot.handlers import approvals, commands, errors, forms, home, middleware
+    from crobot.handlers.approvals import outbox
 
     middleware.install(app, runtime)
     errors.register(app)
     commands.register(app)
     forms.register(app)
-    approval_messages.register(app, runtime)
-    actions.register(app, runtime)
-    home.register(app, runtime)
+    approvals.register(app)
+    home.register(app)
+    outbox.attach(runtime, app.client)

@@ -112,12 +112,40 @@ def wording(text: str) -> Mrkdwn:
     return Mrkdwn(text)
 
 
+def quote(value: object) -> Mrkdwn:
+    """Multi-line user text (a note, a reason) as a block quote.
+
+    Every line break Slack might honour ends a line, and crobot starts every line with
+    "> " after escaping it, so no line of the text can stand outside the quote.
+    """
+    text = clean(value).strip()
+    if not text:
+        return Mrkdwn("")
+    return Mrkdwn("\n".join("> " + esc(part) for part in _LINE_BREAKS.split(text)))
+
+
 def mention(team_id: str | None, user_id: str | None) -> Mrkdwn:
     """A stored person as a Slack mention; anything that is not a user id is shown escaped."""
     uid = user_id or ""
     if re.fullmatch(r"[UW][A-Z0-9]{2,20}", uid):
         return Mrkdwn(f"<@{uid}>")
     return line(uid or "someone")
+
+
+def channel_mention(channel_id: str | None) -> Mrkdwn:
+    """A stored channel as a Slack channel link; anything that is not a channel id is shown
+    escaped."""
+    cid = channel_id or ""
+    if re.fullmatch(r"[CGD][A-Z0-9]{2,20}", cid):
+        return Mrkdwn(f"<#{cid}>")
+    return line(cid or "a channel")
+
+
+def code(value: object) -> Mrkdwn:
+    """Text shown literally in a code span (an error code, a command). Slack applies no
+    emphasis inside one, so only entities and backticks need neutralising."""
+    text = clean(value, line=True).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return Mrkdwn("`" + text.replace("`", "\u02cb") + "`")
 
 
 def cap(text: str, limit: int) -> str:

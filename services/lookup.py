@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 
 from crobot.services.errors import Msg, NotFound, UserError, msg
 from crobot.services.kpi_catalog import normalise_key
-from crobot.storage.models import ChannelLink, KpiDefinition, Organization, Study, StudyVendor
+from crobot.storage.models import (
+    AudienceKind,
+    ChannelLink,
+    KpiDefinition,
+    Organization,
+    Study,
+    StudyVendor,
+)
 
 
 def _suggest(word: str, options: list[str], *, own: bool = False) -> Msg:
@@ -95,3 +102,20 @@ def channel_link_by_id(session: Session, link_id: int) -> ChannelLink:
 def kpi_definitions(session: Session) -> list[KpiDefinition]:
     """The KPI catalogue, by key."""
     return list(session.scalars(select(KpiDefinition).order_by(KpiDefinition.key)))
+
+
+def sponsor_channels(session: Session, study_id: int, *, team_id: str | None = None) -> list[str]:
+    """The study's sponsor channels: the channel ids of its links with audience `sponsor`.
+
+    Only the sponsor's internal channels count (never a vendor's or a joint channel, which
+    must not see pending submissions), oldest link first, so the first is the study's
+    primary sponsor channel. `team_id` keeps the channels of one workspace (what a bot in
+    that workspace can post to). Approval requests go to all of them; a failed digest's
+    notice goes to the first one in the failed channel's workspace.
+    """
+    stmt = select(ChannelLink.channel_id).where(
+        ChannelLink.study_id == study_id, ChannelLink.audience == AudienceKind.SPONSOR
+    )
+    if team_id is not None:
+        stmt = stmt.where(ChannelLink.team_id == team_id)
+    return list(session.scalars(stmt.order_by(ChannelLink.id)))

@@ -317,6 +317,20 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                 msgs = list(reversed(state.messages.get(channel, [])))[:limit]
             return {"ok": True, "messages": msgs, "has_more": False}
 
+        def _m_conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
+            """A thread: its parent, then the replies, oldest first (as Slack answers)."""
+            channel, ts = str(p.get("channel")), str(p.get("ts"))
+            limit = int(p.get("limit", 100))
+            with state.lock:
+                msgs = [
+                    m
+                    for m in state.messages.get(channel, [])
+                    if m["ts"] == ts or m.get("thread_ts") == ts
+                ][:limit]
+            if not msgs:
+                return {"ok": False, "error": "thread_not_found"}
+            return {"ok": True, "messages": msgs, "has_more": False}
+
         def _m_conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
             return {
                 "ok": True,

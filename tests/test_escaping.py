@@ -115,7 +115,7 @@ def _forms(text: str) -> list[tuple[str, dict[str, Any]]]:
             {
                 "study": _sel("ONC-301"),
                 "title": _txt(text),
-                "owner": _user(APEX_PM),
+                "owner_user_id": _user(APEX_PM),
                 "due": _date(SOON),
                 "priority": _sel("high"),
             },
