@@ -63,6 +63,8 @@ def create_app(settings: Settings, runtime: Runtime, *, client: WebClient | None
         signing_secret=secret,
         # Tokens are checked by require_tokens; no auth.test round trip at import time.
         token_verification_enabled=False,
+        # The ack is answered when the ack function returns; lazy listeners start after.
+        process_before_response=True,
         listener_executor=ThreadPoolExecutor(
             max_workers=settings.listener_workers, thread_name_prefix="crobot-listener"
         ),

@@ -36,6 +36,7 @@ from crobot.storage.models import ChannelLink
 log = logging.getLogger(__name__)
 
 SYNC_MINUTES = 10  # picks up links created by other processes (CLI, other replicas)
+SWEEP_SECONDS = 60  # outbox rows still pending (approval posts whose kick failed, crashes)
 
 
 class DigestScheduler:
@@ -70,6 +71,9 @@ class DigestScheduler:
         )
         # Recovery runs on a job thread so that start-up never waits for Slack.
         self.scheduler.add_job(self.recover, id="recover", replace_existing=True)
+        self.scheduler.add_job(
+            self.sweep, "interval", seconds=SWEEP_SECONDS, id="outbox", replace_existing=True
+        )
         self.runtime.schedule_listeners.append(self.on_schedule_changed)
         self.scheduler.start()
         return self
@@ -85,6 +89,12 @@ class DigestScheduler:
         self._follow_up(self.delivery.resume_pending())
         self._follow_up(self.runner.catch_up())
         self._follow_up(self.runner.nudge_catch_up())
+
+    def sweep(self) -> None:
+        """Deliver outbox rows left pending: unclaimed ones (an approval whose kick never
+        ran or failed) and crash leftovers whose lease has expired. Rows another worker
+        still holds are left to it (their own retry job keeps its time)."""
+        self._follow_up([o for o in self.delivery.resume_pending() if o.detail != "leased"])
 
     # --- jobs ---------------------------------------------------------------------------
     def sync_jobs(self) -> None:

@@ -144,13 +144,6 @@ class DigestView:
     def today(self) -> date:
         return self.generated_at.date()
 
-    @property
-    def is_empty(self) -> bool:
-        return (
-            not (self.due or self.slipped or self.completed or self.owners or self.kpis)
-            and not self.approvals
-        )
-
 
 def last_sent_at(session: Session, link_id: int) -> datetime | None:
     return session.scalar(

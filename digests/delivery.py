@@ -1,20 +1,28 @@
-"""Exactly-once delivery of digests, overdue nudges and failure notices.
+"""The outbox: exactly-once delivery of every message crobot sends on its own.
 
-The protocol, for one (target, period key):
+Digests, overdue nudges, failure notices, and an approval's request post, decision
+updates and thread notice (kinds: see `DigestRun`). The protocol, for one (target, key):
 1. Claim: INSERT a `DigestRun` row. The UNIQUE (target, period_key) constraint decides
    which process (or thread) posts; every other claimant gets an IntegrityError and stops.
+   Work written by a transaction (an approval's rows) is inserted unclaimed, and the first
+   deliverer claims it by compare-and-set (`resume_pending`).
 2. Before each attempt, `attempts` is incremented and committed. An attempt > 1 means an
    earlier one may have reached Slack (a crash, a timeout or a reset after the request
-   was sent), so the channel's recent history is searched for the run key, which every
-   post carries in its message `metadata`. Found: the run is marked sent, nothing posted.
-3. Post. Success stores the `ts`. 429 is retried by slack_sdk's rate-limit handler
+   was sent), so the channel's history (a thread's replies, for a thread reply) since the
+   row was made is searched for the run key, which every post carries in its message
+   `metadata`. Found: the row is marked sent, nothing posted. A chat.update is idempotent
+   and is simply sent again.
+3. Post. Success stores the `ts`, and in the same transaction what the post means (an
+   approval's posted copy, for instance). 429 is retried by slack_sdk's rate-limit handler
    (Retry-After honoured, capped so a worker thread never sleeps long); 5xx and
    connection errors come back here and are retried with backoff — always via step 2,
    never blindly, because Slack offers no idempotency key.
-4. Permanent errors (channel_not_found, not_in_channel, is_archived, …) mark the run
-   failed with the reason and claim a one-off notice to the study's sponsor channel.
-5. A run left pending by a crash is taken over by compare-and-set on (claimed_by,
+4. Permanent errors (channel_not_found, not_in_channel, is_archived, …) mark the row
+   failed with the reason; a failed digest claims a one-off notice to a sponsor channel.
+5. A row left pending by a crash is taken over by compare-and-set on (claimed_by,
    claimed_at) once its lease has expired, so two replicas never resume it together.
+   The scheduler sweeps pending rows periodically; an approval's rows are also kicked
+   right after the commit that wrote them.
 """
 
 from __future__ import annotations
@@ -40,13 +48,18 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from crobot.digests import charts
 from crobot.digests.compose import compose
 from crobot.digests.nudges import compose_nudge
 from crobot.digests.render import render
+from crobot.handlers import blockkit as bk
+from crobot.handlers.approvals import posts as approval_posts
+from crobot.services import approval_log
+from crobot.services.lookup import sponsor_channels
 from crobot.services.runtime import Runtime
-from crobot.storage.models import AudienceKind, ChannelLink, DigestRun, DigestRunState
+from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,7 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 METADATA_EVENT = "crobot_digest_run"
+APPROVAL_METADATA_EVENT = "crobot_approval"
 MAX_RETRY_AFTER = 30.0  # longer waits are rescheduled, not slept in a worker thread
 
 
@@ -120,18 +134,21 @@ def delivery_client(base: WebClient) -> WebClient:
 
 
 class ChannelPacer:
-    """At most one post per channel per `interval` seconds (Slack's ~1/s/channel)."""
+    """At most one post per channel per `interval` seconds on average (Slack's ~1/s per
+    channel), allowing a short burst of `burst` posts as Slack does."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, burst: int = 1) -> None:
         self.interval = interval
-        self._next: dict[str, float] = {}
+        self.burst = max(1, burst)
+        self._due: dict[str, float] = {}  # when the channel's bucket is empty again
         self._lock = threading.Lock()
 
     def wait(self, channel: str) -> None:
         with self._lock:
             now = time.monotonic()
-            at = max(now, self._next.get(channel, 0.0))
-            self._next[channel] = at + self.interval
+            due = max(now, self._due.get(channel, 0.0))
+            at = max(now, due - (self.burst - 1) * self.interval)
+            self._due[channel] = due + self.interval
         if at > now:
             time.sleep(at - now)
 
@@ -151,6 +168,9 @@ class Payload:
     text: str
     blocks: list[dict[str, Any]]
     charts: list[tuple[str, str, bytes]] = field(default_factory=list)  # filename, title, png
+    ts: str | None = None  # set: rewrite that message (chat.update) instead of posting
+    thread_ts: str | None = None  # set: post as a reply in that thread
+    metadata_event: str = METADATA_EVENT
 
 
 class _Transient(Exception):
@@ -215,16 +235,14 @@ class Delivery:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crobot-fanout") as pool:
             return list(pool.map(lambda item: self.send_link(*item), items))
 
-    def resume_pending(self) -> list[Outcome]:
-        """Take over and finish pending runs whose lease has expired (crash leftovers)."""
+    def resume_pending(self, target: str | None = None) -> list[Outcome]:
+        """Deliver pending rows (of one `target`, or all): unclaimed ones at once, crash
+        leftovers once their lease has expired."""
         outcomes = []
-        for run in self._pending_runs():
-            if run.claimed_at + self.lease > self.runtime.now():
-                outcomes.append(
-                    Outcome(
-                        run.id, "pending", detail="leased", retry_at=run.claimed_at + self.lease
-                    )
-                )
+        for run in self._pending_runs(target):
+            leased_until = run.claimed_at + self.lease
+            if run.claimed_by is not None and leased_until > self.runtime.now():
+                outcomes.append(Outcome(run.id, "pending", detail="leased", retry_at=leased_until))
                 continue
             if self._take_over(run):
                 outcomes.append(self._deliver(run.id))
@@ -252,6 +270,7 @@ class Delivery:
                     attempts=0,
                     claimed_by=self.worker_id,
                     claimed_at=self.runtime.now(),
+                    created_at=self.runtime.now(),
                 )
                 s.add(run)
                 s.flush()
@@ -274,15 +293,12 @@ class Delivery:
                 return self._deliver(run.id)
         return Outcome(run.id, "duplicate", run.slack_ts, run.state.value)
 
-    def _pending_runs(self) -> list[DigestRun]:
+    def _pending_runs(self, target: str | None = None) -> list[DigestRun]:
+        stmt = select(DigestRun).where(DigestRun.state == DigestRunState.PENDING)
+        if target is not None:
+            stmt = stmt.where(DigestRun.target == target)
         with self.runtime.db.read() as s:
-            return list(
-                s.scalars(
-                    select(DigestRun)
-                    .where(DigestRun.state == DigestRunState.PENDING)
-                    .order_by(DigestRun.id)
-                )
-            )
+            return list(s.scalars(stmt.order_by(DigestRun.id)))
 
     def _take_over(self, run: DigestRun) -> bool:
         """Compare-and-set: only one process replaces a given (claimed_by, claimed_at)."""
@@ -299,7 +315,7 @@ class Delivery:
             )
             taken = bool(getattr(result, "rowcount", 0) == 1)
         if taken:
-            log.info("resuming digest run %s (%s %s)", run.id, run.target, run.period_key)
+            log.info("delivering outbox row %s (%s %s)", run.id, run.target, run.period_key)
         return taken
 
     # --- deliver --------------------------------------------------------------------
@@ -329,18 +345,18 @@ class Delivery:
                     if payload is None:
                         self._finish(run_id, DigestRunState.SKIPPED, error="nothing to send")
                         return Outcome(run_id, "skipped")
-                if run.attempts > 1:
-                    ts = self._find_posted(payload.channel, key, run.claimed_at)
+                if run.attempts > 1 and payload.ts is None:
+                    ts = self._find_posted(payload, key, run.created_at)
                     if ts is not None:
                         log.info("run %s already posted as %s; not posting again", key, ts)
                         self._finish(run_id, DigestRunState.SENT, ts=ts, channel=payload.channel)
                         return Outcome(run_id, "sent", ts, "found in history")
                 if run.attempts > self.give_up_after:
                     raise _Permanent("gave up after repeated unknown outcomes")
-                ts = self._post(payload, key)
+                ts = self._send(payload, key)
             except _Permanent as exc:
                 self._finish(run_id, DigestRunState.FAILED, error=exc.reason)
-                log.warning("digest run %s failed permanently: %s", key, exc.reason)
+                log.warning("outbox row %s failed permanently: %s", key, exc.reason)
                 self._notify_failure(run, exc.reason)
                 return Outcome(run_id, "failed", detail=exc.reason)
             except _Deferred as exc:
@@ -380,6 +396,8 @@ class Delivery:
             run.error = error[:300] if error else None
             if state == DigestRunState.SENT:
                 run.slack_ts, run.slack_channel, run.sent_at = ts, channel, self.runtime.now()
+                if run.target.startswith(approval_log.TARGET_PREFIX) and channel and ts:
+                    approval_log.delivered(s, run.target, run.period_key, channel, ts)
 
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
@@ -401,32 +419,53 @@ class Delivery:
             )
             raise _Transient(f"{type(exc).__name__}: {exc}", timed_out=timed_out) from exc
 
-    def _post(self, payload: Payload, key: str) -> str:
+    def _send(self, payload: Payload, key: str) -> str:
+        if payload.ts is not None:
+            self._call(
+                self.client.chat_update,
+                channel=payload.channel,
+                ts=payload.ts,
+                text=payload.text,
+                blocks=payload.blocks,
+            )
+            return payload.ts
         self.pacer.wait(payload.channel)
+        extra = {"thread_ts": payload.thread_ts} if payload.thread_ts else {}
         resp = self._call(
             self.client.chat_postMessage,
             channel=payload.channel,
             text=payload.text,
             blocks=payload.blocks,
-            metadata={"event_type": METADATA_EVENT, "event_payload": {"run_key": key}},
+            metadata={"event_type": payload.metadata_event, "event_payload": {"run_key": key}},
             unfurl_links=False,
             unfurl_media=False,
+            **extra,
         )
         return str(resp["ts"])
 
-    def _find_posted(self, channel: str, key: str, since: datetime) -> str | None:
-        oldest = (since - timedelta(minutes=5)).timestamp()
-        resp = self._call(
-            self.client.conversations_history,
-            channel=channel,
-            oldest=f"{oldest:.6f}",
-            limit=200,
-            include_all_metadata=True,
-        )
+    def _find_posted(self, payload: Payload, key: str, since: datetime) -> str | None:
+        oldest = f"{(since - timedelta(minutes=5)).timestamp():.6f}"
+        if payload.thread_ts:
+            resp = self._call(
+                self.client.conversations_replies,
+                channel=payload.channel,
+                ts=payload.thread_ts,
+                oldest=oldest,
+                limit=200,
+                include_all_metadata=True,
+            )
+        else:
+            resp = self._call(
+                self.client.conversations_history,
+                channel=payload.channel,
+                oldest=oldest,
+                limit=200,
+                include_all_metadata=True,
+            )
         for msg in resp.get("messages") or []:
             meta = msg.get("metadata") or {}
             if (
-                meta.get("event_type") == METADATA_EVENT
+                meta.get("event_type") == payload.metadata_event
                 and (meta.get("event_payload") or {}).get("run_key") == key
             ):
                 return str(msg.get("ts"))
@@ -458,6 +497,9 @@ class Delivery:
             return self._nudge_payload(team, user)
         if kind == "notice":
             return self._notice_payload(int(rest), run.period_key)
+        if kind == "approval":
+            msg = approval_posts.payload(self.runtime, self.client, run.target, run.period_key)
+            return Payload(**msg, metadata_event=APPROVAL_METADATA_EVENT) if msg else None
         raise _Permanent(f"unknown target {run.target}")
 
     def _digest_payload(self, link_id: int) -> Payload | None:
@@ -496,16 +538,18 @@ class Delivery:
             ).first()
             if link is None or failed is None:
                 return None
-            sponsor = sponsor_channel(s, link)
+            sponsor = _sponsor_channel(s, link)
         if sponsor is None:
             return None
-        text = (
-            f":warning: The {link.study.code} digest for <#{link.channel_id}> "
-            f"({period_key}) could not be posted: `{failed.error}`. "
-            "Invite crobot to the channel, unarchive it, or relink it; it will not be retried."
+        text = bk.fmt(
+            ":warning: The {} digest for {} ({}) could not be posted: {}. "
+            "Invite crobot to the channel, unarchive it, or relink it; it will not be retried.",
+            link.study.code,
+            bk.channel_mention(link.channel_id),
+            period_key,
+            bk.code(failed.error),
         )
-        block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-        return Payload(sponsor, text, [block])
+        return Payload(sponsor, **bk.message(text, [bk.section(text)]))
 
     def _notify_failure(self, run: DigestRun, reason: str) -> None:
         if not run.target.startswith("link:"):
@@ -513,21 +557,15 @@ class Delivery:
         link_id = int(run.target.split(":", 1)[1])
         with self.runtime.db.read() as s:
             link = s.get(ChannelLink, link_id)
-            sponsor = sponsor_channel(s, link) if link is not None else None
+            sponsor = _sponsor_channel(s, link) if link is not None else None
         if link is None or sponsor is None or sponsor == link.channel_id:
             log.warning("no sponsor channel to tell about failed run %s", run.target)
             return
         self.send(f"notice:{link_id}", run.period_key)
 
 
-def sponsor_channel(session: Any, link: ChannelLink) -> str | None:
-    sponsor = session.scalars(
-        select(ChannelLink.channel_id)
-        .where(
-            ChannelLink.study_id == link.study_id,
-            ChannelLink.audience == AudienceKind.SPONSOR,
-            ChannelLink.team_id == link.team_id,
-        )
-        .order_by(ChannelLink.id)
-    ).first()
-    return str(sponsor) if sponsor else None
+def _sponsor_channel(session: Session, link: ChannelLink) -> str | None:
+    """Where a failed digest is reported: the study's first sponsor channel in the failed
+    channel's workspace (where this bot can post)."""
+    channels = sponsor_channels(session, link.study_id, team_id=link.team_id)
+    return channels[0] if channels else None

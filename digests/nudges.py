@@ -1,8 +1,9 @@
 """Overdue-action nudges: one DM per owner per local day, at 09:00 in the owner's zone.
 
-An owner's zone is their Person time zone, else the cached Slack `users.info` zone, else
-the bot's default zone. Delivery goes through the same exactly-once DigestRun claim as
-digests, with target `dm:<team>:<user>` and the owner's local date as the period key.
+An owner's zone is decided by `services.user_tz` (their Person time zone, else the
+cached Slack `users.info` zone, else the bot's default zone), for all owners in one query.
+Delivery goes through the same exactly-once DigestRun claim as digests, with target
+`dm:<team>:<user>` and the owner's local date as the period key.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from crobot.digests.render import environment
-from crobot.storage.models import ActionItem, ActionStatus, Person, Study, UserTimezoneCache
+from crobot.handlers.blockkit import Mrkdwn, fallback, section
+from crobot.services.user_tz import S, with_user_zone
+from crobot.storage.models import ActionItem, ActionStatus, Study
 
 NUDGE_HOUR = 9
 MAX_ITEMS = 20
@@ -49,30 +52,11 @@ class Nudge:
     blocks: list[dict[str, Any]]
 
 
-def _zone_expr(default_tz: str) -> Any:
-    """The owner's zone as services.user_tz decides it (Person, then the users.info cache),
-    in SQL so that every owner's zone comes from one query."""
-    return func.coalesce(Person.timezone, UserTimezoneCache.timezone, default_tz)
+def _owner_zone(stmt: S, default_tz: str) -> tuple[S, ColumnElement[str]]:
+    return with_user_zone(stmt, ActionItem.owner_team_id, ActionItem.owner_user_id, default_tz)
 
 
-def _with_owner_zone(stmt: Any) -> Any:
-    """Join what `_zone_expr` reads: the owner's Person row and cached Slack zone."""
-    return stmt.outerjoin(
-        Person,
-        and_(
-            Person.team_id == ActionItem.owner_team_id,
-            Person.slack_user_id == ActionItem.owner_user_id,
-        ),
-    ).outerjoin(
-        UserTimezoneCache,
-        and_(
-            UserTimezoneCache.team_id == ActionItem.owner_team_id,
-            UserTimezoneCache.user_id == ActionItem.owner_user_id,
-        ),
-    )
-
-
-def _open_overdue_stmt(default_tz: str, latest_due: date) -> Any:
+def _open_overdue_stmt(default_tz: str, latest_due: date) -> Select[Any]:
     stmt = select(
         ActionItem.id,
         ActionItem.owner_team_id,
@@ -80,10 +64,10 @@ def _open_overdue_stmt(default_tz: str, latest_due: date) -> Any:
         Study.code,
         ActionItem.title,
         ActionItem.due_date,
-        _zone_expr(default_tz),
     ).join(Study, Study.id == ActionItem.study_id)
+    stmt, zone = _owner_zone(stmt, default_tz)
     return (
-        _with_owner_zone(stmt)
+        stmt.add_columns(zone)
         .where(ActionItem.status == ActionStatus.OPEN, ActionItem.due_date < latest_due)
         .order_by(ActionItem.due_date, ActionItem.id)
     )
@@ -111,12 +95,9 @@ def overdue_owners(
 
 def owner_zones(session: Session, default_tz: str) -> set[str]:
     """Zones of everyone who owns an open action (the zones nudge jobs are needed for)."""
-    stmt = (
-        _with_owner_zone(select(_zone_expr(default_tz)).select_from(ActionItem))
-        .where(ActionItem.status == ActionStatus.OPEN)
-        .distinct()
-    )
-    return {str(z) for z in session.scalars(stmt)} | {default_tz}
+    stmt, zone = _owner_zone(select(ActionItem.id), default_tz)
+    zones = stmt.with_only_columns(zone).where(ActionItem.status == ActionStatus.OPEN).distinct()
+    return {str(z) for z in session.scalars(zones)} | {default_tz}
 
 
 def compose_nudge(
@@ -132,8 +113,9 @@ def render_nudge(owner: Owner) -> Nudge:
     tpl = environment().get_template("nudge.j2")
     text = tpl.render(owner=owner, items=owner.items[:MAX_ITEMS], more=len(owner.items) - MAX_ITEMS)
     text = text.strip()
-    summary = f"You have {len(owner.items)} overdue action item(s)."
-    return Nudge(summary, [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}])
+    # The template escapes every title (digests' Jinja environment); the text is markup.
+    summary = fallback(Mrkdwn(f"You have {len(owner.items)} overdue action item(s)."))
+    return Nudge(summary, [section(Mrkdwn(text))])
 
 
 def nudge_period(owner: Owner, now: datetime) -> str:

@@ -1,18 +1,19 @@
-"""Render a DigestView into Block Kit blocks plus a plain-text fallback, via Jinja2 templates.
+"""Render a DigestView into Block Kit blocks plus a fallback `text`, via Jinja2 templates.
 
-Escaping: every `{{ value }}` in the templates passes through `slack_escape` (the
-environment's `finalize` hook), unless it is already `Mrkdwn` (markup we built ourselves).
-`&`, `<` and `>` become entities, so user text can never form `<!channel>`, `<@U…>` or a
-link; Slack's emphasis characters (`*`, `_`, `~`, backtick) are replaced by look-alikes,
-because mrkdwn has no escape for them and a milestone called `*URGENT*` must not shout.
+Escaping and blocks come from the one builder, `handlers.blockkit`: every `{{ value }}` in
+the templates passes through its `line()` escape (the environment's `finalize` hook)
+unless it is already `Mrkdwn` (markup crobot built itself), so a name can neither form
+`<!channel>`, `<@U…>` or a link, nor shout with `*…*`, nor start a forged line.
 
-Limits: at most 50 blocks and 3,000 characters per section text. Each list is capped,
-with the rest summarised as "…and N more"; sections are packed line by line, never cut
-mid-line.
+Limits: at most 50 blocks and 3,000 characters per section text, counted on the escaped
+text (an escaped `&` is five characters). Each list is capped, with the rest summarised as
+"…and N more"; sections are packed line by line, never cut mid-line; a single line longer
+than a section is cut at an entity boundary.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -21,52 +22,27 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from crobot.digests.compose import DigestView
+from crobot.handlers import blockkit
+from crobot.handlers.blockkit import Block, Mrkdwn, cap, fmt, line
 from crobot.services.visibility import Scope
 
-MAX_BLOCKS = 50
-SECTION_CHARS = 3000
-HEADER_CHARS = 150
 MILESTONE_LINES = 15
 ACTION_LINES = 30
 KPI_LINES = 30
 APPROVAL_LINES = 15
-
-_ESCAPES = str.maketrans(
-    {
-        "&": "&amp;",
-        "<": "&lt;",
-        ">": "&gt;",
-        "*": "\u2217",  # ∗ asterisk operator
-        "_": "\u02cd",  # ˍ modifier letter low macron
-        "~": "\u223c",  # ∼ tilde operator
-        "`": "\u02cb",  # ˋ modifier letter grave accent
-    }
-)
-
-
-class Mrkdwn(str):
-    """Text that is already safe mrkdwn (built by us from escaped parts)."""
-
-
-def slack_escape(value: object) -> str:
-    if isinstance(value, Mrkdwn):
-        return value
-    if value is None:
-        return ""
-    return str(value).translate(_ESCAPES)
-
-
-def _finalize(value: object) -> str:
-    return slack_escape(value)
+EMPTY = Mrkdwn("Nothing due, slipped, open or reported for this channel. ✨")
+# IANA zone names as `digests.schedule` validates them: nothing Slack would parse.
+_ZONE = re.compile(r"[A-Za-z0-9+\-/]+(?:_[A-Za-z0-9+\-/]+)*")
 
 
 def _bold(value: object) -> Mrkdwn:
-    return Mrkdwn(f"*{slack_escape(value)}*")
+    return fmt("*{}*", value)
 
 
-def _trusted(value: object) -> Mrkdwn:
-    """Values we validated ourselves (IANA zone names): only & < > need escaping."""
-    return Mrkdwn(str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+def _zone(value: object) -> Mrkdwn:
+    """A validated zone name as is (`America/New_York` keeps its underscore); else escaped."""
+    text = str(value)
+    return Mrkdwn(text) if _ZONE.fullmatch(text) else line(text)
 
 
 def _day(value: date | datetime | None) -> str:
@@ -98,7 +74,7 @@ def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("crobot.digests", "templates"),
         autoescape=False,  # HTML escaping is wrong for Slack; `finalize` does Slack's
-        finalize=_finalize,
+        finalize=line,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=False,
@@ -106,7 +82,7 @@ def environment() -> Environment:
     )
     env.filters.update(
         bold=_bold,
-        trusted=_trusted,
+        zone=_zone,
         day=_day,
         day_long=_day_long,
         when=_when,
@@ -116,34 +92,43 @@ def environment() -> Environment:
     return env
 
 
-def _macro(name: str, *args: Any) -> str:
+def _macro(name: str, *args: Any) -> Mrkdwn:
     module = environment().get_template("lines.j2").module
-    return str(getattr(module, name)(*args)).strip("\n")
+    return Mrkdwn(str(getattr(module, name)(*args)).strip("\n"))
 
 
-def _render(template: str, **ctx: Any) -> str:
-    return environment().get_template(template).render(**ctx).strip()
+def _render(template: str, **ctx: Any) -> Mrkdwn:
+    """A template's output: escaped values inside crobot's own markup."""
+    return Mrkdwn(environment().get_template(template).render(**ctx).strip())
 
 
 @dataclass
 class Section:
-    heading: str
-    lines: list[str]
+    heading: Mrkdwn
+    lines: list[Mrkdwn]
 
 
 @dataclass
 class RenderedDigest:
-    text: str  # plain-text fallback (notifications, screen readers)
-    blocks: list[dict[str, Any]]
+    text: str  # fallback (notifications, screen readers)
+    blocks: list[Block]
     full_text: str  # every section, for the CLI preview
 
 
-def _capped(lines: list[str], cap: int, total: int, noun: str, plus: bool = False) -> list[str]:
-    shown = lines[:cap]
-    rest = total - len(shown)
-    if rest > 0:
-        shown.append(f"_…and {rest}{'+' if plus else ''} more {noun}_")
+def _more(count: int, noun: str, plus: bool = False) -> Mrkdwn:
+    return Mrkdwn(f"_…and {count}{'+' if plus else ''} more {noun}_")
+
+
+def _capped(lines: list[Mrkdwn], limit: int, total: int, noun: str) -> list[Mrkdwn]:
+    shown = lines[:limit]
+    if total > len(shown):
+        shown.append(_more(total - len(shown), noun))
     return shown
+
+
+def _heading(text: str) -> Mrkdwn:
+    """A section heading: crobot's words and numbers, bold."""
+    return Mrkdwn(f"*{text}*")
 
 
 def sections(view: DigestView) -> list[Section]:
@@ -157,47 +142,59 @@ def sections(view: DigestView) -> list[Section]:
     for heading, rows in ms:
         if rows:
             lines = [_macro("milestone", m, today) for m in rows[:MILESTONE_LINES]]
-            out.append(Section(heading, _capped(lines, MILESTONE_LINES, len(rows), "milestones")))
+            out.append(
+                Section(_heading(heading), _capped(lines, MILESTONE_LINES, len(rows), "milestones"))
+            )
     if view.owners:
-        lines = []
-        shown = 0
-        for g in view.owners:
-            if len(lines) >= ACTION_LINES:
-                break
-            lines.append(_macro("owner", g))
-            for a in g.items:
-                if len(lines) >= ACTION_LINES:
-                    break
-                lines.append(_macro("action", a))
-                shown += 1
-        rest = view.open_actions - shown
-        if rest > 0:
-            plus = "+" if view.actions_truncated else ""
-            lines.append(f"_…and {rest}{plus} more open actions_")
-        heading = f"Open actions: {view.open_actions}, overdue: {view.overdue_actions}"
-        out.append(Section(heading, lines))
+        out.append(_actions(view))
     if view.kpis:
         lines = [_macro("kpi", k, t) for k in view.kpis for t in k.trends]
-        out.append(Section("KPIs", _capped(lines, KPI_LINES, len(lines), "KPI lines")))
+        out.append(Section(_heading("KPIs"), _capped(lines, KPI_LINES, len(lines), "KPI lines")))
     if view.audience.scope == Scope.SPONSOR and view.pending_approvals:
         lines = [_macro("approval", a) for a in view.approvals[:APPROVAL_LINES]]
         lines = _capped(lines, APPROVAL_LINES, view.pending_approvals, "pending approvals")
-        out.append(Section(f"Pending approvals: {view.pending_approvals}", lines))
+        heading = _heading(f"Pending approvals: {view.pending_approvals}")
+        out.append(Section(heading, lines))
     return out
 
 
-def _pack(section: Section) -> list[str]:
-    """Section texts of at most SECTION_CHARS each, split only between lines."""
+def _actions(view: DigestView) -> Section:
+    lines: list[Mrkdwn] = []
+    shown = 0
+    for g in view.owners:
+        if len(lines) >= ACTION_LINES:
+            break
+        lines.append(_macro("owner", g))
+        for a in g.items:
+            if len(lines) >= ACTION_LINES:
+                break
+            lines.append(_macro("action", a))
+            shown += 1
+    rest = view.open_actions - shown
+    if rest > 0:
+        lines.append(_more(rest, "open actions", plus=view.actions_truncated))
+    heading = _heading(f"Open actions: {view.open_actions}, overdue: {view.overdue_actions}")
+    return Section(heading, lines)
+
+
+def _pack(section: Section) -> list[Mrkdwn]:
+    """Section texts of at most MAX_SECTION characters each, split only between lines.
+
+    Lines are escaped already, so their length is what Slack counts; one line longer than
+    a whole section is cut (never inside an entity) rather than sent over the limit.
+    """
+    limit = blockkit.MAX_SECTION
     chunks: list[str] = []
-    current = f"*{section.heading}*"
-    for line in section.lines:
-        if len(current) + 1 + len(line) > SECTION_CHARS:
+    current: str = section.heading
+    for item in section.lines:
+        text = cap(item, limit)
+        if len(current) + 1 + len(text) > limit:
             chunks.append(current)
-            current = line
+            current = text
         else:
-            current = f"{current}\n{line}"
+            current = f"{current}\n{text}"
     chunks.append(current)
-    return chunks
+    return [Mrkdwn(c) for c in chunks]
 
 
 def audience_label(view: DigestView) -> str:
@@ -208,31 +205,15 @@ def audience_label(view: DigestView) -> str:
 
 
 def render(view: DigestView) -> RenderedDigest:
-    header = _render("header.j2", v=view)[:HEADER_CHARS]
+    # The header is plain text (Slack shows `&amp;` there literally): it gets the raw words.
+    title = f"{view.study_code} digest — {_day_long(view.generated_at)}"
     context = _render("context.j2", v=view, audience=audience_label(view))
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
-    ]
-    texts: list[str] = []
-    for sec in sections(view):
-        texts.extend(_pack(sec))
-    if not texts:
-        texts.append("Nothing due, slipped, open or reported for this channel. ✨")
-    room = MAX_BLOCKS - len(blocks)
-    if len(texts) > room:
-        hidden = len(texts) - (room - 1)
-        texts = texts[: room - 1]
-        note = f"_…{hidden} more part(s) not shown; `/cro status` has the full picture._"
-        section_blocks = [_section(t) for t in texts]
-        section_blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    else:
-        section_blocks = [_section(t) for t in texts]
-    blocks.extend(section_blocks)
-    fallback = _render("fallback.j2", v=view)
-    full = "\n\n".join([header, context, *texts])
-    return RenderedDigest(fallback, blocks, full)
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    head = [blockkit.header(title), blockkit.context(context)]
+    texts = [t for sec in sections(view) for t in _pack(sec)] or [EMPTY]
+    room = blockkit.MAX_BLOCKS - len(head)
+    hidden = len(texts) - (room - 1)
+    note = f"_…{hidden} more part(s) not shown; `/cro status` has the full picture._"
+    body = blockkit.fit([blockkit.section(t) for t in texts], room, note=note)
+    fallback = blockkit.fallback(_render("fallback.j2", v=view))
+    full = "\n\n".join([title, context, *texts])
+    return RenderedDigest(fallback, head + body, full)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -38,7 +38,14 @@ class DigestRunner:
         if now - fire > self.grace:
             log.info("digest for link %s at %s is past the grace window; skipped", link_id, fire)
             return None
-        return self.delivery.send_link(link_id, sched.period_key(fire))
+        return self._send_link(link_id, sched.period_key(fire))
+
+    def _send_link(self, link_id: int, period_key: str) -> Outcome:
+        """Deliver, and say what this process did: with replicas, one says "sent" and the
+        others "duplicate", which is how an operator (and a test) sees the claim work."""
+        outcome = self.delivery.send_link(link_id, period_key)
+        log.info("digest for link %s (%s): %s", link_id, period_key, outcome.state)
+        return outcome
 
     def catch_up(self) -> list[Outcome]:
         """At start: send each channel's most recent missed digest once, if within grace."""
@@ -54,6 +61,7 @@ class DigestRunner:
                 )
             }
         outcomes = []
+        claimed = 0
         for link in links:
             sched = Schedule.of(link)
             fire = sched.last_fire(now)
@@ -61,6 +69,7 @@ class DigestRunner:
                 continue
             key = sched.period_key(fire)
             if (f"link:{link.id}", key) in done:
+                claimed += 1
                 continue
             if now - fire > self.grace:
                 log.info(
@@ -72,7 +81,12 @@ class DigestRunner:
                 )
                 continue
             log.info("catching up missed digest for %s (%s)", link.channel_id, key)
-            outcomes.append(self.delivery.send_link(link.id, key))
+            outcomes.append(self._send_link(link.id, key))
+        log.info(
+            "catch-up done: %d missed digest(s) sent here, %d already claimed by a run",
+            sum(o.state == "sent" for o in outcomes),
+            claimed,
+        )
         return outcomes
 
     def current_period(self, link: ChannelLink) -> str | None:
@@ -109,7 +123,3 @@ class DigestRunner:
             if nine <= local <= nine + self.grace:
                 out.extend(self.nudges(zone))
         return out
-
-
-def next_fire_utc(link: ChannelLink, now: datetime) -> datetime | None:
-    return Schedule.of(link).next_fire(now)

@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session
 from crobot.services import audit
 from crobot.services.actor import Actor
 from crobot.services.directory import check_zone
-from crobot.services.errors import Forbidden, UserError, validate
+from crobot.services.errors import UserError, msg, validate
 from crobot.services.lookup import vendor_org_ids
-from crobot.services.permissions import is_sponsor
-from crobot.storage.models import AudienceKind, ChannelLink
+from crobot.services.permissions import require_schedule_rights
+from crobot.storage.models import ChannelLink
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SCHEDULE_HINT = 'Write it as `/cro digest schedule "Mon,Thu 09:00" [tz:Europe/Berlin]`.'
@@ -101,31 +101,14 @@ def parse_spec(spec: str) -> tuple[str, str]:
     """'Mon,Thu 09:00' -> ('Mon,Thu', '09:00'); the time is the last word."""
     words = spec.strip().split()
     if len(words) < 2:
-        raise UserError(f"I could not read the schedule {spec!r}.", SCHEDULE_HINT)
+        raise UserError(msg("I could not read the schedule `{}`.", spec), SCHEDULE_HINT)
     return " ".join(words[:-1]), words[-1]
-
-
-def _require_schedule_rights(session: Session, actor: Actor, link: ChannelLink) -> None:
-    study = link.study
-    if is_sponsor(actor, study):
-        return
-    # A vendor team may set the schedule of its own vendor channel, nothing else.
-    if (
-        link.audience == AudienceKind.VENDOR
-        and actor.org_id is not None
-        and actor.org_id == link.audience_org_id
-        and actor.org_id in vendor_org_ids(session, study.id)
-    ):
-        return
-    raise Forbidden(
-        "Only the sponsor's staff (or this vendor channel's own team) can change its digest."
-    )
 
 
 def set_schedule(session: Session, actor: Actor, link: ChannelLink, **data: object) -> ChannelLink:
     """Validate and store a new schedule (enables the digest). Nothing is written on error."""
     inp = validate(ScheduleChange, data, SCHEDULE_HINT)
-    _require_schedule_rights(session, actor, link)
+    require_schedule_rights(actor, link, vendor_org_ids(session, link.study_id))
     before = audit.snapshot(link, *_FIELDS)
     link.digest_enabled = True
     link.digest_days = inp.days
@@ -147,7 +130,7 @@ def set_schedule(session: Session, actor: Actor, link: ChannelLink, **data: obje
 
 
 def disable(session: Session, actor: Actor, link: ChannelLink) -> ChannelLink:
-    _require_schedule_rights(session, actor, link)
+    require_schedule_rights(actor, link, vendor_org_ids(session, link.study_id))
     if not link.digest_enabled:
         raise UserError("The digest for this channel is already off.")
     before = audit.snapshot(link, *_FIELDS)
@@ -167,7 +150,7 @@ def disable(session: Session, actor: Actor, link: ChannelLink) -> ChannelLink:
 
 
 def set_charts(session: Session, actor: Actor, link: ChannelLink, enabled: bool) -> ChannelLink:
-    _require_schedule_rights(session, actor, link)
+    require_schedule_rights(actor, link, vendor_org_ids(session, link.study_id))
     before = audit.snapshot(link, "charts_enabled")
     link.charts_enabled = enabled
     session.flush()

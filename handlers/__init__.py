@@ -1,4 +1,9 @@
-"""Slack surface: one module (or folder) per listener kind, each with `register(app, runtime)`."""
+"""Slack surface, by feature (commands, forms, approvals, home), each with `register(app)`.
+
+`register_listeners` installs the replay check (after Bolt's signature check) and the
+middleware that puts the runtime and the request's identity into every listener's
+context first, then registers the features.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,14 @@ from crobot.services.runtime import Runtime
 
 def register_listeners(app: App, runtime: Runtime) -> None:
     # Imported here so that importing `handlers` (e.g. for its helpers) registers nothing.
-    from crobot.handlers import actions, approval_messages, commands, errors, home, modals, replay
+    from crobot.handlers import approvals, commands, errors, forms, home, middleware, replay
+    from crobot.handlers.approvals import outbox
 
     replay.install(app, runtime)
-    errors.register(app, runtime)
-    commands.register(app, runtime)
-    approval_messages.register(app, runtime)
-    actions.register(app, runtime)
-    modals.register(app, runtime)
-    home.register(app, runtime)
+    middleware.install(app, runtime)
+    errors.register(app)
+    commands.register(app)
+    forms.register(app)
+    approvals.register(app)
+    home.register(app)
+    outbox.attach(runtime, app.client)

@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from crobot.services.errors import Msg
+
 Block = dict[str, Any]
 
 MAX_BLOCKS = 50  # a message
@@ -96,12 +98,54 @@ def fmt(template: str, *args: object, **kwargs: object) -> Mrkdwn:
     )
 
 
+def wording(text: str) -> Mrkdwn:
+    """A message from the services (a `UserError`'s message or hint) as mrkdwn.
+
+    Its template is crobot's own wording; the values a person or a file supplied (built
+    with `services.errors.msg`) are escaped. A plain `str` message is crobot's wording.
+    """
+    if isinstance(text, Mrkdwn):
+        return text
+    if isinstance(text, Msg):
+        values = (wording(v) if isinstance(v, Msg) else v for v in text.values)
+        return Mrkdwn(fmt(text.template, *values).strip())
+    return Mrkdwn(text)
+
+
+def quote(value: object) -> Mrkdwn:
+    """Multi-line user text (a note, a reason) as a block quote.
+
+    Every line break Slack might honour ends a line, and crobot starts every line with
+    "> " after escaping it, so no line of the text can stand outside the quote.
+    """
+    text = clean(value).strip()
+    if not text:
+        return Mrkdwn("")
+    return Mrkdwn("\n".join("> " + esc(part) for part in _LINE_BREAKS.split(text)))
+
+
 def mention(team_id: str | None, user_id: str | None) -> Mrkdwn:
     """A stored person as a Slack mention; anything that is not a user id is shown escaped."""
     uid = user_id or ""
     if re.fullmatch(r"[UW][A-Z0-9]{2,20}", uid):
         return Mrkdwn(f"<@{uid}>")
     return line(uid or "someone")
+
+
+def channel_mention(channel_id: str | None) -> Mrkdwn:
+    """A stored channel as a Slack channel link; anything that is not a channel id is shown
+    escaped."""
+    cid = channel_id or ""
+    if re.fullmatch(r"[CGD][A-Z0-9]{2,20}", cid):
+        return Mrkdwn(f"<#{cid}>")
+    return line(cid or "a channel")
+
+
+def code(value: object) -> Mrkdwn:
+    """Text shown literally in a code span (an error code, a command). Slack applies no
+    emphasis inside one, so only entities and backticks need neutralising."""
+    text = clean(value, line=True).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return Mrkdwn("`" + text.replace("`", "\u02cb") + "`")
 
 
 def cap(text: str, limit: int) -> str:
@@ -112,11 +156,17 @@ def cap(text: str, limit: int) -> str:
     return cut + "…"
 
 
-def plain(value: object, limit: int = MAX_PLAIN, *, line: bool = True) -> Block:
-    """A plain_text object. Slack does not parse it, but `<`/`>` are still swapped for
-    look-alikes so that no payload ever carries a raw `<!channel>` from user text."""
+def plain_str(value: object, limit: int = MAX_PLAIN, *, line: bool = True) -> str:
+    """Text Slack shows as it is (plain_text, a form's inline error). Slack does not parse
+    it, but `<`/`>` are still swapped for look-alikes so that no payload ever carries a
+    raw `<!channel>` from user text."""
     text = clean(value, line=line).replace("<", "\u2039").replace(">", "\u203a")
-    return {"type": "plain_text", "text": cap(text or " ", limit), "emoji": True}
+    return cap(text or " ", limit)
+
+
+def plain(value: object, limit: int = MAX_PLAIN, *, line: bool = True) -> Block:
+    """A plain_text object (see `plain_str`)."""
+    return {"type": "plain_text", "text": plain_str(value, limit, line=line), "emoji": True}
 
 
 def mrkdwn(text: Mrkdwn, limit: int = MAX_SECTION) -> Block:

@@ -1,4 +1,5 @@
-"""The one fallback for anything a listener did not handle: log it, answer politely."""
+"""The one fallback for anything a listener (or the middleware) did not handle: log it,
+answer politely."""
 
 from __future__ import annotations
 
@@ -7,27 +8,37 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.response import BoltResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from crobot.handlers.blockkit import Mrkdwn, fallback, fmt, wording
 from crobot.services.errors import UserError
-from crobot.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+UNAVAILABLE = Mrkdwn(
+    ":hourglass: crobot's database is temporarily unavailable, try again in a minute. "
+    "Nothing was changed."
+)
+SORRY = Mrkdwn("Sorry, something went wrong on our side. Please try again.")
 
-def register(app: App, runtime: Runtime) -> None:
-    @app.error
-    def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
-        if isinstance(error, UserError):
-            # A malformed payload (e.g. a button value that is not an id): say so, no trace.
-            log.info("rejected a malformed request: %s", error)
-            return BoltResponse(
-                status=200, body={"response_type": "ephemeral", "text": f":warning: {error}"}
-            )
-        log.exception("unhandled error in listener: %s", type(error).__name__)
-        return BoltResponse(
-            status=200,
-            body={
-                "response_type": "ephemeral",
-                "text": "Sorry, something went wrong on our side. Please try again.",
-            },
-        )
+
+def _answer(text: Mrkdwn) -> BoltResponse:
+    return BoltResponse(status=200, body={"response_type": "ephemeral", "text": fallback(text)})
+
+
+def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
+    if isinstance(error, UserError):
+        # A malformed payload (e.g. a button value that is not an id): say so, no trace.
+        log.info("rejected a malformed request: %s", error)
+        hint = wording(error.hint) if error.hint else ""
+        return _answer(fmt(":warning: {} {}", wording(error.message), hint))
+    if isinstance(error, DBAPIError | PoolTimeout):
+        log.warning("database unavailable for a request: %s", type(error).__name__)
+        return _answer(UNAVAILABLE)
+    log.exception("unhandled error in listener: %s", type(error).__name__)
+    return _answer(SORRY)
+
+
+def register(app: App) -> None:
+    app.error(on_error)

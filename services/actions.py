@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from crobot.services import audit
 from crobot.services.actor import Actor
-from crobot.services.errors import Forbidden, NotFound, UserError, validate
+from crobot.services.errors import Forbidden, NotFound, UserError, msg, validate
 from crobot.services.lookup import study_by_code, vendor_org_ids
 from crobot.services.permissions import is_sponsor, require_member
 from crobot.services.visibility import Audience, action_filter
@@ -41,7 +41,9 @@ def add(
     vendors = vendor_org_ids(session, study.id)
     require_member(actor, study, vendors)
     if inp.due < today and not allow_past:
-        raise UserError(f"The due date {inp.due} is in the past.", "Give a date from today on.")
+        raise UserError(
+            f"The due date {inp.due} is in the past.", "Give a date from today on.", field="due"
+        )
     owner_team = inp.owner_team_id or actor.team_id
     owner = (
         session.scalars(
@@ -53,13 +55,23 @@ def add(
     )
     owner_org = owner.org_id if owner else actor.org_id
     if not is_sponsor(actor, study) and owner_org not in (actor.org_id, study.sponsor_org_id):
-        raise Forbidden("Vendors can assign actions to their own people or to the sponsor.")
+        raise Forbidden(
+            "Vendors can assign actions to their own people or to the sponsor.",
+            field="owner_user_id",
+        )
     if owner_org is not None and owner_org not in vendors and owner_org != study.sponsor_org_id:
-        raise UserError(f"<@{inp.owner_user_id}> is not on study {study.code}.")
+        raise UserError(
+            # The id matched the pattern above, so the mention is safe wording.
+            msg(f"<@{inp.owner_user_id}> is not on study {{}}.", study.code),
+            field="owner_user_id",
+        )
     if inp.milestone_id is not None:
         ms = session.get(Milestone, inp.milestone_id)
         if ms is None or ms.study_id != study.id:
-            raise NotFound(f"There is no milestone #{inp.milestone_id} on {study.code}.")
+            raise NotFound(
+                msg(f"There is no milestone #{inp.milestone_id} on {{}}.", study.code),
+                field="milestone_id",
+            )
     item = ActionItem(
         study_id=study.id,
         title=inp.title,

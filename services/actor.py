@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.storage.models import OrgKind, Person, Role
+from crobot.storage.models import Person, Role
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,6 @@ class Actor:
     @property
     def role(self) -> Role | None:
         return self.person.role if self.person else None
-
-    @property
-    def is_sponsor_side(self) -> bool:
-        return self.person is not None and (
-            self.person.role in (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.ADMIN)
-            and self.person.org.kind == OrgKind.SPONSOR
-        )
 
 
 SYSTEM = Actor(team_id="crobot", user_id="system", trusted=True)

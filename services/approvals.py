@@ -4,6 +4,11 @@ pending --approve--> approved ; pending --reject(reason)--> rejected. A decision
 decided approval changes nothing and reports who decided (idempotent: double clicks,
 Slack retries, two approvers at once). The decision row is locked first, so only one of
 two concurrent deciders can win.
+
+The Slack work a change calls for (the Approve/Reject post, the decision shown in every
+copy, the submitter's notice) is written to the outbox in the same transaction
+(services/approval_log.py), so it is delivered exactly once even if the process dies
+right after the commit.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import audit
+from crobot.services import approval_log, audit
 from crobot.services.actor import Actor
+from crobot.services.approval_log import Location
 from crobot.services.errors import NotFound, UserError
 from crobot.services.permissions import require_approver
 from crobot.storage.models import (
@@ -61,6 +67,7 @@ def request(
         study_id=study_id,
         after={"subject": f"{subject_type.value}:{subject_id}", **summary},
     )
+    approval_log.enqueue_requests(session, approval)
     return approval
 
 
@@ -70,11 +77,23 @@ class Decision:
     changed: bool  # False: it had already been decided, nothing was written
 
 
-def _lock(session: Session, approval_id: int) -> Approval:
+def decidable(
+    session: Session, actor: Actor, approval_id: int, *, seen_at: Location | None = None
+) -> Approval:
+    """The approval, locked, if `actor` may decide it: the one pre-check of every click.
+
+    Raises NotFound for an unknown id and Forbidden for anyone but an approver of its
+    study. The approval may already be decided (look at its `state`); then the copy of the
+    request the decider used (`seen_at`, still showing buttons) is brought up to date.
+    Call it in a write transaction.
+    """
     stmt = select(Approval).where(Approval.id == approval_id).with_for_update()
     approval = session.scalars(stmt).one_or_none()
     if approval is None:
         raise NotFound(f"There is no approval request #{approval_id}.")
+    require_approver(actor, session.get_one(Study, approval.study_id))
+    if approval.state != ApprovalState.PENDING and seen_at is not None:
+        approval_log.show_decision(session, approval, seen_at)
     return approval
 
 
@@ -85,10 +104,10 @@ def decide(
     *,
     approve: bool,
     reason: str | None = None,
+    seen_at: Location | None = None,
 ) -> Decision:
-    approval = _lock(session, approval_id)
-    study = session.get_one(Study, approval.study_id)
-    require_approver(actor, study)
+    """Decide a pending approval; `seen_at` is the copy of the request the decider used."""
+    approval = decidable(session, actor, approval_id, seen_at=seen_at)
     if approval.state != ApprovalState.PENDING:
         return Decision(approval, changed=False)
     reason = (reason or "").strip() or None
@@ -115,6 +134,7 @@ def decide(
         before=before,
         after=audit.snapshot(approval, "state", "decided_by", "decided_at", "reason"),
     )
+    approval_log.enqueue_decision(session, approval, also=seen_at)
     return Decision(approval, changed=True)
 
 
@@ -134,15 +154,10 @@ def _apply(session: Session, approval: Approval) -> None:
         milestone.actual_date = None
 
 
-def record_message(session: Session, approval: Approval, channel_id: str, ts: str) -> None:
-    approval.channel_id, approval.message_ts = channel_id, ts
-    session.flush()
-
-
 def for_subject(session: Session, subject_type: SubjectType, subject_id: int) -> Approval | None:
     """The approval request of one submission (to notify the approvers after commit)."""
     return session.scalars(
         select(Approval).where(
             Approval.subject_type == subject_type, Approval.subject_id == subject_id
         )
-    ).first()
+    ).one_or_none()

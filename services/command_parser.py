@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from crobot.services.dates import WEEKDAYS
-from crobot.services.errors import UserError
+from crobot.services.errors import Msg, UserError, msg
 
 MAX_TEXT = 4000  # Slack caps slash command text well below this; refuse anything larger
 OPEN_QUOTES = {'"': '"', "\u201c": "\u201d", "\u201e": "\u201d", "\u201d": "\u201d"}
@@ -111,10 +111,6 @@ class Mention:
     user_id: str
     label: str | None = None
 
-    @property
-    def slack(self) -> str:
-        return f"<@{self.user_id}>"
-
 
 @dataclass
 class Args:
@@ -133,10 +129,15 @@ def _as_token(word: str) -> Token:
     return word if isinstance(word, Token) else Token(word)
 
 
-def suggest(word: str, options: Iterable[str], *, prefix: str = "") -> str:
-    """A "did you mean" sentence, or "" when nothing is close."""
+def suggest(word: str, options: Iterable[str], *, prefix: str = "") -> Msg:
+    """A "did you mean" sentence, or "" when nothing is close.
+
+    `options` are crobot's own words (subcommands, flags, statuses), so they are wording.
+    """
     close = difflib.get_close_matches(word, list(options), n=2, cutoff=0.5)
-    return ("Did you mean " + " or ".join(f"`{prefix}{c}`" for c in close) + "?") if close else ""
+    return msg(
+        ("Did you mean " + " or ".join(f"`{prefix}{c}`" for c in close) + "?") if close else ""
+    )
 
 
 def classify(
@@ -156,7 +157,9 @@ def classify(
         if raw.startswith("<"):
             m = _MENTION.match(raw)
             if m is None:
-                raise UserError(f"I can't use `{raw}` here.", hint or "Mention people with @name.")
+                raise UserError(
+                    msg("I can't use `{}` here.", raw), hint or "Mention people with @name."
+                )
             out.mentions.append(Mention(m.group(1), m.group(2) or None))
             continue
         dash = next((d for d in DASHES if raw.startswith(d)), None)
@@ -166,8 +169,7 @@ def classify(
                 known = ", ".join(f"`--{f}`" for f in sorted(allowed_flags)) or "none"
                 did = suggest(name, allowed_flags, prefix="--")
                 raise UserError(
-                    f"Unknown flag `{raw}`. {did}".strip(),
-                    hint or f"Flags here: {known}.",
+                    msg("Unknown flag `{}`. {}", raw, did), hint or f"Flags here: {known}."
                 )
             out.flags.add(name)
             continue
@@ -178,7 +180,7 @@ def classify(
                 known = ", ".join(f"`{o}:`" for o in sorted(allowed_opts)) or "none"
                 did = suggest(key, allowed_opts)
                 raise UserError(
-                    f"Unknown option `{key}:`. {did}".strip(), hint or f"Options here: {known}."
+                    msg("Unknown option `{}:`. {}", key, did), hint or f"Options here: {known}."
                 )
             val = str(tok).split(":", 1)[1].strip()
             # `due:next fri` arrives as two words; keep the date phrase together.
@@ -192,7 +194,7 @@ def classify(
             continue
         if raw.startswith("@") and not tok.quoted:
             raise UserError(
-                f"I can't tell who `{raw}` is.",
+                msg("I can't tell who `{}` is.", raw),
                 "Pick the person from Slack's @ menu so the mention becomes a link.",
             )
         out.positionals.append(str(tok))
@@ -203,22 +205,8 @@ def parse_id(word: str, what: str, hint: str | None = None) -> int:
     """`12` or `#12`."""
     text = word.strip().removeprefix("#")
     if not text.isdigit() or len(text) > 9:
-        raise UserError(f"`{word}` is not a {what} ID (a number like `12`).", hint)
+        raise UserError(msg("`{}` is not a {} ID (a number like `12`).", word, what), hint)
     value = int(text)
     if value <= 0:
-        raise UserError(f"`{word}` is not a {what} ID (a number like `12`).", hint)
-    return value
-
-
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?%?$", re.IGNORECASE)
-
-
-def parse_number(word: str, hint: str | None = None) -> float:
-    """A reported value: `12`, `12.5`, `1,250`, `85%` (the unit is the KPI's)."""
-    text = word.strip().replace(",", "").replace("_", "")
-    if not _NUMBER.match(text):
-        raise UserError(f"`{word}` is not a number.", hint)
-    value = float(text.rstrip("%"))
-    if value != value or value in (float("inf"), float("-inf")):
-        raise UserError(f"`{word}` is not a number I can store.", hint)
+        raise UserError(msg("`{}` is not a {} ID (a number like `12`).", word, what), hint)
     return value

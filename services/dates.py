@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-from crobot.services.errors import UserError
+from crobot.services.errors import UserError, msg
 
 DATE_HINT = (
     "Write dates as YYYY-MM-DD, `today`, `tomorrow`, a weekday (`fri`, `next fri`) "
@@ -57,12 +57,12 @@ def parse_date(text: str, today: date, *, what: str = "date") -> date:
         try:
             return date.fromisoformat(word)
         except ValueError:
-            raise UserError(f"`{text}` is not a real {what}.", DATE_HINT) from None
+            raise UserError(msg(f"`{{}}` is not a real {what}.", text), DATE_HINT) from None
     if m := _OFFSET.match(word):
         sign, amount, unit = m.groups()
         days = int(amount) * (7 if unit == "w" else 1)
         if days > MAX_OFFSET_DAYS:
-            raise UserError(f"`{text}` is too far away for a {what}.", DATE_HINT)
+            raise UserError(msg(f"`{{}}` is too far away for a {what}.", text), DATE_HINT)
         return today + timedelta(days=days if sign == "+" else -days)
     nxt = word.startswith("next ")
     name = word.removeprefix("next ").strip()
@@ -72,7 +72,7 @@ def parse_date(text: str, today: date, *, what: str = "date") -> date:
             next_monday = today + timedelta(days=7 - today.weekday())
             return next_monday + timedelta(days=wd)
         return today + timedelta(days=(wd - today.weekday()) % 7)
-    raise UserError(f"I don't understand the {what} `{text}`.", DATE_HINT)
+    raise UserError(msg(f"I don't understand the {what} `{{}}`.", text), DATE_HINT)
 
 
 def parse_weeks(text: str, *, default_unit: str = "w") -> int:
@@ -80,9 +80,9 @@ def parse_weeks(text: str, *, default_unit: str = "w") -> int:
     word = text.strip().lower()
     m = _SPAN.match(word)
     if m is None:
-        raise UserError(f"I don't understand the span `{text}`.", "Write it like `last:8w`.")
+        raise UserError(msg("I don't understand the span `{}`.", text), "Write it like `last:8w`.")
     amount, unit = int(m.group(1)), m.group(2) or default_unit
     weeks = amount if unit == "w" else -(-amount // 7)
     if not 1 <= weeks <= 156:
-        raise UserError(f"`{text}` is out of range.", "Look back between 1 and 156 weeks.")
+        raise UserError(msg("`{}` is out of range.", text), "Look back between 1 and 156 weeks.")
     return weeks

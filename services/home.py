@@ -12,8 +12,9 @@ from datetime import date
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from crobot.services import actions, milestones
+from crobot.services import actions, approval_log, milestones
 from crobot.services.actor import Actor
+from crobot.services.approval_log import ApprovalRecord
 from crobot.services.lookup import vendor_org_ids
 from crobot.services.permissions import is_approver
 from crobot.services.visibility import Audience, Scope, approval_filter, audience_for_person
@@ -82,7 +83,7 @@ class HomeModel:
     registered: bool
     open_actions: list[ActionItem] = field(default_factory=list)
     overdue_actions: list[ActionItem] = field(default_factory=list)
-    approvals: list[tuple[Approval, Study]] = field(default_factory=list)
+    approvals: list[ApprovalRecord] = field(default_factory=list)
     studies: list[StudyLine] = field(default_factory=list)
 
 
@@ -95,13 +96,12 @@ def home_for(session: Session, actor: Actor, *, today: date) -> HomeModel:
         model.overdue_actions += [a for a in mine if a.due_date < today]
         model.open_actions += [a for a in mine if a.due_date >= today]
         if is_approver(actor, my.study):
-            pending = session.scalars(
-                select(Approval)
-                .where(approval_filter(my.audience), Approval.state == ApprovalState.PENDING)
-                .order_by(Approval.requested_at, Approval.id)
-                .limit(MAX_ITEMS)
+            model.approvals += approval_log.records(
+                session,
+                approval_filter(my.audience),
+                Approval.state == ApprovalState.PENDING,
+                limit=MAX_ITEMS,
             )
-            model.approvals += [(a, my.study) for a in pending]
         upcoming = milestones.list_for(session, my.audience, today=today, open_only=True, limit=1)
         model.studies.append(StudyLine(my.study, upcoming[0] if upcoming else None))
     model.overdue_actions.sort(key=lambda a: (a.due_date, a.id))

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services.errors import UserError
+from crobot.services.errors import UserError, msg
 from crobot.storage.models import Aggregation, Direction, KpiDefinition
 
 
@@ -200,6 +200,9 @@ def current_period(today: date) -> Period:
     return Period(monday, iso_week_label(today))
 
 
+FIELD = "period"  # the service input a period error is about
+
+
 def parse_period(raw: str) -> Period:
     """`2026-W47` (ISO week), `2026-11` (month) or `2026-11-23` (a day)."""
     text = raw.strip()
@@ -209,16 +212,18 @@ def parse_period(raw: str) -> Period:
         try:
             start = date.fromisocalendar(year, week, 1)
         except ValueError as exc:
-            raise UserError(f"{text!r} is not a week of {year}.", hint) from exc
+            raise UserError(
+                msg("`{}` is not a week of {}.", text, year), hint, field=FIELD
+            ) from exc
         return Period(start, f"{year}-W{week:02d}")
     if _DAY.match(text):
         try:
             return Period(date.fromisoformat(text), text)
         except ValueError as exc:
-            raise UserError(f"{text!r} is not a real date.", hint) from exc
+            raise UserError(msg("`{}` is not a real date.", text), hint, field=FIELD) from exc
     if m := _MONTH.match(text):
         year, month = int(m.group(1)), int(m.group(2))
         if not 1 <= month <= 12:
-            raise UserError(f"{text!r} is not a month.", hint)
+            raise UserError(msg("`{}` is not a month.", text), hint, field=FIELD)
         return Period(date(year, month, 1), text)
-    raise UserError(f"I don't understand the period {text!r}.", hint)
+    raise UserError(msg("I don't understand the period `{}`.", text), hint, field=FIELD)

@@ -1,6 +1,7 @@
 """Bulk KPI import from CSV: every row validated first, then all stored or none.
 
-Columns: study, org, kpi, period, value[, note]. A row's problems are reported with its
+Columns: study, org, kpi, period, value[, note]. Values are read as `/cro kpi report` and
+the KPI form read them (`services.kpi_values`). A row's problems are reported with its
 line number in the file (the header is line 1).
 """
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from crobot.services import kpis
 from crobot.services.actor import Actor
-from crobot.services.errors import UserError
+from crobot.services.errors import Msg, UserError, msg
 
 REQUIRED = ("study", "org", "kpi", "period", "value")
 MAX_REPORTED = 20
@@ -46,16 +47,11 @@ def import_csv(
         )
     reader.fieldnames = header
     rows = list(reader)
-    errors: list[str] = []
+    errors: list[Msg] = []
     studies: set[str] = set()
     for index, row in enumerate(rows):
         line = index + 2
         try:
-            raw_value = (row.get("value") or "").strip()
-            try:
-                value = float(raw_value)
-            except ValueError:
-                raise UserError(f"value {raw_value!r} is not a number") from None
             # A savepoint per row: a row that fails leaves nothing of itself behind.
             with session.begin_nested():
                 kpis.report(
@@ -65,20 +61,21 @@ def import_csv(
                     study=(row.get("study") or "").strip(),
                     org=(row.get("org") or "").strip() or None,
                     kpi=(row.get("kpi") or "").strip(),
-                    value=value,
+                    value=row.get("value") or "",  # parsed by the one KPI value parser
                     period=(row.get("period") or "").strip() or None,
                     note=(row.get("note") or "").strip() or None,
                 )
             studies.add((row.get("study") or "").strip().upper())
         except UserError as exc:
-            errors.append(f"line {line}: {exc}")
+            errors.append(msg(f"line {line}: {{}}", str(exc)))
         if progress:
             progress(index + 1, len(rows))
     if errors:
         shown = errors[:MAX_REPORTED]
         more = f"\n… and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
+        lines = "\n".join("{}" for _ in shown)
         raise UserError(
-            f"{len(errors)} bad row(s); nothing was imported:\n" + "\n".join(shown) + more
+            msg(f"{len(errors)} bad row(s); nothing was imported:\n{lines}{more}", *shown)
         )
     if not rows:
         raise UserError("The file has no data rows.")

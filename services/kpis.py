@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from crobot.services import approvals, audit
 from crobot.services.actor import Actor
-from crobot.services.errors import UserError, validate
+from crobot.services.errors import UserError, msg, validate
 from crobot.services.kpi_catalog import Period, current_period, parse_period
+from crobot.services.kpi_values import parse_value
 from crobot.services.lookup import kpi_by_key, org_by_name, study_by_code, vendor_org_ids
 from crobot.services.permissions import is_sponsor, require_org_write
 from crobot.services.visibility import Audience, kpi_filter
@@ -44,29 +45,40 @@ class KpiReport(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     study: str
     kpi: str
-    value: float
+    # Raw text as typed (command word, form field, CSV cell): the one KPI value parser.
+    value: Annotated[float, BeforeValidator(lambda raw: parse_value(raw, REPORT_HINT))]
     period: str | None = None
     note: Annotated[str, StringConstraints(max_length=500)] | None = None
     org: str | None = None
 
 
 def check_value(kpi: KpiDefinition, value: float) -> None:
-    label = f"{kpi.label} ({kpi.unit})"
+    label = msg("{} ({})", kpi.label, kpi.unit)
     if not math.isfinite(value):
-        raise UserError(f"{value} is not a number I can store for {label}.")
+        raise UserError(msg("{} is not a number I can store for {}.", value, label), field="value")
     if kpi.min_value is not None and value < kpi.min_value:
-        raise UserError(f"{label} cannot be below {kpi.min_value:g}; you gave {value:g}.")
+        raise UserError(
+            msg(f"{{}} cannot be below {kpi.min_value:g}; you gave {value:g}.", label),
+            field="value",
+        )
     if kpi.max_value is not None and value > kpi.max_value:
-        raise UserError(f"{label} cannot be above {kpi.max_value:g}; you gave {value:g}.")
+        raise UserError(
+            msg(f"{{}} cannot be above {kpi.max_value:g}; you gave {value:g}.", label),
+            field="value",
+        )
     if kpi.integer and value != int(value):
-        raise UserError(f"{label} is a whole number; you gave {value:g}.")
+        raise UserError(msg(f"{{}} is a whole number; you gave {value:g}.", label), field="value")
 
 
 @dataclass(frozen=True)
 class Reported:
     update: KpiUpdate
     previous: KpiUpdate | None
-    approval_requested: bool
+    approval_id: int | None  # the approval this value now awaits, if it needs one
+
+    @property
+    def approval_requested(self) -> bool:
+        return self.approval_id is not None
 
 
 def report(session: Session, actor: Actor, *, today: date, **data: object) -> Reported:
@@ -81,14 +93,15 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
     else:
         org_id = study.sponsor_org_id
     if org_id not in vendors and org_id != study.sponsor_org_id:
-        raise UserError("That organisation is not on this study.", REPORT_HINT)
+        raise UserError("That organisation is not on this study.", REPORT_HINT, field="org")
     require_org_write(actor, study, vendors, org_id)
     check_value(kpi, inp.value)
     period: Period = parse_period(inp.period) if inp.period else current_period(today)
     if period.start > today:
         raise UserError(
-            f"The period {period.label} has not started yet.",
+            msg("The period {} has not started yet.", period.label),
             "Report values for the current or a past period.",
+            field="period",
         )
     previous = latest_row(session, study.id, kpi.id, org_id, period.start)
     needs_approval = not is_sponsor(actor, study)
@@ -116,8 +129,9 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
         before=audit.snapshot(previous, *FIELDS) if previous else None,
         after=audit.snapshot(update, *FIELDS),
     )
+    approval_id = None
     if needs_approval:
-        approvals.request(
+        approval_id = approvals.request(
             session,
             actor,
             subject_type=SubjectType.KPI_UPDATE,
@@ -135,8 +149,8 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
                 "new": inp.value,
                 "note": inp.note,
             },
-        )
-    return Reported(update, previous, needs_approval)
+        ).id
+    return Reported(update, previous, approval_id)
 
 
 def latest_row(

@@ -51,11 +51,13 @@ def add(
     vendors = vendor_org_ids(session, study.id)
     org_id = org_by_name(session, inp.org).id if inp.org else actor.org_id
     if org_id is not None and org_id not in vendors and org_id != study.sponsor_org_id:
-        raise UserError("That organisation is not on this study.", ADD_HINT)
+        raise UserError("That organisation is not on this study.", ADD_HINT, field="org")
     require_org_write(actor, study, vendors, org_id)
     if inp.planned < today and not allow_past:
         raise UserError(
-            f"The planned date {inp.planned} is in the past.", "Plan milestones for today or later."
+            f"The planned date {inp.planned} is in the past.",
+            "Plan milestones for today or later.",
+            field="planned",
         )
     ms = Milestone(
         study_id=study.id,
@@ -82,7 +84,11 @@ def add(
 @dataclass(frozen=True)
 class MilestoneChange:
     milestone: Milestone
-    approval_requested: bool
+    approval_id: int | None  # the approval the completion now awaits, if it needs one
+
+    @property
+    def approval_requested(self) -> bool:
+        return self.approval_id is not None
 
 
 def update(session: Session, actor: Actor, *, today: date, **data: object) -> MilestoneChange:
@@ -106,11 +112,13 @@ def update(session: Session, actor: Actor, *, today: date, **data: object) -> Mi
         raise UserError(
             f"The forecast {inp.forecast} is in the past.",
             "A forecast is when you now expect it; use `done actual:DATE` if it happened.",
+            field="forecast",
         )
     if inp.actual is not None and inp.actual > today:
         raise UserError(
             f"The actual date {inp.actual} is in the future.",
             "Report completion when it has happened; use `forecast:` for plans.",
+            field="actual",
         )
     if status == MilestoneStatus.APPROVED:
         raise UserError("Milestones are approved by the sponsor's Approve button, not by status.")
@@ -139,8 +147,9 @@ def update(session: Session, actor: Actor, *, today: date, **data: object) -> Mi
         before=before,
         after=audit.snapshot(ms, *FIELDS),
     )
+    approval_id = None
     if needs_approval:
-        approvals.request(
+        approval_id = approvals.request(
             session,
             actor,
             subject_type=SubjectType.MILESTONE,
@@ -155,8 +164,8 @@ def update(session: Session, actor: Actor, *, today: date, **data: object) -> Mi
                 "planned": ms.planned_date.isoformat(),
                 "study": study.code,
             },
-        )
-    return MilestoneChange(ms, needs_approval)
+        ).id
+    return MilestoneChange(ms, approval_id)
 
 
 def is_late(ms: Milestone, today: date) -> bool:

@@ -1,20 +1,31 @@
-"""Who may change what. Pure decisions on an Actor and a study; raise Forbidden."""
+"""Who may change what. Pure decisions on an Actor and a study; raise Forbidden.
+
+This is the one home of "is sponsor staff" (the visibility rule asks `is_sponsor_staff`
+too) and of who may change a channel's digest.
+"""
 
 from __future__ import annotations
 
 from crobot.services.actor import Actor
-from crobot.services.errors import Forbidden
-from crobot.storage.models import Role, Study
+from crobot.services.errors import Forbidden, msg
+from crobot.storage.models import AudienceKind, ChannelLink, Person, Role, Study
 
 _SPONSOR_ROLES = (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.ADMIN)
 _UNKNOWN_HINT = "Ask a crobot admin to add you (`crobot person add`)."
 
 
+def is_sponsor_staff(person: Person | None, study: Study) -> bool:
+    """A registered member of the study's sponsor organisation with a sponsor role."""
+    return (
+        person is not None
+        and person.org_id == study.sponsor_org_id
+        and (person.role in _SPONSOR_ROLES)
+    )
+
+
 def is_sponsor(actor: Actor, study: Study) -> bool:
-    if actor.trusted:
-        return True
-    p = actor.person
-    return p is not None and p.org_id == study.sponsor_org_id and p.role in _SPONSOR_ROLES
+    """Acts with the sponsor's authority: sponsor staff, or a trusted operator (CLI)."""
+    return actor.trusted or is_sponsor_staff(actor.person, study)
 
 
 def is_vendor(actor: Actor, vendor_ids: set[int]) -> bool:
@@ -38,7 +49,9 @@ def require_member(actor: Actor, study: Study, vendor_ids: set[int]) -> None:
     if actor.person is None:
         raise Forbidden("You are not registered with crobot, so you can only read.", _UNKNOWN_HINT)
     if not (is_sponsor(actor, study) or is_vendor(actor, vendor_ids)):
-        raise Forbidden(f"You are not on study {study.code}, so you cannot change it.")
+        raise Forbidden(
+            msg("You are not on study {}, so you cannot change it.", study.code), field="study"
+        )
 
 
 def require_org_write(actor: Actor, study: Study, vendor_ids: set[int], org_id: int | None) -> None:
@@ -50,9 +63,27 @@ def require_org_write(actor: Actor, study: Study, vendor_ids: set[int], org_id: 
         raise Forbidden(
             "Vendors can only report and change their own organisation's items.",
             "Leave out `org:` to use your own organisation.",
+            field="org",
         )
 
 
 def require_approver(actor: Actor, study: Study) -> None:
     if not is_approver(actor, study):
-        raise Forbidden(f"Only approvers for {study.code} can decide.")
+        raise Forbidden(msg("Only approvers for {} can decide.", study.code))
+
+
+def require_schedule_rights(actor: Actor, link: ChannelLink, vendor_ids: set[int]) -> None:
+    """The sponsor's staff may change any channel's digest; a vendor team only its own
+    vendor channel's, and only while it is a vendor on the study."""
+    if is_sponsor(actor, link.study):
+        return
+    if (
+        link.audience == AudienceKind.VENDOR
+        and actor.org_id is not None
+        and actor.org_id == link.audience_org_id
+        and actor.org_id in vendor_ids
+    ):
+        return
+    raise Forbidden(
+        "Only the sponsor's staff (or this vendor channel's own team) can change its digest."
+    )

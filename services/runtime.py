@@ -20,8 +20,9 @@ class Runtime:
     default_tz: str = "UTC"
     now: Callable[[], datetime] = field(default=_utcnow)
 
-    # Observers told (after commit) that an approval awaits a decision: the approvals
-    # surface posts the Approve/Reject message. Called with the approval id.
+    # Observers told (after commit) that an approval has Slack work in the outbox (its
+    # Approve/Reject post, or its decision to show): the approvals outbox delivers it now
+    # instead of at the scheduler's next sweep. Called with the approval id.
     approval_listeners: list[Callable[[int], None]] = field(default_factory=list)
 
     # Observers told (after commit) that a channel's digest schedule changed: the running
@@ -29,6 +30,12 @@ class Runtime:
     schedule_listeners: list[Callable[[int], None]] = field(default_factory=list)
 
     def approval_requested(self, approval_id: int) -> None:
+        """A submission awaits a decision; call after the transaction committed."""
+        for listener in self.approval_listeners:
+            listener(approval_id)
+
+    def approval_decided(self, approval_id: int) -> None:
+        """An approval was decided; call after the transaction committed."""
         for listener in self.approval_listeners:
             listener(approval_id)
 

@@ -1,19 +1,24 @@
 """Where a Slack user is: their registered zone, else the cached `users.info` answer.
 
 The Slack call itself lives in the Slack surface; this module only reads and writes
-the cache table, so the rule "Person.timezone, then cache, then Slack" has one home.
+the cache table, so the rule "Person.timezone, then cache, then Slack" has one home —
+for one user (`known_timezone`) and, in SQL, for every user a query names
+(`with_user_zone`, for background jobs such as nudges).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, select
+from sqlalchemy.orm import Session, aliased
 
 from crobot.services.actor import Actor
-from crobot.storage.models import UserTimezoneCache
+from crobot.storage.models import ChannelLink, Person, UserTimezoneCache
+
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 CACHE_TTL = timedelta(hours=24)  # people rarely move; users.info is still worth sparing
 
@@ -43,6 +48,20 @@ def known_timezone(session: Session, actor: Actor, *, now: datetime) -> str | No
     return None
 
 
+def zone_for(
+    session: Session, actor: Actor, link: ChannelLink | None, *, now: datetime, default: str
+) -> tuple[str, bool]:
+    """The zone to read this user's dates in, and whether it is their own.
+
+    Their own zone when known without asking Slack; else the channel's (a linked
+    channel's zone is where its people mostly are), else `default`.
+    """
+    own = known_timezone(session, actor, now=now)
+    if own is not None:
+        return own, True
+    return (link.timezone if link is not None else None) or default, False
+
+
 def remember_timezone(
     session: Session, team_id: str, user_id: str, tz: str, *, now: datetime
 ) -> None:
@@ -58,3 +77,24 @@ def remember_timezone(
     else:
         row.timezone, row.fetched_at = tz, now
     session.flush()
+
+
+def with_user_zone(
+    stmt: S,
+    team_id: SQLColumnExpression[str | None],
+    user_id: SQLColumnExpression[str],
+    default_tz: str,
+) -> tuple[S, ColumnElement[str]]:
+    """`stmt` joined to what decides the zone of the user in (`team_id`, `user_id`), and
+    that zone as a column: Person.timezone, else the cached `users.info` zone, else
+    `default_tz`.
+
+    A cached zone counts here whatever its age: `CACHE_TTL` says when to ask Slack again,
+    and a background job has nobody to ask, so the last answer is still the best guess.
+    """
+    person = aliased(Person)
+    cache = aliased(UserTimezoneCache)
+    joined = stmt.outerjoin(
+        person, and_(person.team_id == team_id, person.slack_user_id == user_id)
+    ).outerjoin(cache, and_(cache.team_id == team_id, cache.user_id == user_id))
+    return joined, func.coalesce(person.timezone, cache.timezone, default_tz)

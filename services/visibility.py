@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from crobot.services.actor import Actor
+from crobot.services.permissions import is_sponsor_staff
 from crobot.storage.models import (
     ActionItem,
     Approval,
@@ -36,7 +37,6 @@ from crobot.storage.models import (
     KpiUpdate,
     Milestone,
     MilestoneStatus,
-    Role,
     Study,
 )
 
@@ -49,7 +49,6 @@ class Scope(enum.StrEnum):
 
 
 _RANK = {Scope.SPONSOR: 3, Scope.JOINT: 2, Scope.VENDOR: 1, Scope.PUBLIC: 0}
-_SPONSOR_ROLES = (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.ADMIN)
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def audience_for_person(actor: Actor, study: Study, vendor_org_ids: set[int]) ->
     """A person's own audience for one study (their org and role decide)."""
     person = actor.person
     if person is not None:
-        if person.org_id == study.sponsor_org_id and person.role in _SPONSOR_ROLES:
+        if is_sponsor_staff(person, study):
             return Audience(study.id, Scope.SPONSOR, None, study.sponsor_org_id)
         if person.org_id in vendor_org_ids:
             return Audience(study.id, Scope.VENDOR, person.org_id, study.sponsor_org_id)

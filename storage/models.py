@@ -379,15 +379,28 @@ class AuditHead(Base):
 
 
 class DigestRun(Base):
-    """Claim row that makes a digest (or nudge) post exactly once per target and period."""
+    """One outbox row: a Slack message crobot sends exactly once (digests/delivery.py).
+
+    Kinds, by the prefix of `target`:
+    - `link:<channel link id>` — a channel's digest for one period;
+    - `dm:<team>:<user>` — an owner's overdue-actions nudge for one day;
+    - `notice:<channel link id>` — the sponsor channel told that a digest failed;
+    - `approval:<approval id>` — an approval's Slack work: `period_key` is
+      `request:<channel>` (the Approve/Reject post), `update:<channel>:<ts>` (showing the
+      decision in that message) or `notice:<channel>` (the submitter's thread reply).
+    A row is claimed by the process that inserts it (digests) or, when enqueued unclaimed
+    (`claimed_by` NULL) by the transaction that made the work, by the first deliverer.
+    """
 
     __tablename__ = "digest_runs"
-    __table_args__ = (UniqueConstraint("target", "period_key", name="uq_digest_run"),)
+    __table_args__ = (
+        UniqueConstraint("target", "period_key", name="uq_digest_run"),
+        Index("ix_digest_runs_state", "state"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # "link:<channel_link_id>" for channel digests, "dm:<team>:<user>" for overdue nudges.
     target: Mapped[str] = mapped_column(String(80))
-    period_key: Mapped[str] = mapped_column(String(40))
+    period_key: Mapped[str] = mapped_column(String(80))
     channel_link_id: Mapped[int | None] = mapped_column(ForeignKey("channel_links.id"))
     state: Mapped[DigestRunState] = mapped_column(
         _enum(DigestRunState, "digest_run_state"), default=DigestRunState.PENDING
@@ -395,6 +408,9 @@ class DigestRun(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the row was made: a post of an earlier attempt is searched for from here on
+    # (claimed_at moves when another process takes the row over).
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
     slack_channel: Mapped[str | None] = mapped_column(String(32))
     slack_ts: Mapped[str | None] = mapped_column(String(32))

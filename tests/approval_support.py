@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 
 from crobot.services import audit, kpis
-from crobot.services.approval_log import for_subject
+from crobot.services.approvals import for_subject
 from crobot.services.runtime import Runtime
 from crobot.storage.db import Database
 from crobot.storage.models import Approval, AuditEvent, SubjectType
@@ -44,11 +44,19 @@ def wait_until(fn: Callable[[], T | None], timeout: float = 10.0) -> T:
         time.sleep(0.01)
 
 
-def pending_kpi(world: World, value: float = 12, user: str = "UAPEX") -> int:
+def pending_kpi(
+    world: World, value: float = 12, user: str = "UAPEX", note: str | None = None
+) -> int:
     """A vendor reports a KPI value through the service; returns the approval id."""
     with world.db.write() as s:
         rep = kpis.report(
-            s, world.actor(user), today=TODAY, study="ONC-301", kpi="enrollment", value=value
+            s,
+            world.actor(user),
+            today=TODAY,
+            study="ONC-301",
+            kpi="enrollment",
+            value=value,
+            note=note,
         )
         approval = for_subject(s, SubjectType.KPI_UPDATE, rep.update.id)
         assert approval is not None

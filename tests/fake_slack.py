@@ -64,6 +64,7 @@ class FakeSlack:
     def __init__(self) -> None:
         self.state = FakeSlackState()
         handler = _make_handler(self.state)
+        self.methods: frozenset[str] = frozenset(_registry(handler))
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -134,6 +135,17 @@ class FakeSlack:
             if channel is not None:
                 return list(self.state.messages.get(channel, []))
             return [m for msgs in self.state.messages.values() for m in msgs]
+
+
+def _registry(handler: type[BaseHTTPRequestHandler]) -> dict[str, str]:
+    """Web API method → the handler's `_m_` function: `_m_chat_postMessage` answers
+    `chat.postMessage` (a method name has one dot and no underscore). Anything else is
+    answered `unknown_method`, as Slack does."""
+    return {
+        name.removeprefix("_m_").replace("_", ".", 1): name
+        for name in dir(handler)
+        if name.startswith("_m_")
+    }
 
 
 def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
@@ -246,10 +258,10 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                 return {"ok": True}
             if method.startswith("/"):
                 return {"ok": True}  # a response_url (or other webhook) took the message
-            handler = getattr(self, "_m_" + method.replace(".", "_"), None)
-            if handler is None:
+            name = METHODS.get(method)
+            if name is None:
                 return {"ok": False, "error": "unknown_method"}  # as Slack answers
-            result: dict[str, Any] = handler(p)
+            result: dict[str, Any] = getattr(self, name)(p)
             return result
 
         def _new_ts(self) -> str:
@@ -305,6 +317,20 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                 msgs = list(reversed(state.messages.get(channel, [])))[:limit]
             return {"ok": True, "messages": msgs, "has_more": False}
 
+        def _m_conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
+            """A thread: its parent, then the replies, oldest first (as Slack answers)."""
+            channel, ts = str(p.get("channel")), str(p.get("ts"))
+            limit = int(p.get("limit", 100))
+            with state.lock:
+                msgs = [
+                    m
+                    for m in state.messages.get(channel, [])
+                    if m["ts"] == ts or m.get("thread_ts") == ts
+                ][:limit]
+            if not msgs:
+                return {"ok": False, "error": "thread_not_found"}
+            return {"ok": True, "messages": msgs, "has_more": False}
+
         def _m_conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
             return {
                 "ok": True,
@@ -358,6 +384,7 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                 "files": [{"id": f.get("id"), "title": f.get("title")} for f in files],
             }
 
+    METHODS = _registry(Handler)
     return Handler
 
 

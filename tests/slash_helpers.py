@@ -113,6 +113,15 @@ class SlashClient:
         return Answer(status, calls[0].params, True, elapsed)
 
 
+def settle(bot: RunningBot) -> None:
+    """Wait until every listener and lazy listener the bot started has finished.
+
+    The final state a test can then assert on ("nothing more was sent"); the bot takes
+    no further listener work afterwards.
+    """
+    bot.app.listener_runner.listener_executor.shutdown(wait=True)
+
+
 @contextmanager
 def slash_bot(db: Database, fake: FakeSlack) -> Iterator[SlashClient]:
     runtime = Runtime(db, now=lambda: NOW)

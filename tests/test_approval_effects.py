@@ -6,7 +6,7 @@ import json
 import time
 from datetime import timedelta
 
-from crobot.services import approval_log, milestones
+from crobot.services import approval_log, approvals, milestones
 from crobot.services.visibility import Audience, Scope
 from crobot.storage.db import Database
 from crobot.storage.models import Approval, ApprovalState, Milestone, MilestoneStatus, SubjectType
@@ -39,7 +39,7 @@ def _done_milestone(world: World) -> tuple[int, int]:
         )
         change = milestones.update(s, world.actor("UAPEX"), today=TODAY, id=ms.id, status="done")
         assert change.approval_requested
-        approval = approval_log.for_subject(s, SubjectType.MILESTONE, ms.id)
+        approval = approvals.for_subject(s, SubjectType.MILESTONE, ms.id)
         assert approval is not None
         return ms.id, approval.id
 
@@ -87,8 +87,6 @@ def test_milestone_completion_rejected(db: Database, world: World, fake_slack: F
 
 
 def test_history_lists_requests_and_decisions(db: Database, world: World) -> None:
-    from crobot.services import approvals
-
     first, second = pending_kpi(world, 12), pending_kpi(world, 13)
     with db.write() as s:
         approvals.decide(s, world.actor("UAPPROVER"), first, approve=False, reason="Typo")

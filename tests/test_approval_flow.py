@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -258,13 +259,17 @@ def test_click_on_stale_message(db: Database, world: World, fake_slack: FakeSlac
     with bot_for(db, fake_slack) as bot:
         aid = pending_kpi(world, 12)
         loc = posted_request(bot, world, aid)
-        stale = message(fake_slack, **loc)  # still shows the buttons
+        stale = copy.deepcopy(message(fake_slack, **loc))  # still shows the buttons
         with db.write() as s:  # decided elsewhere (e.g. App Home) while this copy was open
             approvals.decide(s, world.actor("UAPPROVER"), aid, approve=False, reason="Wrong week")
+        bot.runtime.approval_decided(aid)
+        wait_until(lambda: audit_actions(db, "approval.notify"))
         decided_before = len(audit_actions(db, "approval.reject"))
         status, _ = send(bot, block_action("approval_approve", aid, user="UAPPROVER", msg=stale))
         assert status == 200
-        wait_until(lambda: audit_actions(db, "approval.message.update"))
+        # The stale copy is rewritten again (idempotent), and the clicker told why.
+        wait_until(lambda: len(audit_actions(db, "approval.message.update")) == 2)
+        wait_until(lambda: ephemerals(fake_slack, "UAPPROVER"))
         assert ephemerals(fake_slack, "UAPPROVER") == [
             "This request was already rejected by <@UAPPROVER>."
         ]
@@ -275,7 +280,32 @@ def test_click_on_stale_message(db: Database, world: World, fake_slack: FakeSlac
     assert a.state == ApprovalState.REJECTED and a.reason == "Wrong week"
     assert len(audit_actions(db, "approval.reject")) == decided_before == 1
     assert audit_actions(db, "approval.approve") == []
-    assert audit_actions(db, "approval.notify") == []  # the submitter was not told twice
+    assert len(audit_actions(db, "approval.notify")) == 1  # the submitter was not told twice
+    assert_chain_ok(db)
+
+
+def test_decision_outside_slack_is_still_shown_and_announced_once(
+    db: Database, world: World, fake_slack: FakeSlack
+) -> None:
+    """A decision's Slack work is written with it: the next click on the stale copy (or the
+    scheduler's sweep) delivers it, even though nobody kicked the outbox."""
+    from crobot.services import approvals
+
+    with bot_for(db, fake_slack) as bot:
+        aid = pending_kpi(world, 12)
+        loc = posted_request(bot, world, aid)
+        stale = message(fake_slack, **loc)
+        with db.write() as s:
+            approvals.decide(s, world.actor("UAPPROVER"), aid, approve=False, reason="Wrong week")
+        assert (
+            send(bot, block_action("approval_approve", aid, user="UAPPROVER", msg=stale))[0] == 200
+        )
+        wait_until(lambda: audit_actions(db, "approval.notify"))
+        wait_until(lambda: audit_actions(db, "approval.message.update"))
+        assert "Wrong week" in _text_of(message(fake_slack, **loc))
+    assert len(audit_actions(db, "approval.notify")) == 1
+    thread = [m for m in fake_slack.posted("CSPONSOR") if m.get("thread_ts") == loc["ts"]]
+    assert len(thread) == 1 and "Rejected by <@UAPPROVER>" in str(thread[0]["text"])
     assert_chain_ok(db)
 
 

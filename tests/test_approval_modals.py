@@ -10,13 +10,15 @@ from slack_sdk import WebClient
 from sqlalchemy import func, select
 
 from crobot.handlers.commands.base import CommandContext
-from crobot.handlers.modals import ACTION_ADD, KPI_REPORT, MILESTONE_ADD, open_modal_for
+from crobot.handlers.commands.router import open_form
+from crobot.handlers.forms import ACTION_ADD, KPI_REPORT, MILESTONE_ADD
 from crobot.services import directory
 from crobot.services.actor import SYSTEM
 from crobot.services.lookup import channel_link
 from crobot.services.runtime import Runtime
 from crobot.storage.db import Database
 from crobot.storage.models import ActionItem, Approval, ApprovalState, KpiUpdate, Milestone
+from tests import form_values as form
 from tests.approval_support import (
     NOW,
     assert_chain_ok,
@@ -72,7 +74,7 @@ def _options(view: dict[str, Any], block_id: str) -> list[str]:
 
 def test_forms_offer_only_what_the_user_may_use(world: World, fake_slack: FakeSlack) -> None:
     _second_study(world)
-    assert open_modal_for(_ctx(world, fake_slack, "UAPEX", "CAPEX"), KPI_REPORT) is None
+    assert open_form(_ctx(world, fake_slack, "UAPEX", "CAPEX"), KPI_REPORT).silent
     view = _opened(fake_slack)
     assert view["callback_id"] == "modal_kpi_report"
     assert _options(view, "study") == ["ONC-301"]  # Apex is not on ONC-302
@@ -81,39 +83,23 @@ def test_forms_offer_only_what_the_user_may_use(world: World, fake_slack: FakeSl
     assert _block(view, "period")["element"]["type"] == "datepicker"
     assert json.loads(view["private_metadata"]) == {"channel_id": "CAPEX"}
 
-    assert open_modal_for(_ctx(world, fake_slack, "UAPPROVER", "CSPONSOR"), ACTION_ADD) is None
+    assert open_form(_ctx(world, fake_slack, "UAPPROVER", "CSPONSOR"), ACTION_ADD).silent
     view = _opened(fake_slack)
     assert _options(view, "study") == ["ONC-301", "ONC-302"]
-    assert _block(view, "owner")["element"]["type"] == "users_select"
+    assert _block(view, "owner_user_id")["element"]["type"] == "users_select"
     assert _block(view, "due")["element"]["type"] == "datepicker"
 
-    assert open_modal_for(_ctx(world, fake_slack, "ULAB", "CLAB"), MILESTONE_ADD) is None
+    assert open_form(_ctx(world, fake_slack, "ULAB", "CLAB"), MILESTONE_ADD).silent
     view = _opened(fake_slack)
     assert _options(view, "study") == ["ONC-301", "ONC-302"]
     assert _block(view, "planned")["element"]["type"] == "datepicker"
 
     opened = len(fake_slack.calls_to("views.open"))
-    reply = open_modal_for(_ctx(world, fake_slack, "USTRANGE", "CJOINT"), KPI_REPORT)
-    assert reply is not None and "not on any study" in reply.text
-    reply = open_modal_for(_ctx(world, fake_slack, "UAPEX", "CAPEX", trigger=None), KPI_REPORT)
-    assert reply is not None
+    reply = open_form(_ctx(world, fake_slack, "USTRANGE", "CJOINT"), KPI_REPORT)
+    assert not reply.silent and "not on any study" in reply.text
+    reply = open_form(_ctx(world, fake_slack, "UAPEX", "CAPEX", trigger=None), KPI_REPORT)
+    assert not reply.silent
     assert len(fake_slack.calls_to("views.open")) == opened
-
-
-def _sel(value: str) -> dict[str, Any]:
-    return {"value": {"type": "static_select", "selected_option": {"value": value}}}
-
-
-def _txt(value: str | None) -> dict[str, Any]:
-    return {"value": {"type": "plain_text_input", "value": value}}
-
-
-def _date(value: str | None) -> dict[str, Any]:
-    return {"value": {"type": "datepicker", "selected_date": value}}
-
-
-def _user(value: str | None) -> dict[str, Any]:
-    return {"value": {"type": "users_select", "selected_user": value}}
 
 
 META = json.dumps({"channel_id": "CAPEX"})
@@ -129,11 +115,11 @@ def test_kpi_form_reports_and_requests_approval(
 ) -> None:
     with bot_for(db, fake_slack) as bot:
         values = {
-            "study": _sel("ONC-301"),
-            "kpi": _sel("enrollment"),
-            "value": _txt("14"),
-            "period": _date("2026-11-24"),
-            "note": _txt("two sites late"),
+            "study": form.select("ONC-301"),
+            "kpi": form.select("enrollment"),
+            "value": form.text("14"),
+            "period": form.day("2026-11-24"),
+            "note": form.text("two sites late"),
         }
         status, body = send(
             bot, view_submission("modal_kpi_report", values, user="UAPEX", private_metadata=META)
@@ -161,14 +147,22 @@ def test_kpi_form_reports_and_requests_approval(
         (
             "modal_kpi_report",
             "UAPEX",
-            {"study": _sel("ONC-301"), "kpi": _sel("enrollment"), "value": _txt("lots")},
+            {
+                "study": form.select("ONC-301"),
+                "kpi": form.select("enrollment"),
+                "value": form.text("lots"),
+            },
             "value",
             "number",
         ),
         (
             "modal_kpi_report",
             "UAPEX",
-            {"study": _sel("ONC-301"), "kpi": _sel("enrollment"), "value": _txt("-3")},
+            {
+                "study": form.select("ONC-301"),
+                "kpi": form.select("enrollment"),
+                "value": form.text("-3"),
+            },
             "value",
             "cannot be below",
         ),
@@ -176,10 +170,10 @@ def test_kpi_form_reports_and_requests_approval(
             "modal_kpi_report",
             "UAPEX",
             {
-                "study": _sel("ONC-301"),
-                "kpi": _sel("enrollment"),
-                "value": _txt("3"),
-                "period": _date("2027-03-01"),
+                "study": form.select("ONC-301"),
+                "kpi": form.select("enrollment"),
+                "value": form.text("3"),
+                "period": form.day("2027-03-01"),
             },
             "period",
             "has not started",
@@ -187,14 +181,22 @@ def test_kpi_form_reports_and_requests_approval(
         (
             "modal_milestone_add",
             "UAPEX",
-            {"study": _sel("ONC-301"), "name": _txt("FPI"), "planned": _date("2026-11-01")},
+            {
+                "study": form.select("ONC-301"),
+                "name": form.text("FPI"),
+                "planned": form.day("2026-11-01"),
+            },
             "planned",
             "in the past",
         ),
         (
             "modal_milestone_add",
             "UAPEX",
-            {"study": _sel("ONC-301"), "name": _txt(None), "planned": _date("2026-12-20")},
+            {
+                "study": form.select("ONC-301"),
+                "name": form.text(None),
+                "planned": form.day("2026-12-20"),
+            },
             "name",
             "",
         ),
@@ -202,22 +204,22 @@ def test_kpi_form_reports_and_requests_approval(
             "modal_action_add",
             "UAPEX",
             {
-                "study": _sel("ONC-301"),
-                "title": _txt("Send SDV plan"),
-                "owner": _user("ULAB"),
-                "due": _date("2026-12-20"),
+                "study": form.select("ONC-301"),
+                "title": form.text("Send SDV plan"),
+                "owner_user_id": form.user("ULAB"),
+                "due": form.day("2026-12-20"),
             },
-            "owner",
+            "owner_user_id",
             "assign",
         ),
         (
             "modal_action_add",
             "UAPEX",
             {
-                "study": _sel("ONC-301"),
-                "title": _txt("Send SDV plan"),
-                "owner": _user("UAPEX"),
-                "due": _date("2026-11-02"),
+                "study": form.select("ONC-301"),
+                "title": form.text("Send SDV plan"),
+                "owner_user_id": form.user("UAPEX"),
+                "due": form.day("2026-11-02"),
             },
             "due",
             "in the past",
@@ -254,13 +256,17 @@ def test_milestone_and_action_forms_store(
     db: Database, world: World, fake_slack: FakeSlack
 ) -> None:
     with bot_for(db, fake_slack) as bot:
-        ms = {"study": _sel("ONC-301"), "name": _txt("LPI"), "planned": _date("2027-02-01")}
+        ms = {
+            "study": form.select("ONC-301"),
+            "name": form.text("LPI"),
+            "planned": form.day("2027-02-01"),
+        }
         act = {
-            "study": _sel("ONC-301"),
-            "title": _txt("Send SDV plan"),
-            "owner": _user("UAPEX"),
-            "due": _date("2026-12-20"),
-            "priority": _sel("high"),
+            "study": form.select("ONC-301"),
+            "title": form.text("Send SDV plan"),
+            "owner_user_id": form.user("UAPEX"),
+            "due": form.day("2026-12-20"),
+            "priority": form.select("high"),
         }
         for callback, values in (("modal_milestone_add", ms), ("modal_action_add", act)):
             status, body = send(

@@ -30,7 +30,7 @@ from tests.conftest import (
     World,
 )
 from tests.fake_slack import FakeSlack
-from tests.slash_helpers import SlashClient, slash_bot, snapshot, tz_cache_rows
+from tests.slash_helpers import SlashClient, settle, slash_bot, snapshot, tz_cache_rows
 
 
 @pytest.fixture
@@ -281,7 +281,7 @@ def test_forged_stale_missing_and_replayed_requests_are_rejected(
     ]:
         status, _ = post(url, sent, headers)
         assert status == 401
-    time.sleep(0.3)  # anything wrongly accepted would have been processed by now
+    settle(slash.bot)  # anything wrongly accepted has finished by now
     assert snapshot(db) == before
     assert fake_slack.state.calls == []
 

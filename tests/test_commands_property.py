@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -91,6 +92,8 @@ VOCAB = [
     "\u2014late",
     "--",
     "&lt;!channel&gt;",
+    '"&lt;!here&gt; *b*"',
+    "<@U123>",
     "k:v:w",
     ":",
 ]
@@ -174,6 +177,8 @@ def _check(router: CommandRouter, world: World, text: str, user: str, channel: s
     assert reply.text and isinstance(reply.blocks, list)
     assert "Traceback" not in reply.text and "something went wrong" not in reply.text, text
     assert len(reply.blocks) <= 50
+    sent = json.dumps(reply.payload(), ensure_ascii=False)
+    assert "<!channel>" not in sent and "<!here>" not in sent, text  # typed, never live
     if reply.is_error:
         assert not reply.in_channel
         assert snapshot(world.db, light=True) == before, text

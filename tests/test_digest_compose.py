@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from slack_sdk.models.blocks import Block
 from sqlalchemy import select
 
-from crobot.digests.compose import compose
+from crobot.digests.compose import ActionRow, DigestView, MilestoneRow, OwnerGroup, compose
 from crobot.digests.render import render
+from crobot.handlers.blockkit import cap, esc, line
 from crobot.services import actions, kpis, milestones
 from crobot.services.approvals import decide
+from crobot.services.visibility import Audience, Scope
 from crobot.storage.db import Database
-from crobot.storage.models import Approval, ApprovalState, ChannelLink, KpiUpdate
+from crobot.storage.models import (
+    Approval,
+    ApprovalState,
+    ChannelLink,
+    KpiUpdate,
+    MilestoneStatus,
+)
 from tests.conftest import (
     C_APEX,
     C_JOINT,
@@ -172,6 +183,46 @@ def test_joint_channel_hides_pending_completion_and_unapproved_kpis(world: World
     assert "Pending approvals" not in texts[C_APEX]
 
 
+def _hostile_view(name: str, count: int) -> DigestView:
+    zone = ZoneInfo("America/New_York")
+    view = DigestView(
+        study_code="ONC-301",
+        study_title=name,
+        audience=Audience(1, Scope.SPONSOR),
+        channel_id=C_SPONSOR,
+        timezone="America/New_York",
+        generated_at=NOW.astimezone(zone),
+        since=TODAY,
+    )
+    for i in range(count):
+        due = TODAY + timedelta(days=1 + i % 10)
+        view.due.append(MilestoneRow(i, name, name, due, None, None, MilestoneStatus.PLANNED))
+        view.owners.append(OwnerGroup(name, [ActionRow(i, name, "U1", name, due, "high", False)]))
+    view.open_actions = count
+    return view
+
+
+def test_names_full_of_entities_stay_within_slack_limits_after_escaping() -> None:
+    # 4,000 characters of `&<>` escape to ~17,000: a line longer than any section. Rows
+    # within the services' limits cannot get there, but render must not rely on that.
+    name = "&<>" * 1333 + "\n:white_check_mark: *Approved by @Dana*"
+    out = render(_hostile_view(name, 40))
+    assert len(out.blocks) <= 50
+    for block in Block.parse_all(out.blocks):
+        block.validate_json()
+        block.to_dict()
+    sections = [b["text"]["text"] for b in out.blocks if b["type"] == "section"]
+    assert sections and all(len(t) <= 3000 for t in sections)
+    assert all(_only_entities(t.removesuffix("…")) for t in sections)
+    assert len(out.blocks[0]["text"]["text"]) <= 150
+    assert all(len(e["text"]) <= 3000 for e in out.blocks[1]["elements"])
+    assert len(out.text) <= 3000
+    every = json.dumps(out.blocks, ensure_ascii=False) + out.text
+    assert "<" not in every and ">" not in every
+    assert "&<>" not in every and "\n:white_check_mark:" not in every
+    assert "*Approved" not in every
+
+
 def test_dates_render_in_the_channels_zone(world: World) -> None:
     texts = _render_all(world.db)
     assert "Thu 26 Nov 2026, 14:30 IST" in texts[C_APEX]
@@ -179,11 +230,21 @@ def test_dates_render_in_the_channels_zone(world: World) -> None:
     assert "Thu 26 Nov 2026, 10:00 CET" in texts[C_JOINT]
 
 
-@given(st.text())
-def test_slack_escape_leaves_no_control_characters(text: str) -> None:
-    from crobot.digests.render import slack_escape
+BIDI = "".join(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+hostile_text = st.text(alphabet=st.sampled_from("<>&*_~`!@|:\n\r\u2028 ab" + BIDI)) | st.text()
 
-    out = slack_escape(text)
-    for ch in "<>*_~`":
-        assert ch not in out
-    assert out.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "").count("&") == 0
+
+def _only_entities(text: str) -> bool:
+    return text.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "").count("&") == 0
+
+
+@given(hostile_text, st.integers(min_value=2, max_value=400))
+def test_the_one_escape_leaves_no_control_characters(text: str, limit: int) -> None:
+    """Digests escape through handlers.blockkit; the property is checked there, once."""
+    out = esc(text)
+    assert not set("<>*_~`" + BIDI) & set(out)
+    assert _only_entities(out)
+    single = line(text)
+    assert "\n" not in single and "\r" not in single and _only_entities(single)
+    capped = cap(out, limit)  # capped after escaping: never over, never half an entity
+    assert len(capped) <= limit and _only_entities(capped.removesuffix("…"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from slack_sdk import WebClient
@@ -12,12 +13,12 @@ from crobot.bot.scheduling import start_scheduler
 from crobot.services import actions
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
-from tests.conftest import C_APEX, C_LAB, TODAY, World
+from tests.conftest import C_APEX, C_JOINT, C_LAB, TODAY, World
 from tests.digest_helpers import Clock, bot_test_settings, link_id
 from tests.fake_slack import FakeSlack
 
 
-def _wait(cond, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+def _wait(cond: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not reached"
@@ -62,22 +63,33 @@ def test_start_builds_jobs_and_recovers_pending_missed_and_nudges(
         assert "nudge:Asia/Kolkata" in ids and "sync" in ids
         job = sched.job(f"digest:{link_id(world.db, C_LAB)}")
         assert job.coalesce is True and job.misfire_grace_time == 6 * 3600
-        _wait(lambda: len(fake_slack.posted("DAPEX")) == 1 and len(fake_slack.posted()) >= 3)
-        time.sleep(0.3)
-        assert len(fake_slack.posted(C_LAB)) == 1  # caught up once
-        # Kolkata: last week's pending run resumed, and today's 09:00 IST (03:30 UTC,
-        # 5 h 50 min ago) caught up; each once.
-        apex_keys = sorted(
-            m["metadata"]["event_payload"]["run_key"] for m in fake_slack.posted(C_APEX)
-        )
-        assert [k.split("|")[1] for k in apex_keys] == ["2026-11-23T09:00", "2026-11-30T09:00"]
-        assert len(fake_slack.posted("DAPEX")) == 1  # nudge once
+        # Recovery has posted; then its job is joined (shutdown waits for running jobs),
+        # so nothing more can arrive and the counts below are final.
+        _wait(lambda: bool(fake_slack.posted("DAPEX")) and _runs_final(world))
     finally:
         sched.shutdown()
     with world.db.read() as s:
-        states = {r.period_key: r.state for r in s.scalars(select(DigestRun))}
-    assert states["2026-11-23T09:00"] == DigestRunState.SENT
-    assert states["2026-11-30T09:00"] == DigestRunState.SENT
+        runs = {(r.target, r.period_key): r.state for r in s.scalars(select(DigestRun))}
+    lab, apex = link_id(world.db, C_LAB), link_id(world.db, C_APEX)
+    # Kolkata: last week's pending run resumed, and today's 09:00 IST (03:30 UTC, 5 h 50 min
+    # ago) caught up; Dublin's and Berlin's missed 09:00 caught up; the nudge; each once.
+    assert runs[(f"link:{apex}", "2026-11-23T09:00")] == DigestRunState.SENT
+    assert runs[(f"link:{apex}", "2026-11-30T09:00")] == DigestRunState.SENT
+    assert runs[(f"link:{lab}", "2026-11-30T09:00")] == DigestRunState.SENT
+    assert runs[(f"link:{link_id(world.db, C_JOINT)}", "2026-11-30T09:00")] == DigestRunState.SENT
+    assert set(runs.values()) == {DigestRunState.SENT}
+    assert len(fake_slack.posted(C_LAB)) == 1  # caught up once
+    apex_keys = sorted(m["metadata"]["event_payload"]["run_key"] for m in fake_slack.posted(C_APEX))
+    assert [k.split("|")[1] for k in apex_keys] == ["2026-11-23T09:00", "2026-11-30T09:00"]
+    assert len(fake_slack.posted("DAPEX")) == 1  # nudge once
+    # Every run sent is one message in Slack's history, and no message lacks its run.
+    assert len(fake_slack.posted()) == len(runs)
+
+
+def _runs_final(world: World) -> bool:
+    with world.db.read() as s:
+        states = list(s.scalars(select(DigestRun.state)))
+    return bool(states) and DigestRunState.PENDING not in states
 
 
 def test_disabled_scheduler_setting_does_not_start(world: World) -> None:

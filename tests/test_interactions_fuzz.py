@@ -14,10 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from crobot.handlers.actions import REJECT_MODAL
-from crobot.handlers.approval_messages import APPROVE, REJECT
-from crobot.handlers.home import DONE
-from crobot.handlers.modals import CALLBACKS, VALUE
+from crobot.handlers.approvals.messages import APPROVE, REJECT, REJECT_MODAL
+from crobot.handlers.forms import CALLBACKS, VALUE
+from crobot.handlers.home.view import DONE
 from crobot.services.runtime import Runtime
 from crobot.storage.models import AuditHead
 from tests.bot_server import bot_settings, running_bot
@@ -34,7 +33,7 @@ FIELDS = [
     "planned",
     "org",
     "title",
-    "owner",
+    "owner_user_id",
     "due",
     "priority",
     "kpi",

@@ -8,15 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crobot.services.command_parser import (
-    Token,
-    classify,
-    parse_id,
-    parse_number,
-    tokenize,
-)
+from crobot.services.command_parser import Token, classify, parse_id, tokenize
 from crobot.services.dates import parse_date, parse_weeks
 from crobot.services.errors import UserError
+from crobot.services.kpi_values import parse_value
 
 WED = date(2026, 11, 25)  # a Wednesday
 
@@ -92,13 +87,13 @@ def test_plain_strings_classify_like_tokens() -> None:
     [("12", 12.0), ("12.5", 12.5), ("1,250", 1250.0), ("85%", 85.0), ("-3", -3.0), (".5", 0.5)],
 )
 def test_numbers(word: str, value: float) -> None:
-    assert parse_number(word) == value
+    assert parse_value(word) == value
 
 
 @pytest.mark.parametrize("word", ["lots", "1e999", "nan", "inf", "12abc", "", "--1"])
 def test_not_numbers(word: str) -> None:
     with pytest.raises(UserError):
-        parse_number(word)
+        parse_value(word)
 
 
 def test_ids() -> None:

@@ -9,12 +9,15 @@ and the start-up catch-up path (a digest missed while both were down) are raced.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -45,7 +48,38 @@ def _schedule_all(world: World, fire_utc: datetime) -> int:
         return len(links)
 
 
-def _start(world: World, fake: FakeSlack, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+@dataclass
+class Replica:
+    proc: subprocess.Popen[bytes]
+    log: Path  # its stderr: the runner logs each digest's outcome there
+    port: int
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(self.log.read_text())
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.proc.kill()
+        raise AssertionError(f"replica at {self.log} did not become healthy")
+
+    def outcomes(self) -> dict[int, str]:
+        """link id → what this replica did with its digest ("sent", "duplicate", …)."""
+        return {int(link): state for link, state in OUTCOME.findall(self.log.read_text())}
+
+    def caught_up(self) -> bool:
+        """Its start-up catch-up has finished (whatever it found to do)."""
+        return "catch-up done:" in self.log.read_text()
+
+
+OUTCOME = re.compile(r"digest for link (\d+) \([^)]*\): (\w+)")
+
+
+def _start(world: World, fake: FakeSlack, tmp_path: Path, name: str) -> Replica:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CROBOT_", "SLACK_"))}
     env.update(
         CROBOT_DATABASE_URL=world.db.url,
@@ -53,39 +87,29 @@ def _start(world: World, fake: FakeSlack, tmp_path: Path, name: str) -> subproce
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         CROBOT_SLACK_API_URL=fake.base_url,
         CROBOT_SCHEDULER="true",
-        CROBOT_LOG_LEVEL="WARNING",
+        CROBOT_LOG_LEVEL="INFO",
     )
     workdir = tmp_path / name
     workdir.mkdir()
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crobot.bot", "serve", "--port", str(port)],
-        env=env,
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError((proc.stderr.read() if proc.stderr else b"").decode())
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"replica {name} did not become healthy")
+    log = workdir / "stderr.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crobot.bot", "serve", "--port", str(port)],
+            env=env,
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    return Replica(proc, log, port)
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> list[bytes]:
-    errs = []
-    for proc in procs:
-        proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        _, err = proc.communicate(timeout=30)
-        errs.append(err)
-    return errs
+def _stop(replicas: list[Replica]) -> list[str]:
+    for r in replicas:
+        r.proc.send_signal(signal.SIGTERM)
+    for r in replicas:
+        r.proc.wait(timeout=30)
+    return [r.log.read_text() for r in replicas]
 
 
 def _posts_per_channel(fake: FakeSlack) -> Counter[str]:
@@ -97,22 +121,60 @@ def _posts_per_channel(fake: FakeSlack) -> Counter[str]:
 
 
 def _race(
-    world: World, fake: FakeSlack, tmp_path: Path, fire: datetime, wait_until: datetime
+    world: World,
+    fake: FakeSlack,
+    tmp_path: Path,
+    fire: datetime,
+    wait_until: datetime,
+    finished: Callable[[Replica, set[int]], bool],
 ) -> Counter[str]:
     channels = _schedule_all(world, fire)
-    procs = [_start(world, fake, tmp_path, "a"), _start(world, fake, tmp_path, "b")]
+    with world.db.read() as s:
+        link_ids = set(s.scalars(select(ChannelLink.id)))
+    # Started together, so that their start-up catch-ups really race.
+    replicas = [_start(world, fake, tmp_path, "a"), _start(world, fake, tmp_path, "b")]
     try:
+        for r in replicas:
+            r.wait_healthy()
+        # The final state: every replica has finished its turn at the digests (`finished`),
+        # and every run is final in the database. Only then is "posted once" a fact rather
+        # than "not posted twice yet".
         deadline = time.monotonic() + (wait_until - datetime.now(UTC)).total_seconds() + 30
-        while time.monotonic() < deadline and len(_posts_per_channel(fake)) < channels:
-            time.sleep(0.2)
-        time.sleep(2)  # a second post, if either replica were to make one, lands by now
+        while not (all(finished(r, link_ids) for r in replicas) and _all_final(world, channels)):
+            assert time.monotonic() < deadline, [r.outcomes() for r in replicas]
+            time.sleep(0.1)
     finally:
-        errs = _stop(procs)
-    assert all(b"Traceback" not in e for e in errs), b"\n".join(errs).decode()
+        logs = _stop(replicas)
+    assert all("Traceback" not in log for log in logs), "\n".join(logs)
     with world.db.read() as s:
         runs = s.scalars(select(DigestRun).where(DigestRun.target.like("link:%"))).all()
     assert len(runs) == channels and {r.state for r in runs} == {DigestRunState.SENT}
-    return _posts_per_channel(fake)
+    said = [r.outcomes() for r in replicas]
+    for link in link_ids:  # exactly one replica posted each digest; no other one did
+        assert [o.get(link) for o in said].count("sent") == 1, said
+    posted = _posts_per_channel(fake)
+    # The fake's channel history (what a reader sees) agrees with the calls it answered.
+    history = Counter(str(m["channel"]) for m in fake.posted() if m.get("metadata"))
+    assert history == posted
+    return posted
+
+
+def _all_final(world: World, channels: int) -> bool:
+    with world.db.read() as s:
+        states = list(s.scalars(select(DigestRun.state).where(DigestRun.target.like("link:%"))))
+    return len(states) == channels and all(st in FINAL for st in states)
+
+
+FINAL = (DigestRunState.SENT, DigestRunState.FAILED)
+
+
+def _caught_up(replica: Replica, links: set[int]) -> bool:
+    return replica.caught_up()
+
+
+def _fired(replica: Replica, links: set[int]) -> bool:
+    """It ran every channel's job for this minute: "sent", or "duplicate" if beaten."""
+    return set(replica.outcomes()) == links
 
 
 def test_replicas_post_a_missed_digest_once(
@@ -120,7 +182,7 @@ def test_replicas_post_a_missed_digest_once(
 ) -> None:
     # Due 10 minutes ago while "both were down": each replica's start-up catch-up races.
     fire = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
-    posts = _race(world, fake_slack, tmp_path, fire, datetime.now(UTC))
+    posts = _race(world, fake_slack, tmp_path, fire, datetime.now(UTC), _caught_up)
     assert posts == Counter({"CSPONSOR": 1, "CAPEX": 1, "CLAB": 1, "CJOINT": 1})
 
 
@@ -133,5 +195,5 @@ def test_replicas_post_a_digest_due_this_minute_once(
     fire = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     if (fire - now).total_seconds() < 15:  # leave the replicas time to start first
         fire += timedelta(minutes=1)
-    posts = _race(world, fake_slack, tmp_path, fire, fire)
+    posts = _race(world, fake_slack, tmp_path, fire, fire, _fired)
     assert posts == Counter({"CSPONSOR": 1, "CAPEX": 1, "CLAB": 1, "CJOINT": 1})

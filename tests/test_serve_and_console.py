@@ -200,3 +200,18 @@ def test_console_without_schema_says_so(
 ) -> None:
     assert main(["console", "-c", "help"]) == 2
     assert "crobot db upgrade" in capsys.readouterr().err
+
+
+def test_console_shows_what_people_typed_as_typed(
+    world: World, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Slack needs escapes and look-alikes; a terminal gets the text back as it was typed."""
+    clean_env.setenv("CROBOT_DATABASE_URL", world.db.url)
+    name = "Kits <!here> & *b* _i_ ~s~ `code`"
+    argv = ["console", "--user", APEX_PM, "--channel", C_APEX, "-c"]
+    assert main([*argv, f'/cro milestone add "{name}" planned:+1w']) == 0
+    out = capsys.readouterr().out
+    assert name in out and "&lt;" not in out and "\u2217" not in out
+    assert main([*argv, "/cro milestone list"]) == 0
+    out = capsys.readouterr().out
+    assert f"#1 {name} · planned" in out  # crobot's own bold is gone, the typed one stays

@@ -4,16 +4,22 @@ delivered, nothing twice, and every 429 is followed by a pause of at least Retry
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
 from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ActionItem, ChannelLink, DigestRun, DigestRunState
+from tests.bot_server import RunningBot
 from tests.conftest import APPROVER, C_SPONSOR, World
 from tests.fake_slack import Call, FakeSlack
 from tests.slash_helpers import slash_bot
@@ -53,8 +59,8 @@ def test_digest_fanout_survives_random_slack_faults(world: World, fake_slack: Fa
     outcomes = delivery.send_links([(i, "2026-W48") for i in ids], workers=4)
     rounds = 0
     while any(o.state == "pending" for o in outcomes) and rounds < 10:
-        rounds += 1  # what the scheduler's pending-run recovery does
-        time.sleep(1.0)
+        rounds += 1  # what the scheduler's retry jobs do: resume once Retry-After has passed
+        _sleep_until(min(o.retry_at or datetime.now(UTC) for o in outcomes if o.state == "pending"))
         outcomes = delivery.resume_pending()
 
     per_channel = Counter(m["channel"] for m in fake_slack.posted())
@@ -73,6 +79,21 @@ def test_digest_fanout_survives_random_slack_faults(world: World, fake_slack: Fa
         _retry_after_respected(tries, [c.status or 0 for c in tries])
 
 
+def _sleep_until(at: datetime) -> None:
+    time.sleep(min(5.0, max(0.0, (at - datetime.now(UTC)).total_seconds())))
+
+
+def _replies_finished(bot: RunningBot, timeout: float = 60.0) -> None:
+    """Wait until every reply sender has stopped: Bolt started each command's lazy listener
+    on its listener executor before answering the request, so once the executor drains,
+    no further response_url call can come."""
+    executor = bot.app.listener_runner.listener_executor
+    drain = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    drain.start()
+    drain.join(timeout)
+    assert not drain.is_alive(), f"reply senders still busy after {timeout} s"
+
+
 def _reply_calls(fake: FakeSlack) -> list[Call]:
     with fake.state.lock:
         return [c for c in fake.state.calls if c.method.startswith("/respond/")]
@@ -88,13 +109,7 @@ def test_slash_replies_survive_random_slack_faults(world: World, fake_slack: Fak
                 C_SPONSOR,
             )
             assert answer.deferred and f"Chase site {i}" in answer.text
-        deadline = time.monotonic() + 60  # retries back off; give them time to land
-        while time.monotonic() < deadline:
-            calls = _reply_calls(fake_slack)
-            if len({c.method for c in calls if c.status == 200}) == 20:
-                break
-            time.sleep(0.2)
-        time.sleep(1.0)  # a duplicate, if any, would arrive now
+        _replies_finished(slash.bot)  # the final state: nothing is left to send
         calls = _reply_calls(fake_slack)
     ok = Counter(c.method for c in calls if c.status == 200)
     assert len(ok) == 20 and set(ok.values()) == {1}  # every reply delivered, none twice
@@ -107,3 +122,35 @@ def test_slash_replies_survive_random_slack_faults(world: World, fake_slack: Fak
         _retry_after_respected(tries, [c.status or 0 for c in tries])
     with world.db.read() as s:
         assert len(s.scalars(select(ActionItem)).all()) == 20  # each command stored once
+
+
+# Web API families crobot could call, as WebClient spells them (`client.chat_postMessage`).
+_CALL = re.compile(
+    r"\bclient\.((?:auth|bots|chat|conversations|files|pins|reactions|team|users|views)_\w+)"
+)
+# WebClient helpers that are several Web API calls.
+_COMPOSITE = {"files.upload.v2": {"files.getUploadURLExternal", "files.completeUploadExternal"}}
+
+
+def _methods_called_by_crobot() -> set[str]:
+    root = Path(__file__).resolve().parent.parent
+    found: set[str] = set()
+    for folder in ("bot", "handlers", "services", "digests"):
+        for path in (root / folder).rglob("*.py"):
+            for attr in _CALL.findall(path.read_text()):
+                method = attr.replace("_", ".", 1)
+                found |= _COMPOSITE.get(method.replace("_", "."), {method})
+    return found
+
+
+def test_fake_slack_answers_every_method_crobot_calls_and_no_other(
+    fake_slack: FakeSlack,
+) -> None:
+    called = _methods_called_by_crobot()
+    assert {"chat.postMessage", "views.publish", "files.completeUploadExternal"} <= called
+    assert called <= fake_slack.methods, called - fake_slack.methods
+    client = WebClient(token="xoxb-test", base_url=fake_slack.base_url)
+    with pytest.raises(SlackApiError) as refused:
+        client.api_call("chat.getPermalink", params={"channel": "C1", "message_ts": "1.2"})
+    assert refused.value.response["error"] == "unknown_method"
+    assert client.api_call("auth.test")["ok"] is True

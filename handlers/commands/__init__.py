@@ -1,7 +1,9 @@
 """The `/cro` slash command: ack fast, answer reads in the ack, run the rest lazily.
 
 Subcommands are listed in `router.TABLE` (one module per group: help, status,
-milestone, action, kpi; digest is the digests surface's module).
+milestone, action, kpi, digest). The ack function plans the command and either answers
+it in the ack or leaves the plan for the lazy listener (`handlers.handoff`), which runs
+it and answers through the command's `response_url`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -18,10 +20,13 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.webhook import WebhookClient
 
-from crobot.handlers.commands.router import CommandRequest, CommandRouter, PendingPlans
-from crobot.services.runtime import Runtime
+from crobot.handlers import middleware
+from crobot.handlers.commands.router import CommandRequest, CommandRouter, Plan
+from crobot.handlers.handoff import hand_over, take_over
 
 log = logging.getLogger(__name__)
+
+PLAN = "crobot_command_plan"
 
 
 def reply_client(url: str) -> WebhookClient:
@@ -49,30 +54,24 @@ def deliver_reply(url: str, payload: dict[str, Any]) -> None:
         log.warning("could not deliver a /cro reply: %s", type(exc).__name__)
 
 
-def register(app: App, runtime: Runtime) -> None:
-    router = CommandRouter(runtime)
-    pending = PendingPlans()
+def cro_ack(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    router = CommandRouter(middleware.runtime(context))
+    plan = router.plan(CommandRequest.from_body(body, middleware.identity(context)), client)
+    if plan.later:
+        hand_over(context, PLAN, plan)
+        ack()
+    else:
+        ack(**router.execute(plan).payload())
 
-    def cro_ack(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        req = CommandRequest.from_body(body)
-        later = None
-        try:
-            plan = router.plan(req, client)
-            if plan.later:
-                later = plan
-                ack()
-            else:
-                ack(**router.execute(plan).payload())
-        finally:
-            pending.settle(req.key, later)
 
-    def cro_later(body: dict[str, Any], client: WebClient) -> None:
-        plan = pending.take(CommandRequest.from_body(body).key)
-        if plan is None:
-            return  # answered in the ack
-        reply = router.finish(plan, client)
-        if reply.silent:
-            return
-        deliver_reply(str(body.get("response_url") or ""), reply.payload())
+def cro_later(context: BoltContext, client: WebClient) -> None:
+    plan = take_over(context, PLAN, Plan)
+    if plan is None:
+        return  # answered in the ack
+    reply = CommandRouter(middleware.runtime(context)).finish(plan, client)
+    if not reply.silent:
+        deliver_reply(plan.request.response_url or "", reply.payload())
 
+
+def register(app: App) -> None:
     app.command("/cro")(ack=cro_ack, lazy=[cro_later])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from crobot.handlers.blockkit import Mrkdwn, context, fmt, header, lines_block, mention, section
 from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.handlers.commands.common import (
     Verb,
     announce_audience,
     audience_note,
+    by,
     date_option,
     dispatch_verb,
     reader_audience,
@@ -18,14 +20,12 @@ from crobot.handlers.commands.common import (
     split_study,
     study_for,
 )
-from crobot.handlers.commands.render import context, esc, header, lines_block, reply, section
 from crobot.services import actions
 from crobot.services.command_parser import classify, parse_id, suggest
-from crobot.services.errors import UserError
-from crobot.services.visibility import Scope, is_visible
-from crobot.storage.models import ActionItem, ActionStatus, Priority, Study
-
-MAX_STUDIES = 100
+from crobot.services.errors import UserError, msg
+from crobot.services.home import studies_for
+from crobot.services.visibility import Audience, is_visible
+from crobot.storage.models import ActionItem, ActionStatus, Priority
 
 ADD_HINT = actions.ADD_HINT
 DONE_HINT = "Write it as `/cro action done ID`."
@@ -38,15 +38,19 @@ def action_command(ctx: CommandContext, args: list[str]) -> Reply:
     return dispatch_verb(ctx, args, "action", VERBS, GROUP_HINT)
 
 
-def line(a: ActionItem) -> str:
-    parts = [f"#{a.id} *{esc(a.title)}*", f"<@{a.owner_user_id}>", f"due {a.due_date}"]
+def line(a: ActionItem) -> Mrkdwn:
+    parts = [
+        fmt("#{} *{}*", a.id, a.title),
+        mention(a.owner_team_id, a.owner_user_id),
+        fmt("due {}", a.due_date),
+    ]
     if a.priority != Priority.NORMAL:
-        parts.append(a.priority.value)
+        parts.append(fmt("{}", a.priority.value))
     if a.status.value != "open":
-        parts.append(a.status.value)
+        parts.append(fmt("{}", a.status.value))
     if a.owner_org:
-        parts.append(esc(a.owner_org.name))
-    return " · ".join(parts)
+        parts.append(fmt("{}", a.owner_org.name))
+    return Mrkdwn(" · ").join(parts)
 
 
 def _add(ctx: CommandContext, words: list[str]) -> Reply:
@@ -60,7 +64,7 @@ def _add(ctx: CommandContext, words: list[str]) -> Reply:
     priority = (p.option("priority") or "normal").lower()
     if priority not in {x.value for x in Priority}:
         did = suggest(priority, [x.value for x in Priority])
-        raise UserError(f"`{priority}` is not a priority. {did}".strip(), ADD_HINT)
+        raise UserError(msg("`{}` is not a priority. {}", priority, did), ADD_HINT)
     ms_raw = p.option("milestone")
     ms_id = parse_id(ms_raw, "milestone", ADD_HINT) if ms_raw else None
     owner = p.mentions[0]
@@ -80,10 +84,11 @@ def _add(ctx: CommandContext, words: list[str]) -> Reply:
         )
         visible = is_visible(s, announce_audience(ctx, study), item)
         summary = line(item)
+        owner_mention = mention(item.owner_team_id, item.owner_user_id)
     in_channel, note = shown_in_channel(visible)
-    return reply(
-        f"<@{ctx.user_id}> added action #{item.id} for <@{owner.user_id}> on {study.code}",
-        [section(f":memo: {summary}{note}"), context(f"{study.code} · by <@{ctx.user_id}>")],
+    return Reply(
+        fmt("{} added action #{} for {} on {}", ctx.mention, item.id, owner_mention, study.code),
+        [section(fmt(":memo: {}{}", summary, note)), context(fmt("{} · {}", study.code, by(ctx)))],
         in_channel=in_channel,
     )
 
@@ -99,9 +104,12 @@ def _done(ctx: CommandContext, words: list[str]) -> Reply:
         summary = line(item)
         code = item.study.code
     in_channel, note = shown_in_channel(visible)
-    return reply(
-        f"<@{ctx.user_id}> completed action #{item.id} on {code}",
-        [section(f":white_check_mark: {summary}{note}"), context(f"{code} · by <@{ctx.user_id}>")],
+    return Reply(
+        fmt("{} completed action #{} on {}", ctx.mention, item.id, code),
+        [
+            section(fmt(":white_check_mark: {}{}", summary, note)),
+            context(fmt("{} · {}", code, by(ctx))),
+        ],
         in_channel=in_channel,
     )
 
@@ -109,7 +117,7 @@ def _done(ctx: CommandContext, words: list[str]) -> Reply:
 def _list(ctx: CommandContext, words: list[str]) -> Reply:
     p = classify(words, flags=("overdue", "all"), hint=LIST_HINT)
     pos = list(p.positionals)
-    owner: str | None = None
+    owner: str | None = None  # a user id
     if pos and pos[-1].lower() == "mine":
         owner = ctx.user_id
         pos.pop()
@@ -126,57 +134,59 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
     with ctx.runtime.db.read() as s:
         study = study_for(s, ctx, code, LIST_HINT)
         aud = reader_audience(s, ctx, study)
-        rows = actions.list_for(
-            s,
-            aud,
-            today=today,
-            owner_user_id=owner,
-            overdue="overdue" in p.flags,
-            include_closed="all" in p.flags,
-        )
+        rows = _rows(s, aud, today, owner, p.flags)
         lines = [_listed(a, today) for a in rows]
-    who = " for <@" + owner + ">" if owner else ""
+    who = _for(ctx, owner)
     title = f"{study.code}: {len(rows)} {_kind(p.flags)}action(s)"
     blocks = [header(title), context(audience_note(aud, study) + who)]
-    blocks += lines_block(lines, budget=45) if lines else [section("_None._")]
-    return reply(title + who + ("\n" + "\n".join(lines[:20]) if lines else ""), blocks)
+    blocks += lines_block(lines, budget=45) if lines else [section(Mrkdwn("_None._"))]
+    return Reply(Mrkdwn("\n").join([fmt("{}{}", title, who), *lines[:20]]), blocks)
+
+
+def _rows(
+    s: Session, aud: Audience, today: date, owner: str | None, flags: set[str]
+) -> list[ActionItem]:
+    return actions.list_for(
+        s,
+        aud,
+        today=today,
+        owner_user_id=owner,
+        overdue="overdue" in flags,
+        include_closed="all" in flags,
+    )
+
+
+def _for(ctx: CommandContext, owner: str | None) -> Mrkdwn:
+    return fmt(" for {}", mention(ctx.team_id, owner)) if owner else Mrkdwn("")
 
 
 def _kind(flags: set[str]) -> str:
     return "overdue " if "overdue" in flags else ("" if "all" in flags else "open ")
 
 
-def _listed(a: ActionItem, today: date) -> str:
+def _listed(a: ActionItem, today: date) -> Mrkdwn:
     late = a.due_date < today and a.status == ActionStatus.OPEN
-    return line(a) + (" · :red_circle: overdue" if late else "")
+    return line(a) + Mrkdwn(" · :red_circle: overdue" if late else "")
 
 
 def _list_everywhere(ctx: CommandContext, owner: str | None, flags: set[str]) -> Reply:
     """No study and no linked channel (e.g. a DM): every study the reader belongs to."""
     today = ctx.today()
-    sections: list[str] = []
+    sections: list[Mrkdwn] = []
     total = 0
     with ctx.runtime.db.read() as s:
-        for study in s.scalars(select(Study).order_by(Study.code).limit(MAX_STUDIES)):
-            aud = reader_audience(s, ctx, study)
-            if aud.scope == Scope.PUBLIC:
-                continue  # not one of the reader's studies
-            rows = actions.list_for(
-                s,
-                aud,
-                today=today,
-                owner_user_id=owner,
-                overdue="overdue" in flags,
-                include_closed="all" in flags,
-            )
+        for mine in studies_for(s, ctx.actor):
+            rows = _rows(s, mine.audience, today, owner, flags)
             total += len(rows)
             if rows:
-                sections.append(f"*{study.code}*\n" + "\n".join(_listed(a, today) for a in rows))
-    who = " for <@" + owner + ">" if owner else ""
+                listed = [_listed(a, today) for a in rows]
+                sections.append(Mrkdwn("\n").join([fmt("*{}*", mine.study.code), *listed]))
+    who = _for(ctx, owner)
     title = f"{total} {_kind(flags)}action(s) across your studies"
-    blocks = [header(title), context("No study given and this channel is not linked." + who)]
-    blocks += lines_block(sections, budget=45) if sections else [section("_None._")]
-    return reply(title + who, blocks)
+    where = Mrkdwn("No study given and this channel is not linked.")
+    blocks = [header(title), context(where + who)]
+    blocks += lines_block(sections, budget=45) if sections else [section(Mrkdwn("_None._"))]
+    return Reply(fmt("{}{}", title, who), blocks)
 
 
 VERBS: dict[str, Verb] = {"add": _add, "done": _done, "list": _list}

@@ -6,17 +6,17 @@ person, and the channel when the channel is linked to that study).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from datetime import date
 
 from sqlalchemy.orm import Session
 
+from crobot.handlers.blockkit import Mrkdwn, fmt
 from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.services.command_parser import suggest
 from crobot.services.dates import parse_date
-from crobot.services.errors import NotFound, UserError
-from crobot.services.lookup import study_by_code, vendor_org_ids
+from crobot.services.errors import NotFound, UserError, msg
+from crobot.services.lookup import study_by_code, study_by_id, vendor_org_ids
 from crobot.services.visibility import (
     Audience,
     Scope,
@@ -26,7 +26,7 @@ from crobot.services.visibility import (
 )
 from crobot.storage.models import Study
 
-log = logging.getLogger(__name__)
+NOT_LINKED = "Which study? This channel is not linked to one."
 
 
 def split_study(
@@ -40,11 +40,13 @@ def split_study(
         return positionals[0], positionals[1:]
     if len(positionals) == full - 1:
         if ctx.link is None:
-            raise UserError("Which study? This channel is not linked to one.", hint)
+            raise UserError(NOT_LINKED, hint)
         return None, positionals
     if len(positionals) > full:
-        extra = " ".join(f"`{w}`" for w in positionals[full:])
-        raise UserError(f"I don't know what to do with {extra}. Quote names with spaces.", hint)
+        extra = " ".join(positionals[full:])
+        raise UserError(
+            msg("I don't know what to do with `{}`. Quote names with spaces.", extra), hint
+        )
     raise UserError("Something is missing.", hint)
 
 
@@ -56,16 +58,11 @@ def study_for(session: Session, ctx: CommandContext, code: str | None, hint: str
             if ctx.link is None:
                 raise
             # In a linked channel the first word was probably meant as a name.
-            raise NotFound(
-                err.message,
-                f'Names with spaces need quotes: `"{code} …"`. {err.hint or ""}'.strip(),
-            ) from None
+            quote = msg('Names with spaces need quotes: `"{} …"`. {}', code, err.hint or "")
+            raise NotFound(err.message, quote, field=err.field) from None
     if ctx.link is None:
-        raise UserError("Which study? This channel is not linked to one.", hint)
-    study = session.get(Study, ctx.link.study_id)
-    if study is None:  # the link's study vanished between reads: say so plainly
-        raise UserError("This channel's study no longer exists.", hint)
-    return study
+        raise UserError(NOT_LINKED, hint)
+    return study_by_id(session, ctx.link.study_id)
 
 
 def channel_audience(ctx: CommandContext, study: Study) -> Audience | None:
@@ -91,35 +88,28 @@ def date_option(ctx: CommandContext, raw: str | None, what: str) -> date | None:
     return None if raw is None else parse_date(raw, ctx.today(), what=what)
 
 
-def audience_note(aud: Audience, study: Study) -> str:
-    names = {
-        Scope.SPONSOR: "everything (sponsor view)",
-        Scope.VENDOR: "one vendor's items and shared study items",
-        Scope.JOINT: "approved data shared in this joint channel",
-        Scope.PUBLIC: "shared study items only",
-    }
-    return f"{study.code} · showing {names[aud.scope]}"
+_SHOWING = {
+    Scope.SPONSOR: "everything (sponsor view)",
+    Scope.VENDOR: "one vendor's items and shared study items",
+    Scope.JOINT: "approved data shared in this joint channel",
+    Scope.PUBLIC: "shared study items only",
+}
 
 
-def notify_approval(ctx: CommandContext, approval_id: int | None) -> None:
-    """Tell the approvals surface, after commit, that a decision is awaited.
-
-    The submission is stored either way; a failure to post the Approve/Reject message
-    is logged (and the approvals surface may retry), never turned into an error reply.
-    """
-    if approval_id is None:
-        return
-    try:
-        ctx.runtime.approval_requested(approval_id)
-    except Exception:
-        log.exception("approval #%s stored but its notification failed", approval_id)
+def audience_note(aud: Audience, study: Study) -> Mrkdwn:
+    return fmt("{} · showing " + _SHOWING[aud.scope], study.code)
 
 
-def shown_in_channel(visible: bool) -> tuple[bool, str]:
+def by(ctx: CommandContext) -> Mrkdwn:
+    """The person who ran the command, as a mention."""
+    return fmt("by {}", ctx.mention)
+
+
+def shown_in_channel(visible: bool) -> tuple[bool, Mrkdwn]:
     """Announce a change in the channel only if the channel's audience may see it."""
     if visible:
-        return True, ""
-    return False, " _(Only you see this: this channel's audience may not see that item.)_"
+        return True, Mrkdwn("")
+    return False, Mrkdwn(" _(Only you see this: this channel's audience may not see that item.)_")
 
 
 Verb = Callable[[CommandContext, list[str]], Reply]
@@ -135,5 +125,5 @@ def dispatch_verb(
     fn = verbs.get(verb)
     if fn is None:
         did = suggest(verb, verbs)
-        raise UserError(f"Unknown {noun} command `{args[0]}`. {did}".strip(), hint)
+        raise UserError(msg(f"Unknown {noun} command `{{}}`. {{}}", args[0], did), hint)
     return fn(ctx, args[1:])

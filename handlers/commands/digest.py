@@ -6,20 +6,19 @@ Thin: parse the words, call `digests.schedule` (rules, validation, audit) or
 
 from __future__ import annotations
 
-import difflib
 from datetime import UTC
 
 from crobot.digests import schedule as schedule_service
 from crobot.digests.compose import compose
 from crobot.digests.render import render
 from crobot.digests.schedule import SCHEDULE_HINT, Schedule
+from crobot.handlers.blockkit import Mrkdwn, fmt
 from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.handlers.commands.common import Verb, dispatch_verb, reader_audience
 from crobot.services.errors import UserError
-from crobot.services.lookup import vendor_org_ids
-from crobot.services.visibility import audience_for_channel, audience_for_person, narrowest
+from crobot.services.lookup import channel_link_by_id
 from crobot.storage.models import ChannelLink
 
-WORDS = ("preview", "schedule", "off", "charts")
 USAGE = (
     '`/cro digest preview` · `/cro digest schedule "Mon,Thu 09:00" [tz:Europe/Berlin]` · '
     "`/cro digest off` · `/cro digest charts on|off`"
@@ -27,44 +26,27 @@ USAGE = (
 
 
 def digest_command(ctx: CommandContext, args: list[str]) -> Reply:
-    if not args:
-        raise UserError("Which digest command?", USAGE)
-    word, rest = args[0].lower(), args[1:]
     if ctx.link is None:
         raise UserError(
             "This channel is not linked to a study, so it has no digest.",
             "An admin links it with `crobot channel link`.",
         )
-    if word == "preview":
-        return _preview(ctx)
-    if word == "schedule":
-        return _schedule(ctx, rest)
-    if word == "off":
-        return _off(ctx)
-    if word == "charts":
-        return _charts(ctx, rest)
-    close = difflib.get_close_matches(word, WORDS, n=1)
-    hint = f"Did you mean `{close[0]}`? " if close else ""
-    raise UserError(f"I don't know `digest {word}`.", hint + USAGE)
+    return dispatch_verb(ctx, args, "digest", VERBS, USAGE)
 
 
-def _link_id(ctx: CommandContext) -> int:
+def _link(ctx: CommandContext) -> ChannelLink:
     assert ctx.link is not None  # checked by digest_command
-    return ctx.link.id
+    return ctx.link
 
 
-def _preview(ctx: CommandContext) -> Reply:
+def _preview(ctx: CommandContext, rest: list[str]) -> Reply:
     with ctx.runtime.db.read() as s:
-        link = s.get(ChannelLink, _link_id(ctx))
-        if link is None:
-            raise UserError("This channel is no longer linked.")
-        person = audience_for_person(ctx.actor, link.study, vendor_org_ids(s, link.study_id))
+        link = channel_link_by_id(s, _link(ctx).id)
         # Ephemeral, but still never more than both the person and the channel may see.
-        view = compose(
-            s, link, ctx.runtime.now(), audience=narrowest(person, audience_for_channel(link))
-        )
+        view = compose(s, link, ctx.runtime.now(), audience=reader_audience(s, ctx, link.study))
     out = render(view)
-    return Reply(text=out.text, blocks=out.blocks)
+    # The digest renderer escapes what people typed; its fallback text is markup.
+    return Reply(text=Mrkdwn(out.text), blocks=out.blocks)
 
 
 def _parse_schedule(rest: list[str]) -> dict[str, object]:
@@ -87,34 +69,31 @@ def _schedule(ctx: CommandContext, rest: list[str]) -> Reply:
     if not rest:
         raise UserError("Give days and a time.", SCHEDULE_HINT)
     data = _parse_schedule(rest)
+    link_id = _link(ctx).id
     with ctx.runtime.db.write() as s:
-        link = s.get(ChannelLink, _link_id(ctx))
-        if link is None:
-            raise UserError("This channel is no longer linked.")
+        link = channel_link_by_id(s, link_id)
         schedule_service.set_schedule(s, ctx.actor, link, **data)
         sched = Schedule.of(link)
-    ctx.runtime.schedule_changed(_link_id(ctx))
+    ctx.runtime.schedule_changed(link_id)
     nxt = sched.next_fire(ctx.runtime.now())
     when = ""
     if nxt is not None:
         local = nxt.astimezone(sched.zone)
         when = f" Next: {local:%a %d %b %H:%M} {local.tzname()} ({nxt.astimezone(UTC):%H:%M} UTC)."
     return Reply(
-        text=f"<@{ctx.user_id}> set this channel's digest to {sched.describe()}.{when}",
+        text=fmt("{} set this channel's digest to {}.{}", ctx.mention, sched.describe(), when),
         in_channel=True,
     )
 
 
-def _off(ctx: CommandContext) -> Reply:
+def _off(ctx: CommandContext, rest: list[str]) -> Reply:
+    link_id = _link(ctx).id
     with ctx.runtime.db.write() as s:
-        link = s.get(ChannelLink, _link_id(ctx))
-        if link is None:
-            raise UserError("This channel is no longer linked.")
-        schedule_service.disable(s, ctx.actor, link)
-    ctx.runtime.schedule_changed(_link_id(ctx))
+        schedule_service.disable(s, ctx.actor, channel_link_by_id(s, link_id))
+    ctx.runtime.schedule_changed(link_id)
     return Reply(
-        text=f"<@{ctx.user_id}> turned this channel's digest off. "
-        'Turn it on again with `/cro digest schedule "Mon 09:00"`.',
+        text=fmt("{} turned this channel's digest off. ", ctx.mention)
+        + Mrkdwn('Turn it on again with `/cro digest schedule "Mon 09:00"`.'),
         in_channel=True,
     )
 
@@ -124,8 +103,16 @@ def _charts(ctx: CommandContext, rest: list[str]) -> Reply:
     if choice not in ("on", "off"):
         raise UserError("Say `on` or `off`.", "`/cro digest charts off`")
     with ctx.runtime.db.write() as s:
-        link = s.get(ChannelLink, _link_id(ctx))
-        if link is None:
-            raise UserError("This channel is no longer linked.")
+        link = channel_link_by_id(s, _link(ctx).id)
         schedule_service.set_charts(s, ctx.actor, link, choice == "on")
-    return Reply(text=f"Trend charts in this channel's digest are now {choice}.", in_channel=True)
+    return Reply(
+        text=Mrkdwn(f"Trend charts in this channel's digest are now {choice}."), in_channel=True
+    )
+
+
+VERBS: dict[str, Verb] = {
+    "preview": _preview,
+    "schedule": _schedule,
+    "off": _off,
+    "charts": _charts,
+}

@@ -1,12 +1,12 @@
-"""`/cro help [topic]`: the grammar, per topic, with examples."""
+"""`/cro help [topic]`: the grammar, per topic, with examples (crobot's own markup)."""
 
 from __future__ import annotations
 
+from crobot.handlers.blockkit import Mrkdwn, context, header, section
 from crobot.handlers.commands.base import CommandContext, Reply
-from crobot.handlers.commands.render import context, header, reply, section
 from crobot.services.command_parser import suggest
 from crobot.services.dates import DATE_HINT
-from crobot.services.errors import UserError
+from crobot.services.errors import UserError, msg
 
 TOPICS: dict[str, tuple[str, list[str]]] = {
     "status": (
@@ -64,15 +64,17 @@ def help_command(ctx: CommandContext, args: list[str]) -> Reply:
         topic = {"date": "dates", "milestones": "milestone"}.get(topic, topic)
         if topic not in TOPICS:
             did = suggest(args[0].lower(), TOPICS)
-            raise UserError(f"There is no help topic `{args[0]}`. {did}".strip(), HELP_HINT)
+            raise UserError(msg("There is no help topic `{}`. {}", args[0], did), HELP_HINT)
         title, lines = TOPICS[topic]
-        return reply(
-            f"{title}: " + " ".join(lines), [header(f"/cro {topic}"), section("\n".join(lines))]
+        return Reply(
+            Mrkdwn(f"{title}: " + " ".join(lines)),
+            [header(f"/cro {topic}"), section(Mrkdwn("\n".join(lines)))],
         )
     blocks = [header("crobot: /cro commands")]
     text = []
     for _topic, (title, lines) in TOPICS.items():
-        blocks.append(section(f"*{title}*\n" + "\n".join(lines)))
+        blocks.append(section(Mrkdwn(f"*{title}*\n" + "\n".join(lines))))
         text.append(title)
-    blocks.append(context("In a channel linked to a study you may leave out STUDY. " + HELP_HINT))
-    return reply("crobot commands: " + ", ".join(text), blocks)
+    more = "In a channel linked to a study you may leave out STUDY. " + HELP_HINT
+    blocks.append(context(Mrkdwn(more)))
+    return Reply(Mrkdwn("crobot commands: " + ", ".join(text)), blocks)

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
+from crobot.handlers.approval_news import approval_awaited
+from crobot.handlers.blockkit import Mrkdwn, context, fmt, header, lines_block, section
 from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.handlers.commands.common import (
     Verb,
     announce_audience,
     audience_note,
+    by,
     dispatch_verb,
-    notify_approval,
     reader_audience,
     shown_in_channel,
     split_study,
     study_for,
 )
-from crobot.handlers.commands.render import context, esc, header, lines_block, reply, section
-from crobot.services import approvals, kpis
-from crobot.services.command_parser import classify, parse_number
+from crobot.services import kpis
+from crobot.services.command_parser import classify
 from crobot.services.dates import parse_weeks
 from crobot.services.errors import UserError
-from crobot.services.lookup import kpi_by_key
+from crobot.services.lookup import kpi_by_key, kpi_definitions
 from crobot.services.visibility import is_visible
-from crobot.storage.models import KpiDefinition, SubjectType
+from crobot.storage.models import KpiDefinition
 
 REPORT_HINT = kpis.REPORT_HINT
 SHOW_HINT = "Write it as `/cro kpi show STUDY KPI [last:8w]`."
@@ -31,6 +30,7 @@ TREND_HINT = "Write it as `/cro kpi trend STUDY KPI`."
 WRITE_VERBS = frozenset({"report"})
 GROUP_HINT = "Use `/cro kpi report`, `show`, `trend` or `list` (`/cro help kpi`)."
 TREND_WEEKS = 8
+NO_VALUES = Mrkdwn("_No values reported yet._")
 
 
 def kpi_command(ctx: CommandContext, args: list[str]) -> Reply:
@@ -42,8 +42,6 @@ def _report(ctx: CommandContext, words: list[str]) -> Reply:
     if p.mentions:
         raise UserError("KPI reports take no mention.", REPORT_HINT)
     code, rest = split_study(ctx, p.positionals, full=3, hint=REPORT_HINT)
-    value = parse_number(rest[1], REPORT_HINT)
-    approval_id: int | None = None
     with ctx.runtime.db.write() as s:
         study = study_for(s, ctx, code, REPORT_HINT)
         done = kpis.report(
@@ -52,29 +50,35 @@ def _report(ctx: CommandContext, words: list[str]) -> Reply:
             today=ctx.today(),
             study=study.code,
             kpi=rest[0],
-            value=value,
+            value=rest[1],  # as typed: the service reads it with the one KPI value parser
             period=p.option("period"),
             note=p.option("note"),
             org=p.option("org"),
         )
         up = done.update
-        if done.approval_requested:
-            approval = approvals.for_subject(s, SubjectType.KPI_UPDATE, up.id)
-            approval_id = approval.id if approval else None
         visible = is_visible(s, announce_audience(ctx, study), up)
-        was = f" (was {done.previous.value:g})" if done.previous else ""
-        text = (
-            f"{esc(up.kpi.label)} for {study.code} · {esc(up.org.name)} · {up.period_label}: "
-            f"*{up.value:g}* {esc(up.kpi.unit)}{was}"
+        was = fmt(" (was {})", f"{done.previous.value:g}") if done.previous else Mrkdwn("")
+        text = fmt(
+            "{} for {} · {} · {}: *{}* {}{}",
+            up.kpi.label,
+            study.code,
+            up.org.name,
+            up.period_label,
+            f"{up.value:g}",
+            up.kpi.unit,
+            was,
         )
-        if up.note:
-            text += f"\n_{esc(up.note)}_"
-    notify_approval(ctx, approval_id)
-    waiting = " — awaits the sponsor's approval" if done.approval_requested else ""
+        if up.note:  # on one line: a note cannot forge a line of its own
+            text += fmt("\n_{}_", up.note)
+        summary = fmt(
+            "{} reported {} for {}: {}", ctx.mention, up.kpi.label, study.code, f"{up.value:g}"
+        )
+    approval_awaited(ctx.runtime, done.approval_id)
+    waiting = Mrkdwn(" — awaits the sponsor's approval" if done.approval_requested else "")
     in_channel, note = shown_in_channel(visible)
-    return reply(
-        f"<@{ctx.user_id}> reported {up.kpi.label} for {study.code}: {up.value:g}{waiting}",
-        [section(f":bar_chart: {text}{waiting}{note}"), context(f"by <@{ctx.user_id}>")],
+    return Reply(
+        summary + waiting,
+        [section(fmt(":bar_chart: {}{}{}", text, waiting, note)), context(by(ctx))],
         in_channel=in_channel,
     )
 
@@ -98,20 +102,18 @@ def _show(ctx: CommandContext, words: list[str]) -> Reply:
         kpi = kpi_by_key(s, key)
         aud = reader_audience(s, ctx, study)
         points = kpis.series(s, aud, kpi, since=since)
-    by_org: dict[str, list[str]] = {}
+    by_org: dict[str, list[Mrkdwn]] = {}
     for pt in points:
         mark = {"pending": " ⏳", "rejected": " ✗"}.get(pt.approval_state.value, "")
-        by_org.setdefault(pt.org_name, []).append(f"{pt.period_label}: *{pt.value:g}*{mark}")
+        by_org.setdefault(pt.org_name, []).append(
+            fmt("{}: *{}*" + mark, pt.period_label, f"{pt.value:g}")
+        )
     title = f"{kpi.label} — {study.code}, last {weeks} week(s)"
-    lines = [f"*{esc(org)}*\n" + " · ".join(vals) for org, vals in sorted(by_org.items())]
-    blocks = [header(title), context(_kpi_note(kpi) + " · " + audience_note(aud, study))]
-    blocks += lines_block(lines, budget=40) if lines else [section("_No values reported yet._")]
-    return reply(
-        title
-        + ": "
-        + ("; ".join(f"{o}: {len(v)} value(s)" for o, v in by_org.items()) or "no values"),
-        blocks,
-    )
+    lines = [fmt("*{}*\n", org) + Mrkdwn(" · ").join(vals) for org, vals in sorted(by_org.items())]
+    blocks = [header(title), context(_kpi_note(kpi) + Mrkdwn(" · ") + audience_note(aud, study))]
+    blocks += lines_block(lines, budget=40) if lines else [section(NO_VALUES)]
+    counts = [fmt("{}: {} value(s)", org, len(vals)) for org, vals in by_org.items()]
+    return Reply(fmt("{}: {}", title, Mrkdwn("; ").join(counts) or "no values"), blocks)
 
 
 def _trend(ctx: CommandContext, words: list[str]) -> Reply:
@@ -121,7 +123,7 @@ def _trend(ctx: CommandContext, words: list[str]) -> Reply:
         kpi = kpi_by_key(s, key)
         aud = reader_audience(s, ctx, study)
         points = kpis.series(s, aud, kpi, since=kpis.since_weeks(ctx.today(), TREND_WEEKS))
-    lines = []
+    lines: list[Mrkdwn] = []
     for t in kpis.trend_of(kpi, points):
         change = "" if t.change is None else f" {t.arrow} {t.change:+g}"
         verdict = "" if t.good is None else (" (better)" if t.good else " (worse)")
@@ -129,33 +131,46 @@ def _trend(ctx: CommandContext, words: list[str]) -> Reply:
         if kpi.target is not None:
             target = f" · target {kpi.target:g} " + ("✓" if t.on_target else "✗")
         lines.append(
-            f"*{esc(t.org_name)}*: {t.latest.value:g} {esc(kpi.unit)} in {t.latest.period_label}"
-            f"{change}{verdict}{target}"
+            fmt(
+                "*{}*: {} {} in {}{}{}{}",
+                t.org_name,
+                f"{t.latest.value:g}",
+                kpi.unit,
+                t.latest.period_label,
+                change,
+                verdict,
+                target,
+            )
         )
     title = f"{kpi.label} trend — {study.code}"
-    blocks = [header(title), context(_kpi_note(kpi) + " · " + audience_note(aud, study))]
-    blocks += lines_block(lines, budget=40) if lines else [section("_No values reported yet._")]
-    return reply(title + (": " + "; ".join(lines) if lines else ": no values"), blocks)
+    blocks = [header(title), context(_kpi_note(kpi) + Mrkdwn(" · ") + audience_note(aud, study))]
+    blocks += lines_block(lines, budget=40) if lines else [section(NO_VALUES)]
+    return Reply(fmt("{}: {}", title, Mrkdwn("; ").join(lines) or "no values"), blocks)
 
 
-def _kpi_note(kpi: KpiDefinition) -> str:
+def _key(kpi: KpiDefinition) -> Mrkdwn:
+    """A KPI key is crobot's own word: only the shipped catalogue (`kpi_catalog.SHIPPED`)
+    creates definitions, so it is shown as is (`screen_failure_rate`, not look-alikes)."""
+    return Mrkdwn(f"`{kpi.key}`") if kpi.key.replace("_", "").isalnum() else fmt("`{}`", kpi.key)
+
+
+def _kpi_note(kpi: KpiDefinition) -> Mrkdwn:
     better = "higher is better" if kpi.direction.value == "up" else "lower is better"
-    return f"`{kpi.key}` · {esc(kpi.unit)} · {better}"
+    return fmt("{} · {} · " + better, _key(kpi), kpi.unit)
 
 
 def _list(ctx: CommandContext, words: list[str]) -> Reply:
     if words:
         raise UserError("`kpi list` takes nothing more.", "Write it as `/cro kpi list`.")
     with ctx.runtime.db.read() as s:
-        defs = list(s.scalars(select(KpiDefinition).order_by(KpiDefinition.key)))
+        defs = kpi_definitions(s)
     lines = []
     for d in defs:
         target = "" if d.target is None else f", target {d.target:g}"
         arrow = "↑" if d.direction.value == "up" else "↓"
-        lines.append(f"`{d.key}` — {esc(d.label)} ({esc(d.unit)}, {arrow}{target})")
-    blocks = [header("KPIs crobot tracks")]
-    blocks += lines_block(lines, budget=40)
-    return reply("KPIs: " + ", ".join(d.key for d in defs), blocks)
+        lines.append(fmt("{} — {} ({}, {}{})", _key(d), d.label, d.unit, arrow, target))
+    blocks = [header("KPIs crobot tracks"), *lines_block(lines, budget=40)]
+    return Reply(fmt("KPIs: {}", Mrkdwn(", ").join(_key(d) for d in defs)), blocks)
 
 
 VERBS: dict[str, Verb] = {"report": _report, "show": _show, "trend": _trend, "list": _list}

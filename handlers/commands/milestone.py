@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+from crobot.handlers.approval_news import approval_awaited
+from crobot.handlers.blockkit import Mrkdwn, context, fmt, header, lines_block, section
 from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.handlers.commands.common import (
     Verb,
     announce_audience,
     audience_note,
+    by,
     date_option,
     dispatch_verb,
-    notify_approval,
     reader_audience,
     shown_in_channel,
     split_study,
     study_for,
 )
-from crobot.handlers.commands.render import context, esc, header, lines_block, reply, section
-from crobot.services import approvals, milestones
+from crobot.services import milestones
 from crobot.services.command_parser import classify, parse_id, suggest
-from crobot.services.errors import UserError
+from crobot.services.errors import UserError, msg
 from crobot.services.visibility import is_visible
-from crobot.storage.models import Milestone, MilestoneStatus, SubjectType
+from crobot.storage.models import Milestone, MilestoneStatus
 
 ADD_HINT = milestones.ADD_HINT
 UPDATE_HINT = milestones.UPDATE_HINT
@@ -33,16 +34,16 @@ def milestone_command(ctx: CommandContext, args: list[str]) -> Reply:
     return dispatch_verb(ctx, args, "milestone", VERBS, GROUP_HINT)
 
 
-def line(m: Milestone) -> str:
-    parts = [f"#{m.id} *{esc(m.name)}*", f"planned {m.planned_date}"]
+def line(m: Milestone) -> Mrkdwn:
+    parts = [fmt("#{} *{}*", m.id, m.name), fmt("planned {}", m.planned_date)]
     if m.forecast_date:
-        parts.append(f"forecast {m.forecast_date}")
+        parts.append(fmt("forecast {}", m.forecast_date))
     if m.actual_date:
-        parts.append(f"actual {m.actual_date}")
-    parts.append(m.status.value.replace("_", " "))
+        parts.append(fmt("actual {}", m.actual_date))
+    parts.append(fmt("{}", m.status.value.replace("_", " ")))
     if m.org:
-        parts.append(esc(m.org.name))
-    return " · ".join(parts)
+        parts.append(fmt("{}", m.org.name))
+    return Mrkdwn(" · ").join(parts)
 
 
 def _add(ctx: CommandContext, words: list[str]) -> Reply:
@@ -66,15 +67,20 @@ def _add(ctx: CommandContext, words: list[str]) -> Reply:
             shared="shared" in p.flags,
         )
         visible = is_visible(s, announce_audience(ctx, study), ms)
-        text = (
-            f"Milestone #{ms.id} *{esc(ms.name)}* added to {study.code} — planned {ms.planned_date}"
+        text = fmt(
+            "Milestone #{} *{}* added to {} — planned {}",
+            ms.id,
+            ms.name,
+            study.code,
+            ms.planned_date,
         )
         if ms.org:
-            text += f" ({esc(ms.org.name)})"
+            text += fmt(" ({})", ms.org.name)
+        summary = fmt("{} added milestone #{} {} to {}", ctx.mention, ms.id, ms.name, study.code)
     in_channel, note = shown_in_channel(visible)
-    return reply(
-        f"<@{ctx.user_id}> added milestone #{ms.id} {esc(ms.name)} to {study.code}",
-        [section(f":round_pushpin: {text}{note}"), context(f"by <@{ctx.user_id}>")],
+    return Reply(
+        summary,
+        [section(fmt(":round_pushpin: {}{}", text, note)), context(by(ctx))],
         in_channel=in_channel,
     )
 
@@ -88,7 +94,7 @@ def _update(ctx: CommandContext, words: list[str]) -> Reply:
     ms_id = parse_id(p.positionals[0], "milestone", UPDATE_HINT)
     extra = [w.lower() for w in p.positionals[1:]]
     if extra not in ([], ["done"]):
-        raise UserError(f"I don't understand `{' '.join(p.positionals[1:])}`.", UPDATE_HINT)
+        raise UserError(msg("I don't understand `{}`.", " ".join(p.positionals[1:])), UPDATE_HINT)
     status_word = p.option("status")
     if extra == ["done"]:
         if status_word is not None:
@@ -100,13 +106,11 @@ def _update(ctx: CommandContext, words: list[str]) -> Reply:
         key = status_word.lower().replace("-", "_").replace(" ", "_")
         if key not in allowed:
             did = suggest(key, allowed)
-            raise UserError(
-                f"`{status_word}` is not a milestone status. {did}".strip(), UPDATE_HINT
-            )
+            bad = msg("`{}` is not a milestone status. {}", status_word, did)
+            raise UserError(bad, UPDATE_HINT)
         status = MilestoneStatus(key)
     forecast = date_option(ctx, p.option("forecast"), "forecast date")
     actual = date_option(ctx, p.option("actual"), "actual date")
-    approval_id: int | None = None
     with ctx.runtime.db.write() as s:
         change = milestones.update(
             s,
@@ -118,18 +122,20 @@ def _update(ctx: CommandContext, words: list[str]) -> Reply:
             actual=actual,
         )
         ms = change.milestone
-        if change.approval_requested:
-            approval = approvals.for_subject(s, SubjectType.MILESTONE, ms.id)
-            approval_id = approval.id if approval else None
         visible = is_visible(s, announce_audience(ctx, ms.study), ms)
         summary = line(ms)
         code = ms.study.code
-    notify_approval(ctx, approval_id)
-    waiting = " — completion awaits the sponsor's approval" if change.approval_requested else ""
+    approval_awaited(ctx.runtime, change.approval_id)
+    waiting = Mrkdwn(
+        " — completion awaits the sponsor's approval" if change.approval_requested else ""
+    )
     in_channel, note = shown_in_channel(visible)
-    return reply(
-        f"<@{ctx.user_id}> updated milestone #{ms.id} on {code}{waiting}",
-        [section(f":pencil2: {summary}{waiting}{note}"), context(f"{code} · by <@{ctx.user_id}>")],
+    return Reply(
+        fmt("{} updated milestone #{} on {}{}", ctx.mention, ms.id, code, waiting),
+        [
+            section(fmt(":pencil2: {}{}{}", summary, waiting, note)),
+            context(fmt("{} · {}", code, by(ctx))),
+        ],
         in_channel=in_channel,
     )
 
@@ -149,8 +155,8 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
     which = "late " if "late" in p.flags else ("open " if "open" in p.flags else "")
     title = f"{study.code}: {len(rows)} {which}milestone(s)"
     blocks = [header(title), context(audience_note(aud, study))]
-    blocks += lines_block(lines, budget=45) if lines else [section("_None._")]
-    return reply(title + ("\n" + "\n".join(lines[:20]) if lines else ""), blocks)
+    blocks += lines_block(lines, budget=45) if lines else [section(Mrkdwn("_None._"))]
+    return Reply(Mrkdwn("\n").join([title, *lines[:20]]), blocks)
 
 
 VERBS: dict[str, Verb] = {"add": _add, "update": _update, "list": _list}

@@ -1,104 +1,36 @@
-"""Block Kit building blocks for `/cro` replies, within Slack's limits, and a terminal view.
+"""`/cro` replies that are not one subcommand's: errors and notices; and a terminal view
+of any reply for `crobot console`.
 
-Slack limits: 50 blocks per message, 3,000 characters per section text, 150 per header.
-User-typed text (milestone names, notes) is escaped so it can never become a mention
-or `<!channel>`.
+Blocks are built with `handlers.blockkit`, which escapes what people typed; the terminal
+view undoes that escaping, because a terminal is not Slack.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
 
+from crobot.handlers.blockkit import Mrkdwn, context, fmt, section, wording
 from crobot.handlers.commands.base import Reply
 from crobot.services.errors import UserError
 
-MAX_BLOCKS = 50
-MAX_SECTION = 3000
-MAX_HEADER = 150
-
-Block = dict[str, Any]
-
-
-def esc(text: object) -> str:
-    """Escape user-provided text for mrkdwn (Slack's three control characters)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": _cut(text, MAX_HEADER)}}
-
-
-def section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, MAX_SECTION)}}
-
-
-def context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(text, MAX_SECTION)}]}
-
-
-def divider() -> Block:
-    return {"type": "divider"}
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def lines_block(lines: Sequence[str], *, budget: int, total: int | None = None) -> list[Block]:
-    """Pack lines into as few sections as fit, using at most `budget` blocks.
-
-    `total` is how many items there are when `lines` holds only the first of them.
-    """
-    blocks: list[Block] = []
-    chunk: list[str] = []
-    size = 0
-    shown = 0
-    for line in lines:
-        line = _cut(line, MAX_SECTION)
-        if chunk and size + len(line) + 1 > MAX_SECTION:
-            if len(blocks) + 2 > budget:
-                break
-            blocks.append(section("\n".join(chunk)))
-            chunk, size = [], 0
-        chunk.append(line)
-        size += len(line) + 1
-        shown += 1
-    if chunk:
-        blocks.append(section("\n".join(chunk)))
-    total = max(total or 0, len(lines))
-    if shown < total:
-        blocks.append(context(f"…and {total - shown} more not shown."))
-    return blocks
-
-
-def reply(
-    text: str, blocks: list[Block], *, in_channel: bool = False, is_error: bool = False
-) -> Reply:
-    if len(blocks) > MAX_BLOCKS:
-        blocks = blocks[: MAX_BLOCKS - 1] + [context("…cut to fit one Slack message.")]
-    return Reply(text=text, blocks=blocks, in_channel=in_channel, is_error=is_error)
-
 
 def error_reply(err: UserError) -> Reply:
-    text = f":warning: {err.message}"
-    blocks = [section(text)]
+    message = wording(err.message)
+    blocks = [section(fmt(":warning: {}", message))]
     if err.hint:
-        blocks.append(context(err.hint))
-    return reply(str(err), blocks, is_error=True)
+        blocks.append(context(wording(err.hint)))
+        return Reply(fmt(":warning: {} {}", message, wording(err.hint)), blocks, is_error=True)
+    return Reply(fmt(":warning: {}", message), blocks, is_error=True)
 
 
-def notice(text: str, *, is_error: bool = True) -> Reply:
-    return reply(text, [section(text)], is_error=is_error)
+def notice(text: Mrkdwn, *, is_error: bool = True) -> Reply:
+    return Reply(text, [section(text)], is_error=is_error)
 
 
 # --- terminal rendering (crobot console) -------------------------------------------
 
 _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 _BARE = re.compile(r"<[@#!]?([^>]+)>")
-
-
 _BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
 _EMOJI = {
     ":warning:": "⚠",
@@ -110,15 +42,24 @@ _EMOJI = {
     ":hourglass:": "⌛",
     ":red_circle:": "●",
 }
+# What blockkit put in place of the characters people typed (look-alikes and entities).
+_UNESCAPE = str.maketrans(
+    {"\u2217": "*", "\u02cd": "_", "\u223c": "~", "\u02cb": "`", "\u2039": "<", "\u203a": ">"}
+)
+_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
 
 
 def _plain(text: str) -> str:
+    """crobot's own markup becomes plain text first; then what people typed is restored."""
     for code, char in _EMOJI.items():
         text = text.replace(code, char)
     text = _BOLD.sub(r"\1", text)
     text = _LINK.sub(r"\2", text)
     text = _BARE.sub(r"@\1", text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    text = text.translate(_UNESCAPE)
+    for entity, char in _ENTITIES:
+        text = text.replace(entity, char)
+    return text
 
 
 def to_terminal(r: Reply) -> str:

@@ -15,51 +15,36 @@ database a "temporarily unavailable", anything else a logged apology.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any, TypeVar
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from crobot.handlers.commands import action, help, kpi, milestone, status
+from crobot.handlers import forms
+from crobot.handlers.blockkit import Mrkdwn
+from crobot.handlers.commands import action, digest, help, kpi, milestone, status
 from crobot.handlers.commands.base import CommandContext, Reply, Subcommand
 from crobot.handlers.commands.render import error_reply, notice
+from crobot.handlers.errors import UNAVAILABLE
+from crobot.handlers.middleware import Identity
 from crobot.handlers.user_tz import fetch_timezone
 from crobot.services.actor import Actor, resolve_actor
 from crobot.services.command_parser import suggest, tokenize
-from crobot.services.errors import UserError
+from crobot.services.errors import UserError, msg
 from crobot.services.lookup import channel_link
 from crobot.services.runtime import Runtime
-from crobot.services.user_tz import known_timezone
+from crobot.services.user_tz import zone_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-UNAVAILABLE = (
-    ":hourglass: crobot's database is temporarily unavailable, try again in a minute. "
-    "Nothing was changed."
-)
-SORRY = "Sorry, something went wrong on our side. Nothing was changed; please try again."
-
-
-def _digest(ctx: CommandContext, args: list[str]) -> Reply:
-    """`/cro digest ...` lives in handlers/commands/digest.py (the digests surface)."""
-    try:
-        module = import_module("crobot.handlers.commands.digest")
-    except ModuleNotFoundError as exc:
-        if exc.name != "crobot.handlers.commands.digest":
-            raise
-        raise UserError("Digests are not available in this installation.") from None
-    fn: Subcommand = module.digest_command
-    return fn(ctx, args)
+SORRY = Mrkdwn("Sorry, something went wrong on our side. Nothing was changed; please try again.")
+RACE = Mrkdwn("Someone else just changed that. Nothing was changed; try again.")
 
 
 @dataclass(frozen=True)
@@ -82,7 +67,7 @@ TABLE: dict[str, Entry] = {
     ),
     "action": Entry(action.action_command, writes=action.WRITE_VERBS, forms=frozenset({"add"})),
     "kpi": Entry(kpi.kpi_command, writes=kpi.WRITE_VERBS, forms=frozenset({"report"})),
-    "digest": Entry(_digest, deferred=True),
+    "digest": Entry(digest.digest_command, deferred=True),
 }
 ALIASES = {"milestones": "milestone", "actions": "action", "kpis": "kpi", "digests": "digest"}
 USAGE = "Try `/cro help`."
@@ -98,30 +83,15 @@ class CommandRequest:
     response_url: str | None = None
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> CommandRequest:
+    def from_body(cls, body: dict[str, Any], who: Identity) -> CommandRequest:
         return cls(
-            team_id=str(body.get("team_id") or ""),
-            user_id=str(body.get("user_id") or ""),
+            team_id=who.team_id,
+            user_id=who.user_id,
             channel_id=str(body.get("channel_id") or ""),
             text=str(body.get("text") or ""),
             trigger_id=body.get("trigger_id"),
             response_url=body.get("response_url"),
         )
-
-    @property
-    def key(self) -> str:
-        """Same for the ack and the lazy phase of one request (Bolt copies the body)."""
-        raw = "\x1f".join(
-            [
-                self.team_id,
-                self.user_id,
-                self.channel_id,
-                self.trigger_id or "",
-                self.response_url or "",
-                self.text,
-            ]
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()
 
 
 @dataclass
@@ -150,9 +120,7 @@ def guarded(fn: Callable[[], T], on_error: Callable[[Reply], T]) -> T:
         if isinstance(exc, IntegrityError):
             # Two writers raced on a unique key; the loser changed nothing.
             log.warning("command lost a write race: %s", type(exc.orig).__name__)
-            return on_error(
-                notice("Someone else just changed that. Nothing was changed; try again.")
-            )
+            return on_error(notice(RACE))
         log.warning("database unavailable for a command: %s", type(exc).__name__)
         return on_error(notice(UNAVAILABLE))
     except Exception:
@@ -161,12 +129,31 @@ def guarded(fn: Callable[[], T], on_error: Callable[[Reply], T]) -> T:
 
 
 def open_form(ctx: CommandContext, kind: str) -> Reply:
-    """`/cro milestone add` (etc.) with no arguments opens the form instead of an error."""
-    # Imported here: handlers.modals builds on handlers.commands.base, whose package
-    # (this one) would otherwise be half-initialised when modals is imported first.
-    from crobot.handlers.modals import open_modal_for
+    """`/cro milestone add` (etc.) with no arguments opens the form instead of an error.
 
-    return open_modal_for(ctx, kind) or Reply(text="", silent=True)
+    Silent when the form opened; otherwise a reply saying why not.
+    """
+    if not ctx.trigger_id:
+        return notice(Mrkdwn("I could not open the form here; give the arguments instead."))
+    try:
+        forms.open_form(
+            ctx.runtime,
+            ctx.client,
+            ctx.trigger_id,
+            ctx.actor,
+            kind,
+            today=ctx.today(),
+            channel_id=ctx.channel_id,
+            initial_study=ctx.link.study.code if ctx.link else None,
+        )
+    except UserError as exc:
+        return error_reply(exc)
+    except SlackApiError as exc:
+        log.warning("views.open failed: %s", exc.response.get("error"))
+        return notice(
+            Mrkdwn("Slack did not open the form (it may have timed out); please try again.")
+        )
+    return Reply(Mrkdwn(""), silent=True)
 
 
 class CommandRouter:
@@ -200,19 +187,20 @@ class CommandRouter:
         entry = self.table.get(name)
         if entry is None:
             did = suggest(name, self.table)
-            raise UserError(f"I don't know `/cro {words[0]}`. {did}".strip(), USAGE)
+            raise UserError(msg("I don't know `/cro {}`. {}", words[0], did), USAGE)
         plan.entry, plan.args, plan.group = entry, list(words[1:]), name
 
     def _context(self, plan: Plan, client: WebClient) -> None:
         req = plan.request
-        actor, link, tz = Actor(req.team_id, req.user_id), None, None
+        actor, link, tz = Actor(req.team_id, req.user_id), None, self.runtime.default_tz
         if plan.entry is not None and plan.entry.needs_db:
             with self.runtime.db.read() as s:
                 actor = resolve_actor(s, req.team_id, req.user_id)
                 link = channel_link(s, req.team_id, req.channel_id)
-                tz = known_timezone(s, actor, now=self.runtime.now())
-            plan.needs_tz = tz is None
-        fallback = (link.timezone if link is not None else None) or self.runtime.default_tz
+                tz, own = zone_for(
+                    s, actor, link, now=self.runtime.now(), default=self.runtime.default_tz
+                )
+            plan.needs_tz = not own
         plan.ctx = CommandContext(
             runtime=self.runtime,
             client=client,
@@ -221,7 +209,7 @@ class CommandRouter:
             channel_id=req.channel_id,
             actor=actor,
             link=link,
-            user_tz=tz or fallback,
+            user_tz=tz,
             trigger_id=req.trigger_id,
         )
 
@@ -255,45 +243,3 @@ class CommandRouter:
 
     def fetch_timezone(self, client: WebClient, req: CommandRequest) -> str | None:
         return fetch_timezone(self.runtime, client, req.team_id, req.user_id)
-
-
-class PendingPlans:
-    """Hands the outcome of a request's ack phase to its lazy phase.
-
-    Bolt runs the ack function and the lazy listener concurrently (unless
-    `process_before_response`), and the lazy listener gets a copy of the request without
-    custom context keys. So the ack phase settles each request here — with the plan to
-    finish, or None when it already answered — and the lazy phase waits for that.
-    Outcomes nobody took (a lazy phase that gave up waiting) are dropped after `ttl`.
-    """
-
-    def __init__(self, *, wait: float = 30.0, ttl: float = 120.0) -> None:
-        self._outcomes: dict[str, deque[tuple[float, Plan | None]]] = {}
-        self._cond = threading.Condition()
-        self.wait, self.ttl = wait, ttl
-
-    def settle(self, key: str, plan: Plan | None) -> None:
-        now = time.monotonic()
-        with self._cond:
-            self._prune(now)
-            self._outcomes.setdefault(key, deque()).append((now, plan))
-            self._cond.notify_all()
-
-    def take(self, key: str) -> Plan | None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: bool(self._outcomes.get(key)), self.wait):
-                log.warning("a /cro ack phase never settled; nothing to finish")
-                return None
-            queue = self._outcomes[key]
-            _, plan = queue.popleft()
-            if not queue:
-                del self._outcomes[key]
-            return plan
-
-    def _prune(self, now: float) -> None:
-        for key in [k for k, q in self._outcomes.items() if now - q[0][0] > self.ttl]:
-            del self._outcomes[key]
-
-    def __len__(self) -> int:
-        with self._cond:
-            return sum(len(q) for q in self._outcomes.values())

@@ -2,34 +2,55 @@
 
 from __future__ import annotations
 
-from crobot.handlers.commands.base import CommandContext, Reply
-from crobot.handlers.commands.common import audience_note, reader_audience, study_for
-from crobot.handlers.commands.render import (
+from crobot.handlers.blockkit import (
+    Block,
+    Mrkdwn,
     context,
     divider,
-    esc,
+    fmt,
     header,
     lines_block,
-    reply,
+    mention,
     section,
 )
+from crobot.handlers.commands.base import CommandContext, Reply
+from crobot.handlers.commands.common import audience_note, reader_audience, study_for
 from crobot.services.command_parser import classify
 from crobot.services.errors import UserError
-from crobot.services.status import study_status
-from crobot.storage.models import Milestone
+from crobot.services.kpis import Trend
+from crobot.services.status import StudyStatus, study_status
+from crobot.storage.models import KpiDefinition, Milestone
 
 HINT = "Write it as `/cro status [STUDY]`."
 
 
-def _ms_line(m: Milestone) -> str:
+def _ms_line(m: Milestone) -> Mrkdwn:
     when = m.forecast_date or m.planned_date
-    org = f" · {esc(m.org.name)}" if m.org else ""
+    org = fmt(" · {}", m.org.name) if m.org else ""
     slip = (
-        f" (planned {m.planned_date})"
+        fmt(" (planned {})", m.planned_date)
         if m.forecast_date and m.forecast_date != m.planned_date
         else ""
     )
-    return f"#{m.id} *{esc(m.name)}* — {when}{slip}{org}"
+    return fmt("#{} *{}* — {}{}{}", m.id, m.name, when, slip, org)
+
+
+def _kpi_line(d: KpiDefinition, t: Trend) -> Mrkdwn:
+    target = "" if d.target is None else f" (target {d.target:g})"
+    mark = "" if t.on_target is None else (" ✓" if t.on_target else " ✗")
+    pending = " ⏳" if t.latest.approval_state.value == "pending" else ""
+    return fmt(
+        "{} · {}: *{}* {} {}{}{}{} ({})",
+        d.label,
+        t.org_name,
+        f"{t.latest.value:g}",
+        d.unit,
+        t.arrow,
+        target,
+        mark,
+        pending,
+        t.latest.period_label,
+    )
 
 
 def status_command(ctx: CommandContext, args: list[str]) -> Reply:
@@ -43,43 +64,47 @@ def status_command(ctx: CommandContext, args: list[str]) -> Reply:
         st = study_status(s, study, aud, today=ctx.today())
         blocks = [
             header(f"{study.code} — {study.title}"),
-            context(audience_note(aud, study) + f" · today {st.today}"),
+            context(audience_note(aud, study) + fmt(" · today {}", st.today)),
         ]
-        late = [_ms_line(m) for m in st.late_milestones]
-        nxt = [_ms_line(m) for m in st.next_milestones]
-        blocks.append(
-            section(f"*Late milestones ({len(late)})*" if late else "*No late milestones*")
+        blocks += _blocks(st)
+        text = fmt(
+            "{}: {} late milestone(s), {} open action(s) ({} overdue), {} pending approval(s)",
+            study.code,
+            len(st.late_milestones),
+            st.open_actions,
+            st.overdue_count,
+            st.pending_count,
         )
-        blocks += lines_block(late, budget=8)
-        blocks.append(
-            section(f"*Due in 30 days ({len(nxt)})*" if nxt else "*Nothing due in 30 days*")
+    return Reply(text, blocks)
+
+
+def _blocks(st: StudyStatus) -> list[Block]:
+    late = [_ms_line(m) for m in st.late_milestones]
+    nxt = [_ms_line(m) for m in st.next_milestones]
+    blocks = [
+        section(Mrkdwn(f"*Late milestones ({len(late)})*" if late else "*No late milestones*")),
+        *lines_block(late, budget=8),
+        section(Mrkdwn(f"*Due in 30 days ({len(nxt)})*" if nxt else "*Nothing due in 30 days*")),
+        *lines_block(nxt, budget=6),
+        divider(),
+    ]
+    overdue = [
+        fmt(
+            "#{} {} — {}, due {}",
+            a.id,
+            a.title,
+            mention(a.owner_team_id, a.owner_user_id),
+            a.due_date,
         )
-        blocks += lines_block(nxt, budget=6)
-        blocks.append(divider())
-        overdue = [
-            f"#{a.id} {esc(a.title)} — <@{a.owner_user_id}>, due {a.due_date}"
-            for a in st.overdue_actions
-        ]
-        blocks.append(section(f"*Actions:* {st.open_actions} open, {st.overdue_count} overdue"))
-        blocks += lines_block(overdue, budget=8, total=st.overdue_count)
-        kpi_lines = []
-        for d, trends in st.kpis:
-            for t in trends:
-                target = "" if d.target is None else f" (target {d.target:g})"
-                mark = "" if t.on_target is None else (" ✓" if t.on_target else " ✗")
-                pending = " ⏳" if t.latest.approval_state.value == "pending" else ""
-                kpi_lines.append(
-                    f"{esc(d.label)} · {esc(t.org_name)}: *{t.latest.value:g}* {esc(d.unit)} "
-                    f"{t.arrow}{target}{mark}{pending} ({t.latest.period_label})"
-                )
-        if kpi_lines:
-            blocks.append(divider())
-            blocks.append(section("*KPIs (latest)*"))
-            blocks += lines_block(kpi_lines, budget=10)
-        if st.pending_count:
-            blocks.append(context(f"{st.pending_count} submission(s) await approval."))
-    text = (
-        f"{study.code}: {len(late)} late milestone(s), {st.open_actions} open action(s) "
-        f"({st.overdue_count} overdue), {st.pending_count} pending approval(s)"
-    )
-    return reply(text, blocks)
+        for a in st.overdue_actions
+    ]
+    actions = f"*Actions:* {st.open_actions} open, {st.overdue_count} overdue"
+    blocks.append(section(Mrkdwn(actions)))
+    blocks += lines_block(overdue, budget=8, total=st.overdue_count)
+    kpi_lines = [_kpi_line(d, t) for d, trends in st.kpis for t in trends]
+    if kpi_lines:
+        blocks += [divider(), section(Mrkdwn("*KPIs (latest)*"))]
+        blocks += lines_block(kpi_lines, budget=10)
+    if st.pending_count:
+        blocks.append(context(Mrkdwn(f"{st.pending_count} submission(s) await approval.")))
+    return blocks

@@ -1,0 +1,202 @@
+"""Approve / Reject buttons (`block_actions`) and the reject-reason modal (`view_submission`).
+
+Ack phase (before Slack gets its answer): parse → one service call in one transaction
+(`services.approvals`, which also writes the Slack work a decision calls for to the
+outbox) → `ack()`. The Reject button opens its modal there, because views.open needs the
+click's trigger_id within 3 s; the modal's inline errors are the ack itself.
+
+Lazy phase (`follow_up`, after the answer): kick the outbox so the decision shows at once,
+tell the clicker ephemerally why nothing changed, and refresh the App Home when the click
+came from there. The ack phase hands its result over in the request context, which Bolt
+copies for the lazy listener once the ack function has returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from crobot.handlers import middleware
+from crobot.handlers.approvals import messages
+from crobot.handlers.blockkit import Mrkdwn, line
+from crobot.handlers.home.view import publish
+from crobot.handlers.middleware import Identity
+from crobot.services import approval_log, approvals
+from crobot.services.actor import resolve_actor
+from crobot.services.approval_log import Location
+from crobot.services.command_parser import parse_id
+from crobot.services.errors import UserError
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ApprovalState
+
+log = logging.getLogger(__name__)
+
+HANDOFF = "crobot_approval_handoff"
+
+
+@dataclass(frozen=True)
+class Click:
+    """Where a decision was asked for: a channel message, or the clicker's App Home."""
+
+    who: Identity
+    approval_id: int
+    channel_id: str | None = None
+    message_ts: str | None = None
+    from_home: bool = False
+    message_has_buttons: bool = False
+
+    @classmethod
+    def from_button(cls, body: dict[str, Any], who: Identity) -> Click:
+        container = body.get("container") or {}
+        message = body.get("message") or {}
+        blocks = message.get("blocks") or []
+        acts = body.get("actions") or [{}]
+        return cls(
+            who=who,
+            approval_id=parse_id(str((acts[0] or {}).get("value") or ""), "approval request"),
+            channel_id=container.get("channel_id") or (body.get("channel") or {}).get("id"),
+            message_ts=container.get("message_ts") or message.get("ts"),
+            from_home=container.get("type") == "view",
+            message_has_buttons=any(b.get("block_id") == messages.ACTIONS_BLOCK for b in blocks),
+        )
+
+    @classmethod
+    def from_modal(cls, meta: dict[str, Any], who: Identity) -> Click:
+        return cls(
+            who=who,
+            approval_id=parse_id(str(meta.get("approval_id", "")), "approval request"),
+            channel_id=meta.get("channel_id"),
+            message_ts=meta.get("message_ts"),
+            from_home=bool(meta.get("from_home")),
+            # The modal was opened from a copy with buttons: it is rewritten either way.
+            message_has_buttons=bool(meta.get("channel_id") and meta.get("message_ts")),
+        )
+
+    @property
+    def seen_at(self) -> Location | None:
+        """The copy of the request the click came from, while it still offered buttons."""
+        if self.channel_id and self.message_ts and self.message_has_buttons:
+            return (self.channel_id, self.message_ts)
+        return None
+
+    def modal_meta(self) -> dict[str, Any]:
+        return {
+            "approval_id": self.approval_id,
+            "channel_id": self.channel_id,
+            "message_ts": self.message_ts,
+            "from_home": self.from_home,
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    changed: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Handoff:
+    click: Click
+    result: Result
+
+
+def _decide(runtime: Runtime, click: Click, *, approve: bool, reason: str = "") -> Result:
+    """The decision, its audit event and its outbox rows in one transaction."""
+    try:
+        with runtime.db.write() as s:
+            actor = resolve_actor(s, click.who.team_id, click.who.user_id)
+            decision = approvals.decide(
+                s, actor, click.approval_id, approve=approve, reason=reason, seen_at=click.seen_at
+            )
+            return Result(changed=decision.changed)
+    except UserError as exc:
+        return Result(error=exc.message)
+
+
+def on_approve(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    click = Click.from_button(body, middleware.identity(context))
+    result = _decide(middleware.runtime(context), click, approve=True)
+    context[HANDOFF] = Handoff(click, result)
+    ack()
+
+
+def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    """Open the reason modal for a pending approval; anything else is told after the ack."""
+    click = Click.from_button(body, middleware.identity(context))
+    runtime = middleware.runtime(context)
+    try:
+        with runtime.db.write() as s:
+            actor = resolve_actor(s, click.who.team_id, click.who.user_id)
+            approval = approvals.decidable(s, actor, click.approval_id, seen_at=click.seen_at)
+            pending = approval.state == ApprovalState.PENDING
+            rec = approval_log.record(s, approval.id) if pending else None
+    except UserError as exc:
+        context[HANDOFF] = Handoff(click, Result(error=exc.message))
+        ack()
+        return
+    if rec is None:
+        context[HANDOFF] = Handoff(click, Result(changed=False))
+        ack()
+        return
+    client.views_open(
+        trigger_id=body["trigger_id"], view=messages.reject_modal(rec, click.modal_meta())
+    )
+    ack()
+
+
+def on_reject_submit(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    view = body["view"]
+    meta = json.loads(view.get("private_metadata") or "{}")
+    values = view["state"]["values"]
+    field = values.get(messages.REASON_BLOCK, {}).get(messages.REASON_INPUT, {}) or {}
+    click = Click.from_modal(meta, middleware.identity(context))
+    result = _decide(
+        middleware.runtime(context), click, approve=False, reason=field.get("value") or ""
+    )
+    if result.error:
+        # Nothing was stored; the modal stays open with the message on the field.
+        ack(response_action="errors", errors={messages.REASON_BLOCK: result.error})
+        return
+    context[HANDOFF] = Handoff(click, result)
+    ack()
+
+
+def follow_up(context: BoltContext, client: WebClient) -> None:
+    """After the ack: show the decision everywhere, or tell the clicker why not."""
+    handoff = context.get(HANDOFF)
+    if not isinstance(handoff, Handoff):
+        return  # the ack phase answered everything itself (a modal, an inline error)
+    click, result = handoff.click, handoff.result
+    runtime = middleware.runtime(context)
+    notice: Mrkdwn | None = None
+    if result.error:
+        notice = line(result.error)
+        _ephemeral(client, click, notice)
+    else:
+        # Deliver the decision's outbox rows, or a stale copy's refresh, right away.
+        runtime.approval_decided(click.approval_id)
+        if not result.changed:
+            with runtime.db.read() as s:
+                rec = approval_log.record(s, click.approval_id)
+            if rec is not None:
+                notice = messages.already_decided_text(rec)
+                _ephemeral(client, click, notice)
+    if click.from_home:
+        publish(runtime, client, click.who, notice=notice)
+
+
+def _ephemeral(client: WebClient, click: Click, text: Mrkdwn) -> None:
+    if not click.channel_id:
+        return
+    try:
+        client.chat_postEphemeral(
+            channel=click.channel_id, user=click.who.user_id, **messages.text_message(text)
+        )
+    except SlackApiError as exc:
+        log.warning("ephemeral reply failed: %s", exc.response.get("error"))

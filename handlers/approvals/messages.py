@@ -1,0 +1,178 @@
+"""What approvals look like in Slack: the request message, its decided form, the notices.
+
+Pure rendering of `services.approval_log.ApprovalRecord` through the one Block Kit
+builder: every name, note and reason a person typed is escaped (notes and reasons as a
+block quote), and people are mentioned only through their stored (team, user).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from crobot.handlers import blockkit as bk
+from crobot.handlers.blockkit import Block, Mrkdwn, fmt
+from crobot.services.approval_log import ApprovalRecord, person_of
+from crobot.services.approvals import MAX_REASON
+from crobot.storage.models import ApprovalState
+
+APPROVE = "approval_approve"
+REJECT = "approval_reject"
+ACTIONS_BLOCK = "approval_actions"
+REJECT_MODAL = "approval_reject_modal"
+REASON_BLOCK = "reason"
+REASON_INPUT = "reason_input"
+
+
+def _num(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int | float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _who(label: str | None) -> Mrkdwn:
+    return bk.mention(*person_of(label))
+
+
+def describe_change(rec: ApprovalRecord) -> Mrkdwn:
+    """What changed, old → new, then the submitter's note quoted."""
+    s = rec.summary
+    if s.get("kind") == "kpi":
+        unit = fmt(" ({})", s["unit"]) if s.get("unit") else Mrkdwn("")
+        text = fmt(
+            "*{}*{} for *{}*, period {}: {} → *{}*",
+            s.get("label", s.get("kpi")),
+            unit,
+            rec.org,
+            s.get("period"),
+            _num(s.get("old")),
+            _num(s.get("new")),
+        )
+    else:
+        text = fmt(
+            "Milestone *{}* ({}) reported done on {} (planned {}): {} → *done*",
+            s.get("milestone"),
+            rec.org,
+            s.get("actual"),
+            s.get("planned"),
+            s.get("from_status", "planned"),
+        )
+    if s.get("note"):
+        text += Mrkdwn("\n") + bk.quote(s["note"])
+    return text
+
+
+def plain_summary(rec: ApprovalRecord) -> Mrkdwn:
+    s = rec.summary
+    if s.get("kind") == "kpi":
+        return fmt("{} {}: {}", s.get("label", s.get("kpi")), s.get("period"), _num(s.get("new")))
+    return fmt("milestone {} done", s.get("milestone"))
+
+
+def when(at: datetime, tz: str) -> str:
+    """`14:05 CET on 25 Nov 2026` in the given zone."""
+    local = at.astimezone(ZoneInfo(tz))
+    return f"{local:%H:%M} {local.tzname()} on {local.day} {local:%b %Y}"
+
+
+def decision_line(rec: ApprovalRecord, tz: str, *, icon: bool = True) -> Mrkdwn:
+    """Who decided and when, in one line (the reason is quoted separately)."""
+    at = when(rec.decided_at, tz) if rec.decided_at else "an unknown time"
+    approved = rec.state == ApprovalState.APPROVED
+    mark = (":white_check_mark: " if approved else ":x: ") if icon else ""
+    verb = "Approved" if approved else "Rejected"
+    return fmt("{}{} by {} at {}", Mrkdwn(mark), verb, _who(rec.decided_by), at)
+
+
+def decision_text(rec: ApprovalRecord, tz: str, *, icon: bool = True) -> Mrkdwn:
+    """The decision line, and for a rejection its reason as a quote."""
+    text = decision_line(rec, tz, icon=icon)
+    if rec.state == ApprovalState.REJECTED:
+        text += Mrkdwn("\n*Reason:*\n") + (bk.quote(rec.reason) or Mrkdwn("> —"))
+    return text
+
+
+def already_decided_text(rec: ApprovalRecord) -> Mrkdwn:
+    verb = "approved" if rec.state == ApprovalState.APPROVED else "rejected"
+    return fmt("This request was already {} by {}.", verb, _who(rec.decided_by))
+
+
+def decide_buttons(approval_id: int, *, block_id: str = ACTIONS_BLOCK) -> Block:
+    return bk.actions(
+        bk.button("Approve", APPROVE, str(approval_id), style="primary"),
+        bk.button("Reject", REJECT, str(approval_id), style="danger"),
+        block_id=block_id,
+    )
+
+
+def message_blocks(rec: ApprovalRecord, decider_tz: str | None = None) -> list[Block]:
+    team, user = person_of(rec.requested_by)
+    blocks = [
+        bk.section(
+            fmt("*Approval needed — {}* (#{})\n", rec.study, rec.id) + describe_change(rec),
+            block_id="approval_summary",
+        ),
+        bk.context(
+            fmt(
+                "Submitted by {} ({}) · {} UTC",
+                bk.mention(team, user),
+                rec.org,
+                f"{rec.requested_at:%Y-%m-%d %H:%M}",
+            )
+        ),
+    ]
+    if rec.pending:
+        blocks.append(decide_buttons(rec.id))
+    else:
+        blocks.append(
+            bk.section(decision_text(rec, decider_tz or "UTC"), block_id="approval_decision")
+        )
+    return blocks
+
+
+def message_text(rec: ApprovalRecord) -> Mrkdwn:
+    state = {"pending": "Approval needed", "approved": "Approved", "rejected": "Rejected"}
+    return fmt("{} — {}: ", state[rec.state.value], rec.study) + plain_summary(rec)
+
+
+def request_message(rec: ApprovalRecord, decider_tz: str | None = None) -> dict[str, Any]:
+    """chat.postMessage / chat.update arguments for a copy of the request."""
+    return bk.message(message_text(rec), message_blocks(rec, decider_tz))
+
+
+def notice_message(rec: ApprovalRecord, decider_tz: str) -> dict[str, Any]:
+    """The submitter's thread reply: what was decided, by whom, and why."""
+    team, user = person_of(rec.requested_by)
+    head = fmt("{} your submission ({}): ", bk.mention(team, user), plain_summary(rec))
+    return bk.message(
+        head + decision_line(rec, decider_tz, icon=False),
+        [bk.section(head + decision_text(rec, decider_tz, icon=False))],
+    )
+
+
+def reject_modal(rec: ApprovalRecord, meta: dict[str, Any]) -> Block:
+    return bk.modal(
+        REJECT_MODAL,
+        "Reject submission",
+        [
+            bk.section(fmt("*{}* (#{})\n", rec.study, rec.id) + describe_change(rec)),
+            bk.input_block(
+                REASON_BLOCK,
+                "Reason",
+                bk.text_input(multiline=True, max_length=MAX_REASON),
+                action_id=REASON_INPUT,
+                hint="Say what is wrong so the vendor can fix it.",
+            ),
+        ],
+        submit="Reject",
+        private_metadata=json.dumps(meta),
+    )
+
+
+def text_message(text: Mrkdwn) -> dict[str, Any]:
+    """A one-section message (ephemeral replies)."""
+    return bk.message(text, [bk.section(text)])

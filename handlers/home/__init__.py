@@ -1,0 +1,62 @@
+"""The App Home tab: published when opened, and again after every action taken from it.
+
+Ack phase: the Done button's service call (one transaction), then `ack()`. Lazy phase:
+`views.publish` (and, for the viewer's time zone, possibly `users.info`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from crobot.handlers import middleware
+from crobot.handlers.blockkit import Mrkdwn, fmt, line
+from crobot.handlers.home.view import DONE, publish
+from crobot.services import actions
+from crobot.services.actor import resolve_actor
+from crobot.services.command_parser import parse_id
+from crobot.services.errors import UserError
+
+NOTICE = "crobot_home_notice"
+
+
+def ack_event(ack: Ack) -> None:
+    ack()
+
+
+def on_home_opened(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    if event.get("tab", "home") != "home":
+        return
+    who = middleware.identity(context)
+    if who.known:
+        publish(middleware.runtime(context), client, who)
+
+
+def on_done(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    """Mark an action done from the Home tab; the refreshed tab says what happened."""
+    who = middleware.identity(context)
+    notice: Mrkdwn
+    try:
+        with middleware.runtime(context).db.write() as s:
+            actor = resolve_actor(s, who.team_id, who.user_id)
+            acts = body.get("actions") or [{}]
+            item_id = parse_id(str((acts[0] or {}).get("value") or ""), "action")
+            item = actions.complete(s, actor, item_id)
+            notice = fmt("Marked #{} done.", item.id)
+    except UserError as exc:
+        notice = line(exc.message)
+    context[NOTICE] = notice
+    ack()
+
+
+def republish(context: BoltContext, client: WebClient) -> None:
+    notice = context.get(NOTICE)
+    if isinstance(notice, Mrkdwn):
+        publish(middleware.runtime(context), client, middleware.identity(context), notice=notice)
+
+
+def register(app: App) -> None:
+    app.event("app_home_opened")(ack=ack_event, lazy=[on_home_opened])
+    app.action(DONE)(ack=on_done, lazy=[republish])

@@ -1,0 +1,100 @@
+"""The App Home view: the viewer's own actions, approvals they can decide, their studies.
+
+`services.home.home_for` (read through the visibility rule) → Block Kit → `views.publish`.
+Every title, name and note in it is a person's text and goes through the builder's escape.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from slack_sdk import WebClient
+
+from crobot.handlers import blockkit as bk
+from crobot.handlers.approvals import messages
+from crobot.handlers.blockkit import Block, Mrkdwn, fmt
+from crobot.handlers.middleware import Identity
+from crobot.handlers.user_tz import user_timezone
+from crobot.services.actor import resolve_actor
+from crobot.services.home import HomeModel, StudyLine, home_for
+from crobot.services.runtime import Runtime
+from crobot.storage.models import ActionItem, Priority
+
+DONE = "home_action_done"
+
+
+def _action_line(item: ActionItem, today: date) -> Block:
+    due = fmt("due {}", item.due_date.isoformat())
+    if item.due_date < today:
+        due += fmt(" — *{} days overdue*", (today - item.due_date).days)
+    elif item.due_date == today:
+        due += Mrkdwn(" — *today*")
+    flag = Mrkdwn(" :small_red_triangle:" if item.priority == Priority.HIGH else "")
+    return bk.section(
+        fmt("*#{}* {}{}\n{} · {}", item.id, item.title, flag, item.study.code, due),
+        accessory=bk.button("Done", DONE, str(item.id)),
+    )
+
+
+def _study_line(entry: StudyLine) -> Block:
+    ms = entry.next_milestone
+    if ms is None:
+        nxt = Mrkdwn("no open milestones")
+    else:
+        when = ms.forecast_date or ms.planned_date
+        nxt = fmt("next milestone: {}, {}", ms.name, when.isoformat())
+        if ms.forecast_date and ms.forecast_date != ms.planned_date:
+            nxt += fmt(" (planned {})", ms.planned_date.isoformat())
+    return bk.section(fmt("*{}* {}\n{}", entry.study.code, entry.study.title, nxt))
+
+
+def render(model: HomeModel, notice: Mrkdwn | None) -> Block:
+    blocks: list[Block] = [bk.header("Your crobot")]
+    if notice:
+        blocks.append(bk.context(notice))
+    if not model.registered:
+        blocks.append(
+            bk.section(
+                Mrkdwn(
+                    "You are not registered with crobot yet, so there is nothing of yours to "
+                    "show. Ask a crobot admin to add you (`crobot person add`)."
+                )
+            )
+        )
+        return bk.home(blocks)
+    blocks.append(bk.header("Overdue actions"))
+    blocks += [_action_line(a, model.today) for a in model.overdue_actions] or [
+        bk.context(Mrkdwn("Nothing overdue."))
+    ]
+    blocks.append(bk.header("Open actions"))
+    blocks += [_action_line(a, model.today) for a in model.open_actions] or [
+        bk.context(Mrkdwn("No open actions."))
+    ]
+    if model.approvals:
+        blocks.append(bk.header("Approvals waiting for you"))
+        for rec in model.approvals:
+            blocks.append(
+                bk.section(fmt("*{}* (#{}) ", rec.study, rec.id) + messages.describe_change(rec))
+            )
+            block_id = f"{messages.ACTIONS_BLOCK}:{rec.id}"
+            blocks.append(messages.decide_buttons(rec.id, block_id=block_id))
+    blocks.append(bk.header("Your studies"))
+    blocks += [_study_line(entry) for entry in model.studies] or [
+        bk.context(Mrkdwn("You are not on any study yet."))
+    ]
+    return bk.home(blocks)
+
+
+def publish(
+    runtime: Runtime, client: WebClient, who: Identity, *, notice: Mrkdwn | None = None
+) -> dict[str, Any]:
+    """Build the viewer's Home tab and publish it (a Slack call: lazy listeners only)."""
+    with runtime.db.read() as s:
+        actor = resolve_actor(s, who.team_id, who.user_id)
+    today = runtime.today(user_timezone(runtime, client, actor))
+    with runtime.db.read() as s:
+        actor = resolve_actor(s, who.team_id, who.user_id)
+        view = render(home_for(s, actor, today=today), notice)
+    client.views_publish(user_id=who.user_id, view=view)
+    return view
