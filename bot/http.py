@@ -17,6 +17,7 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 
+from crobot.handlers.payload import routable
 from crobot.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,10 @@ class SlackASGI:
             # Bolt itself can fail on a malformed payload (e.g. block_actions with an empty
             # `actions` list breaks its error-handler argument building). The request was
             # signed, so answer like any handled failure instead of a 500 Slack would retry.
+            if not routable(req.body):
+                # It names no button or form: there is nobody to answer, nothing was done.
+                log.info("ignored a %s payload that names no listener", req.body.get("type"))
+                return BoltResponse(status=200, body="")
             log.exception("Bolt could not dispatch a request")
             return BoltResponse(
                 status=200, body=SORRY_JSON, headers={"content-type": ["application/json"]}

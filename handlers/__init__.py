@@ -1,8 +1,9 @@
 """Slack surface, by feature (commands, forms, approvals, home), each with `register(app)`.
 
-`register_listeners` installs the replay check (after Bolt's signature check) and the
+`register_listeners` installs the replay check (after Bolt's signature check), the
 middleware that puts the runtime and the request's identity into every listener's
-context first, then registers the features.
+context, and the check that an interaction names a listener at all; then registers the
+features.
 """
 
 from __future__ import annotations
@@ -14,11 +15,21 @@ from crobot.services.runtime import Runtime
 
 def register_listeners(app: App, runtime: Runtime) -> None:
     # Imported here so that importing `handlers` (e.g. for its helpers) registers nothing.
-    from crobot.handlers import approvals, commands, errors, forms, home, middleware, replay
+    from crobot.handlers import (
+        approvals,
+        commands,
+        errors,
+        forms,
+        home,
+        middleware,
+        payload,
+        replay,
+    )
     from crobot.handlers.approvals import outbox
 
     replay.install(app, runtime)
     middleware.install(app, runtime)
+    payload.install(app)
     errors.register(app)
     commands.register(app)
     forms.register(app)

@@ -23,6 +23,12 @@ UNAVAILABLE = Mrkdwn(
 SORRY = Mrkdwn("Sorry, something went wrong on our side. Please try again.")
 
 
+def error_text(error: UserError) -> Mrkdwn:
+    """A refusal as one line of mrkdwn: what is wrong, then how to fix it."""
+    hint = wording(error.hint) if error.hint else ""
+    return Mrkdwn(fmt(":warning: {} {}", wording(error.message), hint).strip())
+
+
 def _answer(text: Mrkdwn) -> BoltResponse:
     return BoltResponse(status=200, body={"response_type": "ephemeral", "text": fallback(text)})
 
@@ -31,8 +37,7 @@ def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> 
     if isinstance(error, UserError):
         # A malformed payload (e.g. a button value that is not an id): say so, no trace.
         log.info("rejected a malformed request: %s", error)
-        hint = wording(error.hint) if error.hint else ""
-        return _answer(fmt(":warning: {} {}", wording(error.message), hint))
+        return _answer(error_text(error))
     if isinstance(error, DBAPIError | PoolTimeout):
         log.warning("database unavailable for a request: %s", type(error).__name__)
         return _answer(UNAVAILABLE)

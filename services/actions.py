@@ -9,15 +9,24 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import audit
-from crobot.services.actor import Actor
-from crobot.services.errors import Forbidden, NotFound, UserError, msg, validate
-from crobot.services.lookup import study_by_code, vendor_org_ids
+from crobot.services import audit, reachable
+from crobot.services.actor import Actor, UserKey
+from crobot.services.errors import Forbidden, UserError, msg, validate
+from crobot.services.lookup import person_named, study_by_code, vendor_org_ids
 from crobot.services.permissions import is_sponsor, require_member
 from crobot.services.visibility import Audience, action_filter
-from crobot.storage.models import ActionItem, ActionStatus, Milestone, Person, Priority, utcnow
+from crobot.storage.models import ActionItem, ActionStatus, Priority, utcnow
 
-FIELDS = ("title", "owner_user_id", "owner_org_id", "due_date", "priority", "status", "shared")
+FIELDS = (
+    "title",
+    "owner_team_id",
+    "owner_user_id",
+    "owner_org_id",
+    "due_date",
+    "priority",
+    "status",
+    "shared",
+)
 ADD_HINT = 'Write it as `/cro action add STUDY "Title" @owner due:YYYY-MM-DD [priority:high]`.'
 
 
@@ -44,40 +53,37 @@ def add(
         raise UserError(
             f"The due date {inp.due} is in the past.", "Give a date from today on.", field="due"
         )
-    owner_team = inp.owner_team_id or actor.team_id
-    owner = (
-        session.scalars(
-            select(Person).where(
-                Person.team_id == owner_team, Person.slack_user_id == inp.owner_user_id
-            )
-        ).first()
-        or session.scalars(select(Person).where(Person.slack_user_id == inp.owner_user_id)).first()
+    # A bare user id means the person in the requester's workspace (`person_named`).
+    owner = person_named(
+        session,
+        inp.owner_team_id or actor.team_id,
+        inp.owner_user_id,
+        vendors | {study.sponsor_org_id},
+        field="owner_user_id",
     )
-    owner_org = owner.org_id if owner else actor.org_id
-    if not is_sponsor(actor, study) and owner_org not in (actor.org_id, study.sponsor_org_id):
+    if not is_sponsor(actor, study) and owner.org_id not in (actor.org_id, study.sponsor_org_id):
         raise Forbidden(
             "Vendors can assign actions to their own people or to the sponsor.",
             field="owner_user_id",
         )
-    if owner_org is not None and owner_org not in vendors and owner_org != study.sponsor_org_id:
+    if owner.org_id not in vendors and owner.org_id != study.sponsor_org_id:
         raise UserError(
             # The id matched the pattern above, so the mention is safe wording.
             msg(f"<@{inp.owner_user_id}> is not on study {{}}.", study.code),
             field="owner_user_id",
         )
     if inp.milestone_id is not None:
-        ms = session.get(Milestone, inp.milestone_id)
-        if ms is None or ms.study_id != study.id:
-            raise NotFound(
-                msg(f"There is no milestone #{inp.milestone_id} on {{}}.", study.code),
-                field="milestone_id",
-            )
+        # Work is linked only to a milestone its author may change: never another
+        # organisation's, and the answer does not tell whether that id exists.
+        reachable.milestone(
+            session, actor, inp.milestone_id, to="link an action to", study_id=study.id
+        )
     item = ActionItem(
         study_id=study.id,
         title=inp.title,
-        owner_team_id=owner.team_id if owner else owner_team,
-        owner_user_id=inp.owner_user_id,
-        owner_org_id=owner_org,
+        owner_team_id=owner.team_id,
+        owner_user_id=owner.slack_user_id,
+        owner_org_id=owner.org_id,
         due_date=inp.due,
         priority=inp.priority,
         milestone_id=inp.milestone_id,
@@ -99,14 +105,8 @@ def add(
 
 
 def complete(session: Session, actor: Actor, action_id: int) -> ActionItem:
-    item = session.get(ActionItem, action_id)
-    if item is None:
-        raise NotFound(f"There is no action #{action_id}.", "`/cro action list` shows the IDs.")
+    item = reachable.action(session, actor, action_id)
     study = item.study
-    require_member(actor, study, vendor_org_ids(session, study.id))
-    own = actor.user_id == item.owner_user_id
-    if not (own or is_sponsor(actor, study) or actor.org_id == item.owner_org_id):
-        raise Forbidden(f"Action #{item.id} belongs to another organisation.")
     if item.status != ActionStatus.OPEN:
         raise UserError(f"Action #{item.id} is already {item.status.value}.")
     before = audit.snapshot(item, *FIELDS)
@@ -131,7 +131,7 @@ def list_for(
     audience: Audience,
     *,
     today: date,
-    owner_user_id: str | None = None,
+    owner: UserKey | None = None,
     overdue: bool = False,
     include_closed: bool = False,
     limit: int = 200,
@@ -139,8 +139,9 @@ def list_for(
     stmt = select(ActionItem).where(action_filter(audience))
     if not include_closed or overdue:
         stmt = stmt.where(ActionItem.status == ActionStatus.OPEN)
-    if owner_user_id:
-        stmt = stmt.where(ActionItem.owner_user_id == owner_user_id)
+    if owner is not None:
+        team_id, user_id = owner
+        stmt = stmt.where(ActionItem.owner_team_id == team_id, ActionItem.owner_user_id == user_id)
     if overdue:
         stmt = stmt.where(ActionItem.due_date < today)
     stmt = stmt.order_by(ActionItem.due_date, ActionItem.id).limit(limit)

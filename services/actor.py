@@ -9,6 +9,9 @@ from sqlalchemy.orm import Session
 
 from crobot.storage.models import Person, Role
 
+# A Slack user is (workspace, user): the same user id in another workspace is someone else.
+UserKey = tuple[str, str]
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -22,6 +25,10 @@ class Actor:
     def label(self) -> str:
         """Stable audit identity: team and user id (Slack Connect users share channels)."""
         return f"{self.team_id}:{self.user_id}"
+
+    @property
+    def key(self) -> UserKey:
+        return (self.team_id, self.user_id)
 
     @property
     def org_id(self) -> int | None:

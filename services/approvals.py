@@ -19,18 +19,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import approval_log, audit
+from crobot.services import approval_log, audit, reachable
 from crobot.services.actor import Actor
 from crobot.services.approval_log import Location
-from crobot.services.errors import NotFound, UserError
-from crobot.services.permissions import require_approver
+from crobot.services.errors import UserError
 from crobot.storage.models import (
     Approval,
     ApprovalState,
     KpiUpdate,
     Milestone,
     MilestoneStatus,
-    Study,
     SubjectType,
     utcnow,
 )
@@ -82,16 +80,13 @@ def decidable(
 ) -> Approval:
     """The approval, locked, if `actor` may decide it: the one pre-check of every click.
 
-    Raises NotFound for an unknown id and Forbidden for anyone but an approver of its
-    study. The approval may already be decided (look at its `state`); then the copy of the
-    request the decider used (`seen_at`, still showing buttons) is brought up to date.
+    Raises the same NotFound for an unknown id and for anyone but an approver of its
+    study (`services.reachable`). The approval may already be decided (look at its
+    `state`); then the copy of the request the decider used (`seen_at`, still showing
+    buttons) is brought up to date.
     Call it in a write transaction.
     """
-    stmt = select(Approval).where(Approval.id == approval_id).with_for_update()
-    approval = session.scalars(stmt).one_or_none()
-    if approval is None:
-        raise NotFound(f"There is no approval request #{approval_id}.")
-    require_approver(actor, session.get_one(Study, approval.study_id))
+    approval = reachable.approval(session, actor, approval_id)
     if approval.state != ApprovalState.PENDING and seen_at is not None:
         approval_log.show_decision(session, approval, seen_at)
     return approval

@@ -71,6 +71,11 @@ class Forbidden(UserError):
     """The actor may not do this."""
 
 
+class NotRegistered(Forbidden):
+    """Someone crobot does not know (no person for their (workspace, user)): the one answer
+    they get, whatever they asked (`services.permissions.require_known`)."""
+
+
 def from_validation(exc: ValidationError, hint: str | None = None) -> UserError:
     """Turn pydantic's report into one readable sentence naming each bad field.
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from crobot.services import actions, approval_log, milestones
 from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord
-from crobot.services.lookup import vendor_org_ids
-from crobot.services.permissions import is_approver
+from crobot.services.errors import NotFound, msg
+from crobot.services.lookup import suggest_names, vendor_org_ids
+from crobot.services.permissions import is_approver, is_sponsor, is_vendor, require_known
 from crobot.services.visibility import Audience, Scope, approval_filter, audience_for_person
 from crobot.storage.models import (
     ActionItem,
@@ -56,12 +57,41 @@ def studies_for(session: Session, actor: Actor) -> list[MyStudy]:
     return out
 
 
+def reader_study(
+    session: Session, actor: Actor, code: str, *, channel_study_id: int | None = None
+) -> Study:
+    """The study a person names: one they are on, or the study of the channel they are in.
+
+    Any other study is answered like one that does not exist, and only the person's own
+    study codes are suggested: nobody learns which other studies crobot holds.
+    """
+    study = session.scalars(select(Study).where(func.upper(Study.code) == code.upper())).first()
+    if study is not None and (
+        actor.trusted
+        or study.id == channel_study_id
+        or is_sponsor(actor, study)
+        or is_vendor(actor, vendor_org_ids(session, study.id))
+    ):
+        return study
+    codes = [m.study.code for m in studies_for(session, actor)]
+    raise NotFound(
+        msg("There is no study `{}` that you are on.", code),
+        suggest_names(code.upper(), codes),
+        field="study",
+    )
+
+
 def orgs_for(session: Session, studies: list[MyStudy]) -> list[Organization]:
-    """Organisations on any of these studies (sponsors and vendors), by name."""
+    """Organisations the person may enter items for on these studies, by name: on a study
+    they are sponsor staff of, the sponsor and every vendor; on a vendor's study, only
+    their own organisation."""
     ids: set[int] = set()
     for my in studies:
-        ids.add(my.study.sponsor_org_id)
-        ids |= vendor_org_ids(session, my.study.id)
+        if my.audience.scope == Scope.SPONSOR:
+            ids.add(my.study.sponsor_org_id)
+            ids |= vendor_org_ids(session, my.study.id)
+        elif my.audience.org_id is not None:
+            ids.add(my.audience.org_id)
     if not ids:
         return []
     return list(
@@ -80,7 +110,6 @@ class StudyLine:
 @dataclass
 class HomeModel:
     today: date
-    registered: bool
     open_actions: list[ActionItem] = field(default_factory=list)
     overdue_actions: list[ActionItem] = field(default_factory=list)
     approvals: list[ApprovalRecord] = field(default_factory=list)
@@ -88,11 +117,11 @@ class HomeModel:
 
 
 def home_for(session: Session, actor: Actor, *, today: date) -> HomeModel:
-    model = HomeModel(today=today, registered=actor.person is not None)
+    """The person's Home; someone crobot does not know gets NotRegistered instead."""
+    require_known(actor)
+    model = HomeModel(today=today)
     for my in studies_for(session, actor):
-        mine = actions.list_for(
-            session, my.audience, today=today, owner_user_id=actor.user_id, limit=MAX_ITEMS
-        )
+        mine = actions.list_for(session, my.audience, today=today, owner=actor.key, limit=MAX_ITEMS)
         model.overdue_actions += [a for a in mine if a.due_date < today]
         model.open_actions += [a for a in mine if a.due_date >= today]
         if is_approver(actor, my.study):

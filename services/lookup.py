@@ -7,6 +7,8 @@ The NotFound names the field it is about by the name every service input uses fo
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Collection
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,12 +20,15 @@ from crobot.storage.models import (
     ChannelLink,
     KpiDefinition,
     Organization,
+    Person,
     Study,
     StudyVendor,
 )
 
+_USER_ID = re.compile(r"[UW][A-Z0-9]{1,31}")
 
-def _suggest(word: str, options: list[str], *, own: bool = False) -> Msg:
+
+def suggest_names(word: str, options: list[str], *, own: bool = False) -> Msg:
     """Names people stored (study codes, organisation names) are values; crobot's `own`
     words (the shipped KPI keys) are wording."""
     close = difflib.get_close_matches(word, options, n=3, cutoff=0.5)
@@ -45,7 +50,7 @@ def study_by_code(session: Session, code: str) -> Study:
     if study is None:
         codes = list(session.scalars(select(Study.code).limit(200)))
         raise NotFound(
-            msg("There is no study `{}`.", code), _suggest(code.upper(), codes), field="study"
+            msg("There is no study `{}`.", code), suggest_names(code.upper(), codes), field="study"
         )
     return study
 
@@ -57,7 +62,7 @@ def org_by_name(session: Session, name: str) -> Organization:
     if org is None:
         names = list(session.scalars(select(Organization.name).limit(200)))
         raise NotFound(
-            msg("There is no organisation `{}`.", name), _suggest(name, names), field="org"
+            msg("There is no organisation `{}`.", name), suggest_names(name, names), field="org"
         )
     return org
 
@@ -67,13 +72,57 @@ def kpi_by_key(session: Session, raw: str) -> KpiDefinition:
     kpi = session.scalars(select(KpiDefinition).where(KpiDefinition.key == key)).first()
     if kpi is None:
         keys = list(session.scalars(select(KpiDefinition.key)))
-        hint = _suggest(key, keys, own=True)
+        hint = suggest_names(key, keys, own=True)
         raise NotFound(msg("There is no KPI `{}`.", raw), hint, field="kpi")
     return kpi
 
 
 def vendor_org_ids(session: Session, study_id: int) -> set[int]:
     return set(session.scalars(select(StudyVendor.org_id).where(StudyVendor.study_id == study_id)))
+
+
+def study_org_ids(session: Session, study: Study) -> set[int]:
+    """The organisations on a study: its sponsor and its vendors."""
+    return vendor_org_ids(session, study.id) | {study.sponsor_org_id}
+
+
+def person_named(
+    session: Session, team_id: str, user_id: str, org_ids: Collection[int], *, field: str
+) -> Person:
+    """The person an `@mention` or a form's user picker names; Slack gives only a user id.
+
+    It is the person (team_id, user_id), `team_id` being the workspace it was typed in.
+    Failing that (a Slack Connect channel, where the mentioned user belongs to another
+    workspace), the one person with that user id in a workspace registered to one of
+    `org_ids` (the study's organisations). Never a guess: nobody, or several, is an error.
+    """
+    own = session.scalars(
+        select(Person).where(Person.team_id == team_id, Person.slack_user_id == user_id)
+    ).first()
+    if own is not None:
+        return own
+    registered = select(Organization.slack_team_id).where(
+        Organization.id.in_(org_ids), Organization.slack_team_id.is_not(None)
+    )
+    found = session.scalars(
+        select(Person)
+        .where(
+            Person.slack_user_id == user_id,
+            Person.team_id.in_(registered),
+            Person.org_id.in_(org_ids),
+        )
+        .limit(2)
+    ).all()
+    if len(found) == 1:
+        return found[0]
+    # A well-formed id is shown as a mention; anything else as the value it is.
+    who = msg(f"<@{user_id}>") if _USER_ID.fullmatch(user_id) else msg("`{}`", user_id)
+    raise NotFound(
+        msg("{} is not registered with crobot in this workspace or the study's.", who),
+        "Ask a crobot admin to add them (`crobot person add`); a Slack Connect partner "
+        "registers its workspace (`crobot org add … --slack-team`).",
+        field=field,
+    )
 
 
 def channel_link(session: Session, team_id: str, channel_id: str) -> ChannelLink | None:

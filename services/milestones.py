@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from crobot.services import approvals, audit
+from crobot.services import approvals, audit, reachable
 from crobot.services.actor import Actor
-from crobot.services.errors import NotFound, UserError, validate
+from crobot.services.errors import UserError, validate
 from crobot.services.lookup import org_by_name, study_by_code, vendor_org_ids
 from crobot.services.permissions import is_sponsor, require_org_write
 from crobot.services.visibility import Audience, milestone_filter
@@ -93,11 +93,8 @@ class MilestoneChange:
 
 def update(session: Session, actor: Actor, *, today: date, **data: object) -> MilestoneChange:
     inp = validate(MilestoneUpdate, data, UPDATE_HINT)
-    ms = session.get(Milestone, inp.id)
-    if ms is None:
-        raise NotFound(f"There is no milestone #{inp.id}.", "`/cro milestone list` shows the IDs.")
+    ms = reachable.milestone(session, actor, inp.id)
     study = ms.study
-    require_org_write(actor, study, vendor_org_ids(session, study.id), ms.org_id)
     if inp.forecast is None and inp.status is None and inp.actual is None:
         raise UserError("Nothing to change.", UPDATE_HINT)
     if ms.status in (MilestoneStatus.APPROVED, MilestoneStatus.CANCELLED):

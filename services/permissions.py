@@ -7,11 +7,34 @@ too) and of who may change a channel's digest.
 from __future__ import annotations
 
 from crobot.services.actor import Actor
-from crobot.services.errors import Forbidden, msg
+from crobot.services.errors import Forbidden, NotRegistered, msg
 from crobot.storage.models import AudienceKind, ChannelLink, Person, Role, Study
 
 _SPONSOR_ROLES = (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.ADMIN)
-_UNKNOWN_HINT = "Ask a crobot admin to add you (`crobot person add`)."
+
+
+def not_registered(team_id: str, user_id: str) -> NotRegistered:
+    """How to get access, with the ids a crobot admin needs to copy."""
+    return NotRegistered(
+        msg(
+            "crobot does not know you (user `{}`, workspace `{}`): "
+            "ask a crobot admin to register you.",
+            user_id,
+            team_id,
+        ),
+        msg(
+            "The admin runs `crobot person add {} --team {} --name NAME --org ORG --role ROLE`.",
+            user_id,
+            team_id,
+        ),
+    )
+
+
+def require_known(actor: Actor) -> None:
+    """Someone crobot does not know gets the how-to-get-access answer and nothing else:
+    no study codes, no items, not even whether an id exists."""
+    if not (actor.trusted or actor.person is not None):
+        raise not_registered(actor.team_id, actor.user_id)
 
 
 def is_sponsor_staff(person: Person | None, study: Study) -> bool:
@@ -44,10 +67,9 @@ def is_approver(actor: Actor, study: Study) -> bool:
 
 def require_member(actor: Actor, study: Study, vendor_ids: set[int]) -> None:
     """Sponsor staff or a vendor of this study; everyone else is read-only."""
+    require_known(actor)
     if actor.trusted:
         return
-    if actor.person is None:
-        raise Forbidden("You are not registered with crobot, so you can only read.", _UNKNOWN_HINT)
     if not (is_sponsor(actor, study) or is_vendor(actor, vendor_ids)):
         raise Forbidden(
             msg("You are not on study {}, so you cannot change it.", study.code), field="study"

@@ -211,7 +211,11 @@ def test_non_approver_click_changes_nothing(
         ]:
             assert send(bot, block_action(action, aid, user=user, msg=msg))[0] == 200
         wait_until(lambda: len(fake_slack.calls_to("chat.postEphemeral")) >= 3)
-    expected = "Only approvers for ONC-301 can decide."
+    # A vendor and a sponsor member learn nothing about the request: not even that it exists.
+    expected = (
+        f":warning: There is no approval request #{aid} that you can decide. "
+        "Only the study's approvers decide."
+    )
     assert ephemerals(fake_slack, "USPONSOR") == [expected, expected]
     assert ephemerals(fake_slack, "UAPEX") == [expected]
     assert fake_slack.calls_to("views.open") == []

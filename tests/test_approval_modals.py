@@ -96,7 +96,7 @@ def test_forms_offer_only_what_the_user_may_use(world: World, fake_slack: FakeSl
 
     opened = len(fake_slack.calls_to("views.open"))
     reply = open_form(_ctx(world, fake_slack, "USTRANGE", "CJOINT"), KPI_REPORT)
-    assert not reply.silent and "not on any study" in reply.text
+    assert not reply.silent and "crobot does not know you" in reply.text
     reply = open_form(_ctx(world, fake_slack, "UAPEX", "CAPEX", trigger=None), KPI_REPORT)
     assert not reply.silent
     assert len(fake_slack.calls_to("views.open")) == opened

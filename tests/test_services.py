@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import actions, approvals, directory, kpis, milestones
+from crobot.services import actions, approvals, directory, home, kpis, milestones
 from crobot.services.actor import SYSTEM, Actor
-from crobot.services.errors import Forbidden, NotFound, UserError
+from crobot.services.errors import Forbidden, NotFound, NotRegistered, UserError
 from crobot.services.visibility import Audience, Scope
 from crobot.storage.models import (
     ActionStatus,
@@ -203,21 +203,21 @@ def test_milestone_bad_inputs_change_nothing(world: World) -> None:
             "own",
         ),
         (
-            Forbidden,
+            NotRegistered,
             lambda s: milestones.add(
                 s, world.actor(STRANGER), today=TODAY, study="ONC-301", name="x", planned=future
             ),
-            "not registered",
+            "crobot does not know you",
         ),
-        (
-            Forbidden,
+        (  # Apex's milestone: for CentraLab it might as well not exist
+            NotFound,
             lambda s: milestones.update(s, lab, today=TODAY, id=ms_id, status="done"),
-            "own",
+            f"There is no milestone #{ms_id} that you can change.",
         ),
         (
             NotFound,
             lambda s: milestones.update(s, apex, today=TODAY, id=9999, status="done"),
-            "no milestone",
+            "There is no milestone #9999 that you can change.",
         ),
         (
             UserError,
@@ -269,12 +269,12 @@ def test_action_add_complete_and_list(world: World) -> None:
             due=TODAY + timedelta(days=5),
         )
     with world.db.read() as s:
-        mine = actions.list_for(s, sponsor_aud(world), today=TODAY, owner_user_id=APEX_PM)
+        mine = actions.list_for(s, sponsor_aud(world), today=TODAY, owner=("T1", APEX_PM))
         assert [x.id for x in mine] == [a.id]
     with world.db.write() as s:
         actions.complete(s, apex, a.id)
-    assert "belongs to another" in rejected(
-        world, Forbidden, lambda s: actions.complete(s, apex, b.id)
+    assert f"There is no action #{b.id} that you can change." in rejected(
+        world, NotFound, lambda s: actions.complete(s, apex, b.id)
     )
     assert "already done" in rejected(world, UserError, lambda s: actions.complete(s, apex, a.id))
     with world.db.read() as s:
@@ -299,7 +299,7 @@ def test_action_bad_inputs_change_nothing(world: World) -> None:
         ({"priority": "urgent"}, UserError, "priority"),
         ({"title": ""}, UserError, "title"),
         ({"owner_user_id": LAB_PM}, Forbidden, "own people"),
-        ({"milestone_id": 4242}, NotFound, "no milestone"),
+        ({"milestone_id": 4242}, NotFound, "There is no milestone #4242 that you can link"),
     ]
     for override, exc, words in cases:
         data: dict[str, Any] = {**base, **override}
@@ -408,9 +408,9 @@ def test_approval_decisions_are_idempotent_and_restricted(world: World) -> None:
     with world.db.write() as s:
         rep = kpis.report(s, apex, today=TODAY, study="ONC-301", kpi="query_aging", value=9)
         approval_id = s.scalars(select(Approval.id)).one()
-    assert "Only approvers" in rejected(
+    assert f"There is no approval request #{approval_id} that you can decide." in rejected(
         world,
-        Forbidden,
+        NotFound,
         lambda s: approvals.decide(s, world.actor(SPONSOR), approval_id, approve=True),
     )
     assert "needs a reason" in rejected(
@@ -434,17 +434,17 @@ def test_approval_decisions_are_idempotent_and_restricted(world: World) -> None:
         assert s.get_one(KpiUpdate, rep.update.id).approval_state == ApprovalState.APPROVED
 
 
-def test_unknown_actor_is_read_only(world: World) -> None:
+def test_an_unknown_actor_is_told_how_to_get_access_and_nothing_else(world: World) -> None:
     stranger = Actor(team_id="T9", user_id="UNOBODY")
-    assert "not registered" in rejected(
-        world,
-        Forbidden,
+    calls: list[Callable[[Session], object]] = [
         lambda s: kpis.report(s, stranger, today=TODAY, study="ONC-301", kpi="enrollment", value=1),
-    )
-    assert "not registered" in rejected(
-        world,
-        Forbidden,
         lambda s: actions.add(
             s, stranger, today=TODAY, study="ONC-301", title="x", owner_user_id=APEX_PM, due=TODAY
         ),
-    )
+        lambda s: actions.complete(s, stranger, 1),
+        lambda s: milestones.update(s, stranger, today=TODAY, id=1, status="done"),
+        lambda s: approvals.decide(s, stranger, 1, approve=True),
+        lambda s: home.home_for(s, stranger, today=TODAY),
+    ]
+    for call in calls:
+        assert "crobot person add UNOBODY --team T9" in rejected(world, NotRegistered, call)

@@ -23,6 +23,7 @@ def test_counts_cover_more_than_the_rows_shown(world: World) -> None:
                 study="ONC-301",
                 title=f"late {i}",
                 owner_user_id=APEX_PM,
+                owner_team_id="T1",
                 due=TODAY - timedelta(days=1),
             )
         actions.add(
@@ -32,6 +33,7 @@ def test_counts_cover_more_than_the_rows_shown(world: World) -> None:
             study="ONC-301",
             title="lab, not late",
             owner_user_id=LAB_PM,
+            owner_team_id="T1",
             due=TODAY + timedelta(days=3),
         )
         for week in range(40, 48):

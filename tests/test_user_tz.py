@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from crobot.digests.nudges import overdue_owners, owner_zones
-from crobot.services import actions
+from crobot.services import actions, directory
+from crobot.services.actor import SYSTEM
 from crobot.services.lookup import channel_link
 from crobot.services.user_tz import CACHE_TTL, remember_timezone, zone_for
 from tests.conftest import APEX_PM, C_JOINT, SPONSOR, TODAY, World
@@ -50,6 +51,16 @@ def test_nudges_read_owner_zones_through_the_same_rule(world: World) -> None:
     with world.db.write() as s:
         # A background job has nobody to ask: even a stale cached answer beats the default.
         remember_timezone(s, "T1", "USTALE", "Asia/Tokyo", now=NOW - CACHE_TTL - timedelta(1))
+        for user in ("USTALE", "UNKNOWN"):  # registered without a zone of their own
+            directory.add_person(
+                s,
+                SYSTEM,
+                team_id="T1",
+                user_id=user,
+                display_name=user,
+                org="Helix Pharma",
+                role="sponsor_member",
+            )
     for owner in (APEX_PM, "USTALE", "UNKNOWN"):
         _overdue_for(world, owner)
     with world.db.read() as s:

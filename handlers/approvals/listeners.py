@@ -13,7 +13,6 @@ copies for the lazy listener once the ack function has returned.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +23,23 @@ from slack_sdk.errors import SlackApiError
 
 from crobot.handlers import middleware
 from crobot.handlers.approvals import messages
-from crobot.handlers.blockkit import Mrkdwn, line
+from crobot.handlers.blockkit import Mrkdwn, plain_str
+from crobot.handlers.errors import error_text
 from crobot.handlers.home.view import publish
 from crobot.handlers.middleware import Identity
+from crobot.handlers.payload import (
+    DAMAGED_BUTTON,
+    DAMAGED_FORM,
+    button_id,
+    metadata,
+    obj,
+    optional_text,
+    positive_int,
+    text,
+)
 from crobot.services import approval_log, approvals
 from crobot.services.actor import resolve_actor
 from crobot.services.approval_log import Location
-from crobot.services.command_parser import parse_id
 from crobot.services.errors import UserError
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ApprovalState
@@ -38,6 +47,7 @@ from crobot.storage.models import ApprovalState
 log = logging.getLogger(__name__)
 
 HANDOFF = "crobot_approval_handoff"
+MAX_INLINE_ERROR = 150  # characters: it shows under the reason input
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,7 @@ class Click:
     """Where a decision was asked for: a channel message, or the clicker's App Home."""
 
     who: Identity
-    approval_id: int
+    approval_id: int | None  # None: the button carried no readable id (`DAMAGED_BUTTON`)
     channel_id: str | None = None
     message_ts: str | None = None
     from_home: bool = False
@@ -53,29 +63,38 @@ class Click:
 
     @classmethod
     def from_button(cls, body: dict[str, Any], who: Identity) -> Click:
-        container = body.get("container") or {}
-        message = body.get("message") or {}
-        blocks = message.get("blocks") or []
-        acts = body.get("actions") or [{}]
+        container = obj(body.get("container"))
+        message = obj(body.get("message"))
+        channel = obj(body.get("channel"))
+        blocks = message.get("blocks")
         return cls(
             who=who,
-            approval_id=parse_id(str((acts[0] or {}).get("value") or ""), "approval request"),
-            channel_id=container.get("channel_id") or (body.get("channel") or {}).get("id"),
-            message_ts=container.get("message_ts") or message.get("ts"),
+            approval_id=button_id(body),
+            channel_id=text(container.get("channel_id")) or text(channel.get("id")),
+            message_ts=text(container.get("message_ts")) or text(message.get("ts")),
             from_home=container.get("type") == "view",
-            message_has_buttons=any(b.get("block_id") == messages.ACTIONS_BLOCK for b in blocks),
+            message_has_buttons=isinstance(blocks, list)
+            and any(obj(b).get("block_id") == messages.ACTIONS_BLOCK for b in blocks),
         )
 
     @classmethod
-    def from_modal(cls, meta: dict[str, Any], who: Identity) -> Click:
+    def from_modal(cls, meta: dict[str, Any], who: Identity) -> Click | None:
+        """The click the reason modal was opened for (`modal_meta`); None when the
+        metadata is not what crobot wrote."""
+        channel_ok, channel = optional_text(meta, "channel_id")
+        ts_ok, ts = optional_text(meta, "message_ts")
+        home = meta.get("from_home", False)
+        approval_id = positive_int(meta.get("approval_id"))
+        if approval_id is None or not (channel_ok and ts_ok and isinstance(home, bool)):
+            return None
         return cls(
             who=who,
-            approval_id=parse_id(str(meta.get("approval_id", "")), "approval request"),
-            channel_id=meta.get("channel_id"),
-            message_ts=meta.get("message_ts"),
-            from_home=bool(meta.get("from_home")),
+            approval_id=approval_id,
+            channel_id=channel,
+            message_ts=ts,
+            from_home=home,
             # The modal was opened from a copy with buttons: it is rewritten either way.
-            message_has_buttons=bool(meta.get("channel_id") and meta.get("message_ts")),
+            message_has_buttons=bool(channel and ts),
         )
 
     @property
@@ -97,7 +116,7 @@ class Click:
 @dataclass(frozen=True)
 class Result:
     changed: bool = False
-    error: str | None = None
+    error: Mrkdwn | None = None  # why nothing changed, for the clicker
 
 
 @dataclass(frozen=True)
@@ -106,22 +125,25 @@ class Handoff:
     result: Result
 
 
-def _decide(runtime: Runtime, click: Click, *, approve: bool, reason: str = "") -> Result:
-    """The decision, its audit event and its outbox rows in one transaction."""
-    try:
-        with runtime.db.write() as s:
-            actor = resolve_actor(s, click.who.team_id, click.who.user_id)
-            decision = approvals.decide(
-                s, actor, click.approval_id, approve=approve, reason=reason, seen_at=click.seen_at
-            )
-            return Result(changed=decision.changed)
-    except UserError as exc:
-        return Result(error=exc.message)
+def _decide(runtime: Runtime, click: Click, *, approve: bool, reason: str = "") -> bool:
+    """The decision, its audit event and its outbox rows in one transaction; whether it
+    changed anything. A refusal (`UserError`) changes nothing."""
+    if click.approval_id is None:
+        raise UserError(DAMAGED_BUTTON)
+    with runtime.db.write() as s:
+        actor = resolve_actor(s, click.who.team_id, click.who.user_id)
+        decision = approvals.decide(
+            s, actor, click.approval_id, approve=approve, reason=reason, seen_at=click.seen_at
+        )
+        return decision.changed
 
 
 def on_approve(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     click = Click.from_button(body, middleware.identity(context))
-    result = _decide(middleware.runtime(context), click, approve=True)
+    try:
+        result = Result(changed=_decide(middleware.runtime(context), click, approve=True))
+    except UserError as exc:
+        result = Result(error=error_text(exc))
     context[HANDOFF] = Handoff(click, result)
     ack()
 
@@ -130,40 +152,55 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebC
     """Open the reason modal for a pending approval; anything else is told after the ack."""
     click = Click.from_button(body, middleware.identity(context))
     runtime = middleware.runtime(context)
+    trigger_id = text(body.get("trigger_id"))
     try:
+        if click.approval_id is None or trigger_id is None:
+            raise UserError(DAMAGED_BUTTON)  # no modal can be opened without a trigger
         with runtime.db.write() as s:
             actor = resolve_actor(s, click.who.team_id, click.who.user_id)
             approval = approvals.decidable(s, actor, click.approval_id, seen_at=click.seen_at)
             pending = approval.state == ApprovalState.PENDING
             rec = approval_log.record(s, approval.id) if pending else None
     except UserError as exc:
-        context[HANDOFF] = Handoff(click, Result(error=exc.message))
+        context[HANDOFF] = Handoff(click, Result(error=error_text(exc)))
         ack()
         return
     if rec is None:
         context[HANDOFF] = Handoff(click, Result(changed=False))
         ack()
         return
-    client.views_open(
-        trigger_id=body["trigger_id"], view=messages.reject_modal(rec, click.modal_meta())
-    )
+    client.views_open(trigger_id=trigger_id, view=messages.reject_modal(rec, click.modal_meta()))
     ack()
 
 
-def on_reject_submit(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
-    view = body["view"]
-    meta = json.loads(view.get("private_metadata") or "{}")
-    values = view["state"]["values"]
-    field = values.get(messages.REASON_BLOCK, {}).get(messages.REASON_INPUT, {}) or {}
-    click = Click.from_modal(meta, middleware.identity(context))
-    result = _decide(
-        middleware.runtime(context), click, approve=False, reason=field.get("value") or ""
+def _refuse(ack: Ack, message: str) -> None:
+    """Nothing was stored; the modal stays open with the message on its one field."""
+    ack(
+        response_action="errors",
+        errors={messages.REASON_BLOCK: plain_str(message, MAX_INLINE_ERROR)},
     )
-    if result.error:
-        # Nothing was stored; the modal stays open with the message on the field.
-        ack(response_action="errors", errors={messages.REASON_BLOCK: result.error})
+
+
+def on_reject_submit(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    view = obj(body.get("view"))
+    meta = metadata(view)
+    click = None if meta is None else Click.from_modal(meta, middleware.identity(context))
+    if click is None:
+        _refuse(ack, DAMAGED_FORM)
         return
-    context[HANDOFF] = Handoff(click, result)
+    values = obj(obj(view.get("state")).get("values"))
+    reason = obj(obj(values.get(messages.REASON_BLOCK)).get(messages.REASON_INPUT)).get("value")
+    try:
+        changed = _decide(
+            middleware.runtime(context),
+            click,
+            approve=False,
+            reason=reason if isinstance(reason, str) else "",
+        )
+    except UserError as exc:
+        _refuse(ack, exc.message)
+        return
+    context[HANDOFF] = Handoff(click, Result(changed=changed))
     ack()
 
 
@@ -175,10 +212,10 @@ def follow_up(context: BoltContext, client: WebClient) -> None:
     click, result = handoff.click, handoff.result
     runtime = middleware.runtime(context)
     notice: Mrkdwn | None = None
-    if result.error:
-        notice = line(result.error)
+    if result.error is not None:
+        notice = result.error
         _ephemeral(client, click, notice)
-    else:
+    elif click.approval_id is not None:
         # Deliver the decision's outbox rows, or a stale copy's refresh, right away.
         runtime.approval_decided(click.approval_id)
         if not result.changed:
@@ -191,12 +228,12 @@ def follow_up(context: BoltContext, client: WebClient) -> None:
         publish(runtime, client, click.who, notice=notice)
 
 
-def _ephemeral(client: WebClient, click: Click, text: Mrkdwn) -> None:
+def _ephemeral(client: WebClient, click: Click, said: Mrkdwn) -> None:
     if not click.channel_id:
         return
     try:
         client.chat_postEphemeral(
-            channel=click.channel_id, user=click.who.user_id, **messages.text_message(text)
+            channel=click.channel_id, user=click.who.user_id, **messages.text_message(said)
         )
     except SlackApiError as exc:
         log.warning("ephemeral reply failed: %s", exc.response.get("error"))

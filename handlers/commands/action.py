@@ -21,9 +21,11 @@ from crobot.handlers.commands.common import (
     study_for,
 )
 from crobot.services import actions
+from crobot.services.actor import UserKey
 from crobot.services.command_parser import classify, parse_id, suggest
 from crobot.services.errors import UserError, msg
 from crobot.services.home import studies_for
+from crobot.services.lookup import person_named, study_org_ids
 from crobot.services.visibility import Audience, is_visible
 from crobot.storage.models import ActionItem, ActionStatus, Priority
 
@@ -117,47 +119,58 @@ def _done(ctx: CommandContext, words: list[str]) -> Reply:
 def _list(ctx: CommandContext, words: list[str]) -> Reply:
     p = classify(words, flags=("overdue", "all"), hint=LIST_HINT)
     pos = list(p.positionals)
-    owner: str | None = None  # a user id
-    if pos and pos[-1].lower() == "mine":
-        owner = ctx.user_id
+    mine = bool(pos) and pos[-1].lower() == "mine"
+    if mine:
         pos.pop()
-    if p.mentions:
-        if owner is not None or len(p.mentions) > 1:
-            raise UserError("Filter by one owner: `@owner` or `mine`.", LIST_HINT)
-        owner = p.mentions[0].user_id
+    if p.mentions and (mine or len(p.mentions) > 1):
+        raise UserError("Filter by one owner: `@owner` or `mine`.", LIST_HINT)
+    named = p.mentions[0].user_id if p.mentions else None
     if len(pos) > 1:
         raise UserError("`action list` takes one study at most.", LIST_HINT)
     code = pos[0] if pos else None
     if code is None and ctx.link is None:
-        return _list_everywhere(ctx, owner, p.flags)
+        return _list_everywhere(ctx, mine, named, p.flags)
     today = ctx.today()
     with ctx.runtime.db.read() as s:
         study = study_for(s, ctx, code, LIST_HINT)
         aud = reader_audience(s, ctx, study)
+        owner = _owner(s, ctx, mine, named, study_org_ids(s, study))
         rows = _rows(s, aud, today, owner, p.flags)
         lines = [_listed(a, today) for a in rows]
-    who = _for(ctx, owner)
+    who = _for(owner)
     title = f"{study.code}: {len(rows)} {_kind(p.flags)}action(s)"
     blocks = [header(title), context(audience_note(aud, study) + who)]
     blocks += lines_block(lines, budget=45) if lines else [section(Mrkdwn("_None._"))]
     return Reply(Mrkdwn("\n").join([fmt("{}{}", title, who), *lines[:20]]), blocks)
 
 
+def _owner(
+    s: Session, ctx: CommandContext, mine: bool, named: str | None, org_ids: set[int]
+) -> UserKey | None:
+    """`mine` is the reader; `@owner` the person it names (`lookup.person_named`)."""
+    if mine:
+        return (ctx.team_id, ctx.user_id)
+    if named is None:
+        return None
+    person = person_named(s, ctx.team_id, named, org_ids, field="owner")
+    return (person.team_id, person.slack_user_id)
+
+
 def _rows(
-    s: Session, aud: Audience, today: date, owner: str | None, flags: set[str]
+    s: Session, aud: Audience, today: date, owner: UserKey | None, flags: set[str]
 ) -> list[ActionItem]:
     return actions.list_for(
         s,
         aud,
         today=today,
-        owner_user_id=owner,
+        owner=owner,
         overdue="overdue" in flags,
         include_closed="all" in flags,
     )
 
 
-def _for(ctx: CommandContext, owner: str | None) -> Mrkdwn:
-    return fmt(" for {}", mention(ctx.team_id, owner)) if owner else Mrkdwn("")
+def _for(owner: UserKey | None) -> Mrkdwn:
+    return fmt(" for {}", mention(*owner)) if owner else Mrkdwn("")
 
 
 def _kind(flags: set[str]) -> str:
@@ -169,19 +182,22 @@ def _listed(a: ActionItem, today: date) -> Mrkdwn:
     return line(a) + Mrkdwn(" · :red_circle: overdue" if late else "")
 
 
-def _list_everywhere(ctx: CommandContext, owner: str | None, flags: set[str]) -> Reply:
+def _list_everywhere(ctx: CommandContext, mine: bool, named: str | None, flags: set[str]) -> Reply:
     """No study and no linked channel (e.g. a DM): every study the reader belongs to."""
     today = ctx.today()
     sections: list[Mrkdwn] = []
     total = 0
     with ctx.runtime.db.read() as s:
-        for mine in studies_for(s, ctx.actor):
-            rows = _rows(s, mine.audience, today, owner, flags)
+        studies = studies_for(s, ctx.actor)
+        org_ids = {o for m in studies for o in study_org_ids(s, m.study)}
+        owner = _owner(s, ctx, mine, named, org_ids)
+        for my in studies:
+            rows = _rows(s, my.audience, today, owner, flags)
             total += len(rows)
             if rows:
                 listed = [_listed(a, today) for a in rows]
-                sections.append(Mrkdwn("\n").join([fmt("*{}*", mine.study.code), *listed]))
-    who = _for(ctx, owner)
+                sections.append(Mrkdwn("\n").join([fmt("*{}*", my.study.code), *listed]))
+    who = _for(owner)
     title = f"{total} {_kind(flags)}action(s) across your studies"
     where = Mrkdwn("No study given and this channel is not linked.")
     blocks = [header(title), context(where + who)]

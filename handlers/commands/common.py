@@ -16,7 +16,8 @@ from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.services.command_parser import suggest
 from crobot.services.dates import parse_date
 from crobot.services.errors import NotFound, UserError, msg
-from crobot.services.lookup import study_by_code, study_by_id, vendor_org_ids
+from crobot.services.home import reader_study
+from crobot.services.lookup import study_by_id, vendor_org_ids
 from crobot.services.visibility import (
     Audience,
     Scope,
@@ -53,7 +54,8 @@ def split_study(
 def study_for(session: Session, ctx: CommandContext, code: str | None, hint: str) -> Study:
     if code is not None:
         try:
-            return study_by_code(session, code)
+            channel_study = ctx.link.study_id if ctx.link else None
+            return reader_study(session, ctx.actor, code, channel_study_id=channel_study)
         except NotFound as err:
             if ctx.link is None:
                 raise

@@ -37,6 +37,7 @@ from crobot.services.actor import Actor, resolve_actor
 from crobot.services.command_parser import suggest, tokenize
 from crobot.services.errors import UserError, msg
 from crobot.services.lookup import channel_link
+from crobot.services.permissions import require_known
 from crobot.services.runtime import Runtime
 from crobot.services.user_tz import zone_for
 
@@ -54,13 +55,14 @@ class Entry:
     deferred: bool = False  # always after the ack (may call the Slack API)
     needs_db: bool = True
     forms: frozenset[str] = frozenset()  # verbs that, given alone, open a form (modal)
+    open_to_all: bool = False  # also for someone crobot does not know (help)
 
     def runs_later(self, args: list[str]) -> bool:
         return self.deferred or (bool(args) and args[0].lower() in self.writes)
 
 
 TABLE: dict[str, Entry] = {
-    "help": Entry(help.help_command, needs_db=False),
+    "help": Entry(help.help_command, needs_db=False, open_to_all=True),
     "status": Entry(status.status_command),
     "milestone": Entry(
         milestone.milestone_command, writes=milestone.WRITE_VERBS, forms=frozenset({"add"})
@@ -166,9 +168,13 @@ class CommandRouter:
         plan = Plan(req)
 
         def build() -> Plan:
-            self._parse(plan)
-            if plan.reply is None:
-                self._context(plan, client)
+            try:
+                self._parse(plan)
+            except UserError:
+                # Someone crobot does not know learns how to get access, and nothing else.
+                self._require_known(plan.request)
+                raise
+            self._context(plan, client)
             return plan
 
         def failed(reply: Reply) -> Plan:
@@ -190,12 +196,18 @@ class CommandRouter:
             raise UserError(msg("I don't know `/cro {}`. {}", words[0], did), USAGE)
         plan.entry, plan.args, plan.group = entry, list(words[1:]), name
 
+    def _require_known(self, req: CommandRequest) -> None:
+        with self.runtime.db.read() as s:
+            require_known(resolve_actor(s, req.team_id, req.user_id))
+
     def _context(self, plan: Plan, client: WebClient) -> None:
         req = plan.request
         actor, link, tz = Actor(req.team_id, req.user_id), None, self.runtime.default_tz
         if plan.entry is not None and plan.entry.needs_db:
             with self.runtime.db.read() as s:
                 actor = resolve_actor(s, req.team_id, req.user_id)
+                if not plan.entry.open_to_all:
+                    require_known(actor)
                 link = channel_link(s, req.team_id, req.channel_id)
                 tz, own = zone_for(
                     s, actor, link, now=self.runtime.now(), default=self.runtime.default_tz

@@ -12,7 +12,6 @@ already — else in the channel's zone: the ack has no time for `users.info`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,12 +32,14 @@ from crobot.handlers.forms.views import ACTION_ADD, KINDS, KPI_REPORT, LAYOUTS, 
 from crobot.handlers.forms.views import VALUE as ACTION_ID
 from crobot.handlers.handoff import hand_over, take_over
 from crobot.handlers.middleware import Identity
+from crobot.handlers.payload import DAMAGED_FORM, metadata, obj, optional_text
 from crobot.services import actions, kpis, milestones
 from crobot.services.actor import Actor, resolve_actor
-from crobot.services.errors import UserError
+from crobot.services.errors import UserError, msg
 from crobot.services.kpi_catalog import FIELD as PERIOD
 from crobot.services.kpi_catalog import iso_week_label
 from crobot.services.lookup import channel_link
+from crobot.services.permissions import require_known
 from crobot.services.runtime import Runtime
 from crobot.services.user_tz import zone_for
 
@@ -63,11 +64,11 @@ class Submitted:
 def form_values(view: dict[str, Any], fields: tuple[str, ...]) -> Values:
     """The form's own inputs that were filled in: block_id -> value, whatever the element."""
     out: Values = {}
-    state = _dict(_dict(view.get("state")).get("values"))
+    state = obj(obj(view.get("state")).get("values"))
     for block_id in fields:
-        el = _dict(_dict(state.get(block_id)).get(ACTION_ID))
+        el = obj(obj(state.get(block_id)).get(ACTION_ID))
         if "selected_option" in el:
-            value = _dict(el.get("selected_option")).get("value")
+            value = obj(el.get("selected_option")).get("value")
         elif "selected_date" in el:
             value = el.get("selected_date")
         elif "selected_user" in el:
@@ -79,18 +80,16 @@ def form_values(view: dict[str, Any], fields: tuple[str, ...]) -> Values:
     return out
 
 
-def _dict(value: object) -> dict[str, Any]:
-    """A part of Slack's payload that should be an object; anything else counts as empty."""
-    return value if isinstance(value, dict) else {}
-
-
 def channel_of(view: dict[str, Any]) -> str | None:
-    """The channel the form was opened from (its `private_metadata`), if it says."""
-    try:
-        channel = _dict(json.loads(view.get("private_metadata") or "{}")).get("channel_id")
-    except json.JSONDecodeError:
-        return None
-    return channel if isinstance(channel, str) and channel else None
+    """The channel the form was opened from (its `private_metadata`), if it says.
+
+    Metadata that is not what `views.build_modal` wrote is refused: nothing is stored.
+    """
+    meta = metadata(view)
+    ok, channel = optional_text(meta or {}, "channel_id")
+    if meta is None or not ok:
+        raise UserError(DAMAGED_FORM)
+    return channel
 
 
 Stored = tuple[Mrkdwn, int | None]  # the confirmation, and the approval it awaits if any
@@ -127,7 +126,8 @@ def _kpi(s: Session, actor: Actor, v: Values, today: date) -> Stored:
         try:
             data[PERIOD] = iso_week_label(date.fromisoformat(str(v[PERIOD])))
         except ValueError:
-            raise UserError("Pick a day of the week the value is for.", field=PERIOD) from None
+            bad = msg("`{}` is not a date: pick a day of the week the value is for.", v[PERIOD])
+            raise UserError(bad, field=PERIOD) from None
     rep = kpis.report(s, actor, today=today, **data)
     up = rep.update
     text = fmt("Reported {} {}: {}.", up.kpi.label, up.period_label, f"{up.value:g}")
@@ -150,6 +150,7 @@ def submit(runtime: Runtime, who: Identity, kind: str, view: dict[str, Any]) -> 
     channel = channel_of(view)
     with runtime.db.write() as s:
         actor = resolve_actor(s, who.team_id, who.user_id)
+        require_known(actor)
         link = channel_link(s, who.team_id, channel) if channel else None
         tz, _ = zone_for(s, actor, link, now=runtime.now(), default=runtime.default_tz)
         text, approval_id = _SUBMITTERS[kind](s, actor, values, runtime.today(tz))

@@ -29,6 +29,7 @@ from crobot.services.actor import Actor
 from crobot.services.errors import UserError, msg
 from crobot.services.home import MyStudy, orgs_for, studies_for
 from crobot.services.lookup import kpi_definitions
+from crobot.services.permissions import require_known
 from crobot.services.runtime import Runtime
 from crobot.storage.models import Priority
 
@@ -58,7 +59,7 @@ def _milestone_blocks(session: Session, ctx: FormContext) -> list[Block]:
         input_block("name", "Milestone", text_input(max_length=200)),
         input_block("planned", "Planned date", datepicker()),
     ]
-    if orgs:
+    if len(orgs) > 1:  # one choice is no choice: it is the user's own organisation
         blocks.append(
             input_block(
                 "org",
@@ -153,6 +154,7 @@ def build_modal(
     layout = LAYOUTS.get(kind)
     if layout is None:
         raise UserError(msg("There is no form for `{}`.", kind), "Forms: " + ", ".join(LAYOUTS))
+    require_known(actor)
     studies = studies_for(session, actor)
     if not studies:
         raise UserError(

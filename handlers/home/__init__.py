@@ -12,11 +12,12 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from crobot.handlers import middleware
-from crobot.handlers.blockkit import Mrkdwn, fmt, line
+from crobot.handlers.blockkit import Mrkdwn, fmt
+from crobot.handlers.errors import error_text
 from crobot.handlers.home.view import DONE, publish
+from crobot.handlers.payload import DAMAGED_BUTTON, button_id
 from crobot.services import actions
 from crobot.services.actor import resolve_actor
-from crobot.services.command_parser import parse_id
 from crobot.services.errors import UserError
 
 NOTICE = "crobot_home_notice"
@@ -39,14 +40,15 @@ def on_done(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     who = middleware.identity(context)
     notice: Mrkdwn
     try:
+        item_id = button_id(body)
+        if item_id is None:
+            raise UserError(DAMAGED_BUTTON)
         with middleware.runtime(context).db.write() as s:
             actor = resolve_actor(s, who.team_id, who.user_id)
-            acts = body.get("actions") or [{}]
-            item_id = parse_id(str((acts[0] or {}).get("value") or ""), "action")
             item = actions.complete(s, actor, item_id)
             notice = fmt("Marked #{} done.", item.id)
     except UserError as exc:
-        notice = line(exc.message)
+        notice = error_text(exc)
     context[NOTICE] = notice
     ack()
 

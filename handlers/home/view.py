@@ -13,11 +13,13 @@ from slack_sdk import WebClient
 
 from crobot.handlers import blockkit as bk
 from crobot.handlers.approvals import messages
-from crobot.handlers.blockkit import Block, Mrkdwn, fmt
+from crobot.handlers.blockkit import Block, Mrkdwn, fmt, wording
 from crobot.handlers.middleware import Identity
 from crobot.handlers.user_tz import user_timezone
 from crobot.services.actor import resolve_actor
+from crobot.services.errors import NotRegistered
 from crobot.services.home import HomeModel, StudyLine, home_for
+from crobot.services.permissions import require_known
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ActionItem, Priority
 
@@ -53,16 +55,6 @@ def render(model: HomeModel, notice: Mrkdwn | None) -> Block:
     blocks: list[Block] = [bk.header("Your crobot")]
     if notice:
         blocks.append(bk.context(notice))
-    if not model.registered:
-        blocks.append(
-            bk.section(
-                Mrkdwn(
-                    "You are not registered with crobot yet, so there is nothing of yours to "
-                    "show. Ask a crobot admin to add you (`crobot person add`)."
-                )
-            )
-        )
-        return bk.home(blocks)
     blocks.append(bk.header("Overdue actions"))
     blocks += [_action_line(a, model.today) for a in model.overdue_actions] or [
         bk.context(Mrkdwn("Nothing overdue."))
@@ -86,15 +78,34 @@ def render(model: HomeModel, notice: Mrkdwn | None) -> Block:
     return bk.home(blocks)
 
 
+def access(err: NotRegistered) -> Block:
+    """Someone crobot does not know: how to get access, and nothing else."""
+    return bk.home(
+        [
+            bk.header("Your crobot"),
+            bk.section(wording(err.message)),
+            bk.context(wording(err.hint or "")),
+        ]
+    )
+
+
+def _view(runtime: Runtime, client: WebClient, who: Identity, notice: Mrkdwn | None) -> Block:
+    try:
+        with runtime.db.read() as s:
+            actor = resolve_actor(s, who.team_id, who.user_id)
+            require_known(actor)  # before anything else, users.info included
+        today = runtime.today(user_timezone(runtime, client, actor))
+        with runtime.db.read() as s:
+            actor = resolve_actor(s, who.team_id, who.user_id)
+            return render(home_for(s, actor, today=today), notice)
+    except NotRegistered as err:
+        return access(err)
+
+
 def publish(
     runtime: Runtime, client: WebClient, who: Identity, *, notice: Mrkdwn | None = None
 ) -> dict[str, Any]:
     """Build the viewer's Home tab and publish it (a Slack call: lazy listeners only)."""
-    with runtime.db.read() as s:
-        actor = resolve_actor(s, who.team_id, who.user_id)
-    today = runtime.today(user_timezone(runtime, client, actor))
-    with runtime.db.read() as s:
-        actor = resolve_actor(s, who.team_id, who.user_id)
-        view = render(home_for(s, actor, today=today), notice)
+    view = _view(runtime, client, who, notice)
     client.views_publish(user_id=who.user_id, view=view)
     return view
