@@ -224,6 +224,7 @@ def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> 
         select(
             ActionItem.id,
             ActionItem.title,
+            ActionItem.owner_team_id,
             ActionItem.owner_user_id,
             Person.display_name,
             ActionItem.due_date,
@@ -240,13 +241,14 @@ def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> 
         .order_by(ActionItem.due_date, ActionItem.id)
         .limit(ROW_LIMIT)
     )
-    groups: dict[str, OwnerGroup] = {}
+    # One group per person: the same user id in two workspaces is two people.
+    groups: dict[tuple[str | None, str], OwnerGroup] = {}
     count = 0
-    for aid, title, owner, name, due, prio in session.execute(stmt):
+    for aid, title, team, owner, name, due, prio in session.execute(stmt):
         count += 1
         label = name or owner
         row = ActionRow(aid, title, owner, label, due, prio.value, due < today)
-        groups.setdefault(owner, OwnerGroup(label)).items.append(row)
+        groups.setdefault((team, owner), OwnerGroup(label)).items.append(row)
     # Owners with overdue work first, then by name: the reader's first question.
     view.owners = sorted(groups.values(), key=lambda g: (-g.overdue, g.owner_name.lower()))
     view.open_actions = count

@@ -223,3 +223,22 @@ def test_a_vendor_still_assigns_in_its_own_workspace(
     # And T1:UAPEX naming ULAB means T1's CentraLab ULAB: not Apex's to assign.
     a = slash.send(f'action add "Theirs" <@{LAB_PM}> due:fri', APEX_PM, C_APEX)
     assert "own people" in a.text
+
+
+def test_the_digest_groups_actions_by_person_not_by_user_id(
+    world: World, lookalike: dict[str, int], slash: SlashClient
+) -> None:
+    with world.db.write() as s:
+        actions.add(
+            s,
+            world.actor(LAB_PM, team_id="T9"),
+            today=TODAY,
+            study="ONC-301",
+            title="Apex chore QZA",
+            owner_user_id=LAB_PM,
+            due=TODAY + timedelta(days=3),
+        )
+    a = slash.send("digest preview", SPONSOR, C_SPONSOR)
+    assert "Open actions: 3, overdue: 2" in a.text
+    assert "*Liam Lab*: 2 open, 2 overdue" in a.text, a.text
+    assert "*Look-alike*: 1 open" in a.text, a.text
