@@ -1,16 +1,22 @@
 """The visibility rule, as a property: no vendor audience ever receives another vendor's row,
-joint audiences never receive unapproved data, and owners always see their own rows."""
+joint audiences never receive unapproved data, and owners always see their own rows; an id
+is reachable (by every by-id path) exactly when the person, (workspace, user), may see and
+change it, and otherwise answered like a missing one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from crobot.services import directory
-from crobot.services.actor import SYSTEM
+from crobot.services import directory, reachable
+from crobot.services.actor import SYSTEM, Actor, resolve_actor
+from crobot.services.errors import NotRegistered, UserError
 from crobot.services.visibility import (
     Audience,
     Scope,
@@ -28,7 +34,7 @@ from crobot.storage.models import (
     Milestone,
     MilestoneStatus,
 )
-from tests.conftest import APEX_PM, APPROVER, STRANGER, World
+from tests.conftest import APEX_PM, APPROVER, LAB_PM, SPONSOR, STRANGER, World
 
 Row = tuple[str, int | None, bool, str]  # kind, org slot (None = study level), shared, state
 
@@ -186,3 +192,113 @@ def test_person_and_channel_combine_to_the_narrower_view(world: World) -> None:
         study = study_by_code(s, "ONC-301")
         twin = audience_for_person(world.actor(APEX_PM, team_id="T0EVIL"), study, vendors)
     assert twin.scope == Scope.PUBLIC
+
+
+OWNERS = [("T1", LAB_PM), ("T9", LAB_PM), ("T1", APEX_PM), ("T1", SPONSOR)]
+# (team, user): the sponsor's two roles, both vendors, and Apex's look-alike of CentraLab's ULAB.
+ACTORS = [("T1", APPROVER), ("T1", SPONSOR), ("T1", APEX_PM), ("T1", LAB_PM), ("T9", LAB_PM)]
+target_strategy = st.tuples(
+    st.sampled_from(["milestone", "action"]),
+    st.integers(0, 2),  # 0 = sponsor, 1 = Apex, 2 = CentraLab
+    st.booleans(),  # shared
+    st.integers(0, len(OWNERS) - 1),
+)
+
+
+def _lookalike(world: World) -> None:
+    with world.db.write() as s:
+        directory.add_person(
+            s,
+            SYSTEM,
+            team_id="T9",
+            user_id=LAB_PM,
+            display_name="Look-alike",
+            org="Apex CRO",
+            role="vendor_member",
+        )
+
+
+def _answer(
+    reach: Callable[[Session, Actor, int], object], s: Session, actor: Actor, row_id: int
+) -> str | None:
+    """What a by-id path answers: None when it reaches the row, else the refusal."""
+    try:
+        reach(s, actor, row_id)
+    except UserError as err:
+        return str(err)
+    return None
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(targets=st.lists(target_strategy, min_size=1, max_size=12))
+def test_an_id_is_reachable_exactly_when_visible_and_permitted(
+    world: World, targets: list[tuple[str, int, bool, int]]
+) -> None:
+    """`services.reachable` (every by-id path) compares (workspace, user) and answers a
+    forbidden id exactly like a missing one."""
+    if not hasattr(world, "lookalike"):
+        _lookalike(world)
+        world.lookalike = True  # type: ignore[attr-defined]
+    orgs = [world.sponsor_id, world.apex_id, world.lab_id]
+    d = date(2026, 12, 2)
+    with world.db.read() as s:
+        rows: list[Milestone | ActionItem] = []
+        for i, (kind, slot, shared, owner) in enumerate(targets):
+            team, user = OWNERS[owner]
+            if kind == "milestone":
+                rows.append(
+                    Milestone(
+                        study_id=world.study_id,
+                        org_id=orgs[slot],
+                        name=f"m{i}",
+                        planned_date=d,
+                        shared=shared,
+                        created_by="t",
+                    )
+                )
+            else:
+                rows.append(
+                    ActionItem(
+                        study_id=world.study_id,
+                        title=f"a{i}",
+                        owner_team_id=team,
+                        owner_user_id=user,
+                        owner_org_id=orgs[slot],
+                        due_date=d,
+                        shared=shared,
+                        created_by="t",
+                    )
+                )
+        s.add_all(rows)
+        s.flush()
+        missing = max(r.id for r in rows) + 1000
+        for team, user in ACTORS:
+            actor = resolve_actor(s, team, user)
+            assert actor.person is not None
+            sponsor = actor.person.org_id == world.sponsor_id
+            for row in rows:
+                reach: Callable[[Session, Actor, int], object]
+                if isinstance(row, Milestone):
+                    allowed = sponsor or row.org_id == actor.org_id
+                    reach = reachable.milestone
+                else:
+                    own = (row.owner_team_id, row.owner_user_id) == (team, user)
+                    visible = row.shared or row.owner_org_id == actor.org_id
+                    allowed = sponsor or row.owner_org_id == actor.org_id or (own and visible)
+                    reach = reachable.action
+                got = _answer(reach, s, actor, row.id)
+                absent = _answer(reach, s, actor, missing)
+                assert (got is None) == allowed, (team, user, row.id)
+                if not allowed:
+                    assert absent is not None
+                    assert got == absent.replace(f"#{missing}", f"#{row.id}")
+        stranger = resolve_actor(s, "T1", STRANGER)
+        for row in rows:
+            fn = reachable.milestone if isinstance(row, Milestone) else reachable.action
+            with pytest.raises(NotRegistered):
+                fn(s, stranger, row.id)
+        s.rollback()
