@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -24,6 +25,9 @@ from crobot.storage.db import Database, normalise_url
 from crobot.storage.migrate import upgrade
 from crobot.storage.models import Base
 from tests.fake_slack import FakeSlack
+
+if TYPE_CHECKING:
+    from tests.slash_helpers import SlashClient
 
 PG_URL = os.environ.get("CROBOT_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
@@ -93,6 +97,21 @@ class World:
         with self.db.read() as s:
             return resolve_actor(s, team_id, user_id)
 
+    def add_person(
+        self, team_id: str, user_id: str, org: str, role: str, *, name: str | None = None
+    ) -> None:
+        """Register one more person (no time zone of their own)."""
+        with self.db.write() as s:
+            directory.add_person(
+                s,
+                SYSTEM,
+                team_id=team_id,
+                user_id=user_id,
+                display_name=name or user_id,
+                org=org,
+                role=role,
+            )
+
 
 APPROVER, SPONSOR, APEX_PM, LAB_PM, STRANGER = "UAPPROVER", "USPONSOR", "UAPEX", "ULAB", "USTRANGE"
 C_SPONSOR, C_APEX, C_LAB, C_JOINT = "CSPONSOR", "CAPEX", "CLAB", "CJOINT"
@@ -161,6 +180,15 @@ def fake_slack_server() -> Iterator[FakeSlack]:
 def fake_slack(fake_slack_server: FakeSlack) -> FakeSlack:
     fake_slack_server.reset()
     return fake_slack_server
+
+
+@pytest.fixture
+def slash(world: World, fake_slack: FakeSlack) -> Iterator[SlashClient]:
+    """The bot behind real HTTP, answering `/cro` as `SlashClient.send` sends it."""
+    from tests.slash_helpers import slash_bot  # it imports this module
+
+    with slash_bot(world.db, fake_slack) as client:
+        yield client
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

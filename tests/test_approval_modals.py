@@ -93,6 +93,11 @@ def test_forms_offer_only_what_the_user_may_use(world: World, fake_slack: FakeSl
     view = _opened(fake_slack)
     assert _options(view, "study") == ["ONC-301", "ONC-302"]
     assert _block(view, "planned")["element"]["type"] == "datepicker"
+    # A vendor may enter milestones for its own organisation only: nothing to choose.
+    assert all(b.get("block_id") != "org" for b in view["blocks"])
+    # The sponsor may enter them for any organisation of its studies.
+    assert open_form(_ctx(world, fake_slack, "USPONSOR", "CSPONSOR"), MILESTONE_ADD).silent
+    assert _options(_opened(fake_slack), "org") == ["Apex CRO", "CentraLab", "Helix Pharma"]
 
     opened = len(fake_slack.calls_to("views.open"))
     reply = open_form(_ctx(world, fake_slack, "USTRANGE", "CJOINT"), KPI_REPORT)

@@ -7,7 +7,6 @@ id (`T9:ULAB`, Apex CRO) completed CentraLab's action owned by `T1:ULAB` and saw
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +21,7 @@ from tests.approval_support import NOW, block_action, send, send_event, wait_unt
 from tests.conftest import APEX_PM, C_APEX, C_LAB, C_SPONSOR, LAB_PM, SPONSOR, TODAY, World
 from tests.dbstate import assert_unchanged, snapshot
 from tests.fake_slack import FakeSlack
-from tests.slash_helpers import SlashClient, slash_bot
+from tests.slash_helpers import SlashClient
 
 SECRET = "Recalibrate centrifuge QZX"  # CentraLab's own, unshared action
 SHARED = "Shared lab handover QZY"  # shared with every audience of the study
@@ -33,17 +32,8 @@ def lookalike(world: World) -> dict[str, int]:
     """T9:ULAB is Apex CRO's (T9 is a workspace no organisation registered); T1:ULAB owns
     two CentraLab actions, one of them shared, both overdue."""
     ids: dict[str, int] = {}
+    world.add_person("T9", LAB_PM, "Apex CRO", "vendor_member", name="Look-alike")
     with world.db.write() as s:
-        directory.add_person(
-            s,
-            SYSTEM,
-            team_id="T9",
-            user_id=LAB_PM,
-            display_name="Look-alike",
-            org="Apex CRO",
-            role="vendor_member",
-            timezone="Europe/Dublin",
-        )
         for key, title, shared in (("secret", SECRET, False), ("shared", SHARED, True)):
             ids[key] = actions.add(
                 s,
@@ -57,12 +47,6 @@ def lookalike(world: World) -> dict[str, int]:
                 shared=shared,
             ).id
     return ids
-
-
-@pytest.fixture
-def slash(world: World, fake_slack: FakeSlack) -> Iterator[SlashClient]:
-    with slash_bot(world.db, fake_slack) as client:
-        yield client
 
 
 def _open(world: World, action_id: int) -> bool:
@@ -148,20 +132,12 @@ def connect(world: World) -> None:
         directory.add_org(s, SYSTEM, name="Beta CMO", kind="cmo", slack_team_id="T0BETA")
         directory.add_study_vendor(s, SYSTEM, study="ONC-301", vendor="Beta CMO")
         directory.add_org(s, SYSTEM, name="Gamma Lab", kind="lab", slack_team_id="T0GAMMA")
-        for team, user, org in (
-            ("T0BETA", "UBETA", "Beta CMO"),
-            ("T0GAMMA", "UGAMMA", "Gamma Lab"),  # not on the study
-            ("T9", "UNOWHERE", "Apex CRO"),  # T9 is registered to nobody
-        ):
-            directory.add_person(
-                s,
-                SYSTEM,
-                team_id=team,
-                user_id=user,
-                display_name=user,
-                org=org,
-                role="vendor_member",
-            )
+    for team, user, org in (
+        ("T0BETA", "UBETA", "Beta CMO"),
+        ("T0GAMMA", "UGAMMA", "Gamma Lab"),  # not on the study
+        ("T9", "UNOWHERE", "Apex CRO"),  # T9 is registered to nobody
+    ):
+        world.add_person(team, user, org, "vendor_member")
 
 
 def test_an_owner_is_looked_up_in_the_requesters_workspace_first(
@@ -191,15 +167,7 @@ def test_an_owner_found_in_two_other_workspaces_is_ambiguous(
     with world.db.write() as s:
         directory.add_org(s, SYSTEM, name="Delta CRO", kind="cro", slack_team_id="T0DELTA")
         directory.add_study_vendor(s, SYSTEM, study="ONC-301", vendor="Delta CRO")
-        directory.add_person(
-            s,
-            SYSTEM,
-            team_id="T0DELTA",
-            user_id="UBETA",
-            display_name="Other",
-            org="Delta CRO",
-            role="vendor_member",
-        )
+    world.add_person("T0DELTA", "UBETA", "Delta CRO", "vendor_member")
     before = snapshot(world.db)
     a = slash.send('action add "Ship kits" <@UBETA> due:fri', SPONSOR, C_SPONSOR)
     assert "not registered with crobot" in a.text

@@ -20,6 +20,7 @@ from tests.approval_support import (
     block_action,
     bot_for,
     ephemerals,
+    message,
     pending_kpi,
     posted_request,
     send,
@@ -149,18 +150,17 @@ def test_damaged_buttons_are_answered_ephemerally(
     world: World, bot: RunningBot, fake_slack: FakeSlack, no_tracebacks: None
 ) -> None:
     aid = pending_kpi(world, 12)
-    loc = posted_request(bot, world, aid)
-    request = next(m for m in fake_slack.posted("CSPONSOR") if m["ts"] == loc["ts"])
+    request = message(fake_slack, **posted_request(bot, world, aid))
     before = snapshot(world.db)
     payloads = []
     unroutable = []
     for action in ("approval_approve", "approval_reject"):
-        click = block_action(action, aid, user=APPROVER, msg={**request, **loc})
+        click = block_action(action, aid, user=APPROVER, msg=request)
         for acts in ([], "x", ["x"], [{"value": "1"}]):  # no button named at all
             unroutable.append({**click, "actions": acts, "trigger_id": f"{action}-{acts}"})
         for value in ("abc", None, ["1"], "0", "#-1", "1" * 12):
             payloads.append({**click, "actions": [{**click["actions"][0], "value": value}]})
-    no_trigger = block_action("approval_reject", aid, user=APPROVER, msg={**request, **loc})
+    no_trigger = block_action("approval_reject", aid, user=APPROVER, msg=request)
     del no_trigger["trigger_id"]
     payloads.append(no_trigger)
     for payload in unroutable + payloads:

@@ -2,31 +2,23 @@
 on every path that takes an id; and nobody links work to another organisation's milestone.
 
 Reproduces the findings: "There is no milestone #9999" vs "Vendors can only …" told a
-vendor which ids exist; a vendor linked its action to CentraLab's milestone (`milestone:10`)
-and the milestone form offered a vendor every organisation of the study.
+vendor which ids exist; a vendor linked its action to CentraLab's milestone (`milestone:10`).
+(The milestone form offering a vendor every organisation: tests/test_approval_modals.py.)
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from slack_sdk import WebClient
 from sqlalchemy import select
 
-from crobot.handlers.commands.base import CommandContext
-from crobot.handlers.commands.router import open_form
-from crobot.handlers.forms import MILESTONE_ADD
 from crobot.services import actions, milestones
-from crobot.services.lookup import channel_link
-from crobot.services.runtime import Runtime
 from crobot.storage.models import ActionItem
 from tests.approval_support import (
-    NOW,
     block_action,
+    message,
     pending_kpi,
     posted_request,
     send,
@@ -34,7 +26,7 @@ from tests.approval_support import (
 from tests.conftest import APEX_PM, C_APEX, C_SPONSOR, LAB_PM, SPONSOR, TODAY, World
 from tests.dbstate import assert_unchanged, snapshot
 from tests.fake_slack import FakeSlack
-from tests.slash_helpers import SlashClient, slash_bot
+from tests.slash_helpers import SlashClient
 
 MISSING = 987654
 
@@ -65,12 +57,6 @@ def rows(world: World) -> dict[str, int]:
                 shared=shared,
             ).id
     return ids
-
-
-@pytest.fixture
-def slash(world: World, fake_slack: FakeSlack) -> Iterator[SlashClient]:
-    with slash_bot(world.db, fake_slack) as client:
-        yield client
 
 
 def _same(answers: dict[int, str]) -> None:
@@ -109,15 +95,14 @@ def test_clicks_answer_a_forbidden_id_as_a_missing_one(
 ) -> None:
     bot = slash.bot
     aid = pending_kpi(world, 12)
-    loc = posted_request(bot, world, aid)
-    request = next(m for m in fake_slack.posted("CSPONSOR") if m["ts"] == loc["ts"])
+    request = message(fake_slack, **posted_request(bot, world, aid))
     before = snapshot(world.db)
     sent = 0
     for user in (SPONSOR, APEX_PM):  # a sponsor member (no approver) and a vendor
         for action in ("approval_approve", "approval_reject"):
             answers: dict[int, str] = {}
             for approval_id in (aid, MISSING):
-                click = block_action(action, approval_id, user=user, msg={**request, **loc})
+                click = block_action(action, approval_id, user=user, msg=request)
                 assert send(bot, click)[0] == 200
                 sent += 1
                 said = fake_slack.wait_for("chat.postEphemeral", sent)
@@ -161,41 +146,5 @@ def test_an_action_links_only_to_a_milestone_its_author_may_change(
     )
     assert "added action" in a.text
     with world.db.read() as s:
-        linked = dict(s.execute(select(ActionItem.title, ActionItem.milestone_id)).tuples().all())
+        linked = {t: m for t, m in s.execute(select(ActionItem.title, ActionItem.milestone_id))}
     assert linked["Own"] == rows["apex_ms"] and linked["Sponsor prep"] == rows["lab_ms"]
-
-
-def _opened_form(world: World, fake_slack: FakeSlack, user: str, channel: str) -> dict[str, Any]:
-    with world.db.read() as s:
-        link = channel_link(s, "T1", channel)
-    ctx = CommandContext(
-        runtime=Runtime(world.db, now=lambda: NOW),
-        client=WebClient(token="xoxb-test-token", base_url=fake_slack.base_url),
-        team_id="T1",
-        user_id=user,
-        channel_id=channel,
-        actor=world.actor(user),
-        link=link,
-        user_tz="UTC",
-        trigger_id="trig-9",
-    )
-    assert open_form(ctx, MILESTONE_ADD).silent
-    view: dict[str, Any] = fake_slack.calls_to("views.open")[-1].params["view"]
-    return view
-
-
-def _org_options(view: dict[str, Any]) -> list[str]:
-    block = next((b for b in view["blocks"] if b.get("block_id") == "org"), None)
-    return [] if block is None else [o["value"] for o in block["element"]["options"]]
-
-
-def test_the_milestone_form_offers_only_the_organisations_the_user_may_choose(
-    world: World, fake_slack: FakeSlack
-) -> None:
-    # A vendor has nothing to choose: its own organisation is the only one it may write.
-    assert _org_options(_opened_form(world, fake_slack, APEX_PM, C_APEX)) == []
-    assert _org_options(_opened_form(world, fake_slack, SPONSOR, C_SPONSOR)) == [
-        "Apex CRO",
-        "CentraLab",
-        "Helix Pharma",
-    ]

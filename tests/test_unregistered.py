@@ -7,7 +7,6 @@ unregistered user could read the shared items of any study.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from tests import form_values as form
 from tests.approval_support import (
     block_action,
     ephemerals,
+    message,
     pending_kpi,
     posted_request,
     send,
@@ -27,7 +27,7 @@ from tests.approval_support import (
 from tests.conftest import APEX_PM, C_APEX, C_JOINT, SPONSOR, STRANGER, TODAY, World
 from tests.dbstate import assert_unchanged, snapshot
 from tests.fake_slack import FakeSlack
-from tests.slash_helpers import SlashClient, slash_bot
+from tests.slash_helpers import SlashClient
 
 COMMAND = f"crobot person add {STRANGER} --team T1"
 SHARED = "Shared kick-off QSH"
@@ -82,12 +82,6 @@ def seeded(world: World) -> dict[str, int]:
     return {"milestone": ms.id, "action": item.id}
 
 
-@pytest.fixture
-def slash(world: World, fake_slack: FakeSlack) -> Iterator[SlashClient]:
-    with slash_bot(world.db, fake_slack) as client:
-        yield client
-
-
 def _access(text: str) -> bool:
     return "crobot does not know you" in text and COMMAND in text
 
@@ -125,11 +119,10 @@ def test_buttons_forms_and_home_answer_how_to_get_access(
 ) -> None:
     bot = slash.bot
     aid = pending_kpi(world, 12)
-    msg = posted_request(bot, world, aid)
-    request = next(m for m in fake_slack.posted("CSPONSOR") if m["ts"] == msg["ts"])
+    request = message(fake_slack, **posted_request(bot, world, aid))
     before = snapshot(world.db)
     for action in ("approval_approve", "approval_reject"):
-        click = block_action(action, aid, user=STRANGER, msg={**request, "channel": "CSPONSOR"})
+        click = block_action(action, aid, user=STRANGER, msg=request)
         assert send(bot, click)[0] == 200
     fake_slack.wait_for("chat.postEphemeral", 2)
     said = ephemerals(fake_slack, STRANGER)

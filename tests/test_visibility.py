@@ -205,19 +205,6 @@ target_strategy = st.tuples(
 )
 
 
-def _lookalike(world: World) -> None:
-    with world.db.write() as s:
-        directory.add_person(
-            s,
-            SYSTEM,
-            team_id="T9",
-            user_id=LAB_PM,
-            display_name="Look-alike",
-            org="Apex CRO",
-            role="vendor_member",
-        )
-
-
 def _answer(
     reach: Callable[[Session, Actor, int], object], s: Session, actor: Actor, row_id: int
 ) -> str | None:
@@ -241,7 +228,7 @@ def test_an_id_is_reachable_exactly_when_visible_and_permitted(
     """`services.reachable` (every by-id path) compares (workspace, user) and answers a
     forbidden id exactly like a missing one."""
     if not hasattr(world, "lookalike"):
-        _lookalike(world)
+        world.add_person("T9", LAB_PM, "Apex CRO", "vendor_member", name="Look-alike")
         world.lookalike = True  # type: ignore[attr-defined]
     orgs = [world.sponsor_id, world.apex_id, world.lab_id]
     d = date(2026, 12, 2)
