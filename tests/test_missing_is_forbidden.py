@@ -146,5 +146,5 @@ def test_an_action_links_only_to_a_milestone_its_author_may_change(
     )
     assert "added action" in a.text
     with world.db.read() as s:
-        linked = {t: m for t, m in s.execute(select(ActionItem.title, ActionItem.milestone_id))}
+        linked = {a.title: a.milestone_id for a in s.scalars(select(ActionItem))}
     assert linked["Own"] == rows["apex_ms"] and linked["Sponsor prep"] == rows["lab_ms"]
