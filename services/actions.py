@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from crobot.services import audit, reachable
 from crobot.services.actor import Actor, UserKey
 from crobot.services.errors import Forbidden, UserError, msg, validate
-from crobot.services.lookup import person_named, study_by_code, vendor_org_ids
+from crobot.services.lookup import person_named, study_named_by, vendor_org_ids
 from crobot.services.permissions import is_sponsor, require_member
 from crobot.services.visibility import Audience, action_filter
 from crobot.storage.models import ActionItem, ActionStatus, Priority, utcnow
@@ -46,7 +46,7 @@ def add(
     session: Session, actor: Actor, *, today: date, allow_past: bool = False, **data: object
 ) -> ActionItem:
     inp = validate(ActionCreate, data, ADD_HINT)
-    study = study_by_code(session, inp.study)
+    study = study_named_by(session, actor, inp.study)
     vendors = vendor_org_ids(session, study.id)
     require_member(actor, study, vendors)
     if inp.due < today and not allow_past:

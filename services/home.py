@@ -9,15 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crobot.services import actions, approval_log, milestones
 from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord
-from crobot.services.errors import NotFound, msg
-from crobot.services.lookup import suggest_names, vendor_org_ids
-from crobot.services.permissions import is_approver, is_sponsor, is_vendor, require_known
+from crobot.services.lookup import org_studies, vendor_org_ids
+from crobot.services.permissions import is_approver, require_known
 from crobot.services.visibility import Audience, Scope, approval_filter, audience_for_person
 from crobot.storage.models import (
     ActionItem,
@@ -26,7 +25,6 @@ from crobot.storage.models import (
     Milestone,
     Organization,
     Study,
-    StudyVendor,
 )
 
 MAX_ITEMS = 20  # per section: Home views hold at most 100 blocks
@@ -42,43 +40,12 @@ def studies_for(session: Session, actor: Actor) -> list[MyStudy]:
     """Studies the person belongs to (sponsor staff or a vendor on it), by code."""
     if actor.person is None:
         return []
-    org_id = actor.person.org_id
-    on_study = select(StudyVendor.study_id).where(StudyVendor.org_id == org_id)
-    rows = session.scalars(
-        select(Study)
-        .where(or_(Study.sponsor_org_id == org_id, Study.id.in_(on_study)))
-        .order_by(Study.code)
-    ).all()
     out = []
-    for study in rows:
+    for study in org_studies(session, actor.person.org_id):
         aud = audience_for_person(actor, study, vendor_org_ids(session, study.id))
         if aud.scope in (Scope.SPONSOR, Scope.VENDOR):
             out.append(MyStudy(study, aud))
     return out
-
-
-def reader_study(
-    session: Session, actor: Actor, code: str, *, channel_study_id: int | None = None
-) -> Study:
-    """The study a person names: one they are on, or the study of the channel they are in.
-
-    Any other study is answered like one that does not exist, and only the person's own
-    study codes are suggested: nobody learns which other studies crobot holds.
-    """
-    study = session.scalars(select(Study).where(func.upper(Study.code) == code.upper())).first()
-    if study is not None and (
-        actor.trusted
-        or study.id == channel_study_id
-        or is_sponsor(actor, study)
-        or is_vendor(actor, vendor_org_ids(session, study.id))
-    ):
-        return study
-    codes = [m.study.code for m in studies_for(session, actor)]
-    raise NotFound(
-        msg("There is no study `{}` that you are on.", code),
-        suggest_names(code.upper(), codes),
-        field="study",
-    )
 
 
 def orgs_for(session: Session, studies: list[MyStudy]) -> list[Organization]:

@@ -16,7 +16,7 @@ from crobot.services.actor import Actor
 from crobot.services.errors import UserError, msg, validate
 from crobot.services.kpi_catalog import Period, current_period, parse_period
 from crobot.services.kpi_values import parse_value
-from crobot.services.lookup import kpi_by_key, org_by_name, study_by_code, vendor_org_ids
+from crobot.services.lookup import kpi_by_key, org_by_name, study_named_by, vendor_org_ids
 from crobot.services.permissions import is_sponsor, require_org_write
 from crobot.services.visibility import Audience, kpi_filter
 from crobot.storage.models import (
@@ -83,7 +83,7 @@ class Reported:
 
 def report(session: Session, actor: Actor, *, today: date, **data: object) -> Reported:
     inp = validate(KpiReport, data, REPORT_HINT)
-    study = study_by_code(session, inp.study)
+    study = study_named_by(session, actor, inp.study)
     kpi = kpi_by_key(session, inp.kpi)
     vendors = vendor_org_ids(session, study.id)
     if inp.org:

@@ -10,11 +10,13 @@ import difflib
 import re
 from collections.abc import Collection
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from crobot.services.actor import Actor
 from crobot.services.errors import Msg, NotFound, UserError, msg
 from crobot.services.kpi_catalog import normalise_key
+from crobot.services.permissions import is_sponsor, is_vendor, require_known
 from crobot.storage.models import (
     AudienceKind,
     ChannelLink,
@@ -46,6 +48,7 @@ def _names(sentence: str, sep: str, names: list[str], own: bool) -> Msg:
 
 
 def study_by_code(session: Session, code: str) -> Study:
+    """Any study by its code (the operator's CLI); a person names one with `study_named_by`."""
     study = session.scalars(select(Study).where(func.upper(Study.code) == code.upper())).first()
     if study is None:
         codes = list(session.scalars(select(Study.code).limit(200)))
@@ -53,6 +56,43 @@ def study_by_code(session: Session, code: str) -> Study:
             msg("There is no study `{}`.", code), suggest_names(code.upper(), codes), field="study"
         )
     return study
+
+
+def org_studies(session: Session, org_id: int) -> list[Study]:
+    """The studies an organisation is on, as their sponsor or as a vendor, by code."""
+    on_study = select(StudyVendor.study_id).where(StudyVendor.org_id == org_id)
+    return list(
+        session.scalars(
+            select(Study)
+            .where(or_(Study.sponsor_org_id == org_id, Study.id.in_(on_study)))
+            .order_by(Study.code)
+        )
+    )
+
+
+def study_named_by(
+    session: Session, actor: Actor, code: str, *, channel_study_id: int | None = None
+) -> Study:
+    """The study a person names: one they are on, or the study of the channel they are in.
+
+    Any other study is answered like one that does not exist, and only the person's own
+    study codes are suggested: nobody learns which other studies crobot holds.
+    """
+    require_known(actor)
+    study = session.scalars(select(Study).where(func.upper(Study.code) == code.upper())).first()
+    if study is not None and (
+        actor.trusted
+        or study.id == channel_study_id
+        or is_sponsor(actor, study)
+        or is_vendor(actor, vendor_org_ids(session, study.id))
+    ):
+        return study
+    mine = org_studies(session, actor.org_id) if actor.org_id is not None else []
+    raise NotFound(
+        msg("There is no study `{}` that you are on.", code),
+        suggest_names(code.upper(), [s.code for s in mine]),
+        field="study",
+    )
 
 
 def org_by_name(session: Session, name: str) -> Organization:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from crobot.services import approvals, audit, reachable
 from crobot.services.actor import Actor
 from crobot.services.errors import UserError, validate
-from crobot.services.lookup import org_by_name, study_by_code, vendor_org_ids
+from crobot.services.lookup import org_by_name, study_named_by, vendor_org_ids
 from crobot.services.permissions import is_sponsor, require_org_write
 from crobot.services.visibility import Audience, milestone_filter
 from crobot.storage.models import Milestone, MilestoneStatus, SubjectType
@@ -47,7 +47,7 @@ def add(
     session: Session, actor: Actor, *, today: date, allow_past: bool = False, **data: object
 ) -> Milestone:
     inp = validate(MilestoneCreate, data, ADD_HINT)
-    study = study_by_code(session, inp.study)
+    study = study_named_by(session, actor, inp.study)
     vendors = vendor_org_ids(session, study.id)
     org_id = org_by_name(session, inp.org).id if inp.org else actor.org_id
     if org_id is not None and org_id not in vendors and org_id != study.sponsor_org_id:

@@ -14,14 +14,17 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from crobot.services import actions, milestones
+from crobot.services import actions, directory, milestones
+from crobot.services.actor import SYSTEM
 from crobot.storage.models import ActionItem
+from tests import form_values as form
 from tests.approval_support import (
     block_action,
     message,
     pending_kpi,
     posted_request,
     send,
+    view_submission,
 )
 from tests.conftest import APEX_PM, C_APEX, C_SPONSOR, LAB_PM, SPONSOR, TODAY, World
 from tests.dbstate import assert_unchanged, snapshot
@@ -148,3 +151,29 @@ def test_an_action_links_only_to_a_milestone_its_author_may_change(
     with world.db.read() as s:
         linked = {a.title: a.milestone_id for a in s.scalars(select(ActionItem))}
     assert linked["Own"] == rows["apex_ms"] and linked["Sponsor prep"] == rows["lab_ms"]
+
+
+def test_a_study_one_is_not_on_is_answered_like_one_that_does_not_exist(
+    world: World, slash: SlashClient
+) -> None:
+    with world.db.write() as s:
+        directory.add_org(s, SYSTEM, name="Other Pharma", kind="sponsor")
+        directory.add_study(s, SYSTEM, code="OTH-9", title="Not Apex's", sponsor="Other Pharma")
+    answers = {
+        code: slash.send(f"status {code}", APEX_PM, "D0APEX").text for code in ("OTH-9", "OTH-8")
+    }
+    assert answers["OTH-9"] == answers["OTH-8"].replace("OTH-8", "OTH-9")
+    assert "There is no study `OTH-9` that you are on." in answers["OTH-9"]
+    assert "Known: `ONC-301`" in answers["OTH-9"]  # only the reader's own studies
+    before = snapshot(world.db)
+    values = {
+        "study": form.select("OTH-9"),
+        "name": form.text("FPI"),
+        "planned": form.day("2026-12-20"),
+    }
+    status, body = send(
+        slash.bot,
+        view_submission("modal_milestone_add", values, user=APEX_PM, private_metadata="{}"),
+    )
+    assert json.loads(body)["errors"] == {"study": "There is no study `OTH-9` that you are on."}
+    assert_unchanged(world.db, before)

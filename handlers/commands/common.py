@@ -16,8 +16,7 @@ from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.services.command_parser import suggest
 from crobot.services.dates import parse_date
 from crobot.services.errors import NotFound, UserError, msg
-from crobot.services.home import reader_study
-from crobot.services.lookup import study_by_id, vendor_org_ids
+from crobot.services.lookup import study_by_id, study_named_by, vendor_org_ids
 from crobot.services.visibility import (
     Audience,
     Scope,
@@ -55,7 +54,7 @@ def study_for(session: Session, ctx: CommandContext, code: str | None, hint: str
     if code is not None:
         try:
             channel_study = ctx.link.study_id if ctx.link else None
-            return reader_study(session, ctx.actor, code, channel_study_id=channel_study)
+            return study_named_by(session, ctx.actor, code, channel_study_id=channel_study)
         except NotFound as err:
             if ctx.link is None:
                 raise
