@@ -82,7 +82,10 @@ def positive_int(value: object) -> int | None:
 def routable(body: dict[str, Any]) -> bool:
     """Whether an interaction names a listener at all: a click carries a list of actions
     whose first is an object with an `action_id`, a form submission a view object with a
-    `callback_id`. Bolt's own routing assumes both and would raise on anything else."""
+    `callback_id`, and a `view` is an object wherever there is one. Bolt's own routing
+    (and its log line for a payload nobody handles) assumes all three and would raise."""
+    if "view" in body and not isinstance(body["view"], dict):
+        return False
     kind = body.get("type")
     if kind == "block_actions":
         acts = body.get("actions")

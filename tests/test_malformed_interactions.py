@@ -158,6 +158,7 @@ def test_damaged_buttons_are_answered_ephemerally(
         click = block_action(action, aid, user=APPROVER, msg=request)
         for acts in ([], "x", ["x"], [{"value": "1"}]):  # no button named at all
             unroutable.append({**click, "actions": acts, "trigger_id": f"{action}-{acts}"})
+        unroutable.append({**click, "view": None})  # a view that is not an object
         for value in ("abc", None, ["1"], "0", "#-1", "1" * 12):
             payloads.append({**click, "actions": [{**click["actions"][0], "value": value}]})
     no_trigger = block_action("approval_reject", aid, user=APPROVER, msg=request)
