@@ -9,11 +9,17 @@ Deliberate choices:
   `misfire_grace_time` = CROBOT_DIGEST_GRACE_HOURS (APScheduler's default of 1 s would
   silently drop a run that starts a little late, e.g. under load).
 - Jobs run on the scheduler's own thread pool, never on Bolt's listener workers.
+- Schedule changes reach every scheduler within seconds: a change made in this process
+  re-adds its job at once (`Runtime.schedule_changed`); one made elsewhere (a request-only
+  replica, the CLI) is seen by polling a one-row summary of `channel_links` every few
+  seconds, which triggers a re-sync and a catch-up, so a fire time that passed before this
+  process learnt of the change is still sent (within grace, once: the run claim decides).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +29,8 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk import WebClient
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from crobot.bot.settings import Settings
 from crobot.digests.delivery import Delivery, Outcome, delivery_client
@@ -35,7 +42,8 @@ from crobot.storage.models import ChannelLink
 
 log = logging.getLogger(__name__)
 
-SYNC_MINUTES = 10  # picks up links created by other processes (CLI, other replicas)
+SYNC_MINUTES = 10  # a full rebuild, in case a change was missed
+CHANGE_POLL_SECONDS = 5  # schedule changes made by other processes (replicas, the CLI)
 SWEEP_SECONDS = 60  # outbox rows still pending (approval posts whose kick failed, crashes)
 
 
@@ -53,6 +61,7 @@ class DigestScheduler:
         self.grace = timedelta(hours=settings.digest_grace_hours)
         self.delivery = delivery or Delivery(runtime, delivery_client(client))
         self.runner = DigestRunner(runtime, self.delivery, self.grace)
+        self._links_version: tuple[object, ...] | None = None
         self.scheduler = scheduler or BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=8)},
@@ -73,6 +82,13 @@ class DigestScheduler:
         self.scheduler.add_job(self.recover, id="recover", replace_existing=True)
         self.scheduler.add_job(
             self.sweep, "interval", seconds=SWEEP_SECONDS, id="outbox", replace_existing=True
+        )
+        self.scheduler.add_job(
+            self.poll_changes,
+            "interval",
+            seconds=CHANGE_POLL_SECONDS,
+            id="changes",
+            replace_existing=True,
         )
         self.runtime.schedule_listeners.append(self.on_schedule_changed)
         self.scheduler.start()
@@ -96,9 +112,22 @@ class DigestScheduler:
         still holds are left to it (their own retry job keeps its time)."""
         self._follow_up([o for o in self.delivery.resume_pending() if o.detail != "leased"])
 
+    def poll_changes(self) -> bool:
+        """Re-sync and catch up when any channel link or schedule changed since the last
+        look. One aggregate query; True when something changed."""
+        with self.runtime.db.read() as s:
+            version = tuple(_links_version(s))
+        if version == self._links_version:
+            return False
+        log.info("channel links or schedules changed elsewhere; re-syncing digest jobs")
+        self.sync_jobs()
+        self._follow_up(self.runner.catch_up())
+        return True
+
     # --- jobs ---------------------------------------------------------------------------
     def sync_jobs(self) -> None:
         with self.runtime.db.read() as s:
+            self._links_version = tuple(_links_version(s))
             links = list(s.scalars(select(ChannelLink)))
             zones = owner_zones(s, self.runtime.default_tz)
         wanted = set()
@@ -180,6 +209,18 @@ class DigestScheduler:
 
     def job(self, job_id: str) -> Any:
         return self.scheduler.get_job(job_id)
+
+
+def _links_version(session: Session) -> Sequence[object]:
+    """What changes when a link is added or its schedule changes (count, latest times)."""
+    row = session.execute(
+        select(
+            func.count(ChannelLink.id),
+            func.max(ChannelLink.created_at),
+            func.max(ChannelLink.schedule_changed_at),
+        )
+    ).one()
+    return tuple(row)
 
 
 def start_scheduler(settings: Settings, runtime: Runtime, client: WebClient) -> DigestScheduler:

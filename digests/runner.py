@@ -48,7 +48,9 @@ class DigestRunner:
         return outcome
 
     def catch_up(self) -> list[Outcome]:
-        """At start: send each channel's most recent missed digest once, if within grace."""
+        """Send each channel's most recent missed digest once, if within grace: at start,
+        and whenever a schedule changed elsewhere (its fire time may have passed before
+        this process learnt of the change)."""
         now = self.runtime.now()
         with self.runtime.db.read() as s:
             links = list(s.scalars(select(ChannelLink).where(ChannelLink.digest_enabled.is_(True))))
@@ -65,7 +67,10 @@ class DigestRunner:
         for link in links:
             sched = Schedule.of(link)
             fire = sched.last_fire(now)
-            if fire is None or fire < link.created_at:
+            # A fire time from before the link, or before its schedule last changed, was not
+            # this schedule's fire time.
+            since = max(link.created_at, link.schedule_changed_at or link.created_at)
+            if fire is None or fire < since:
                 continue
             key = sched.period_key(fire)
             if (f"link:{link.id}", key) in done:

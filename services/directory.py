@@ -29,6 +29,7 @@ from crobot.storage.models import (
     Role,
     Study,
     StudyVendor,
+    utcnow,
 )
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
@@ -254,6 +255,8 @@ def link_channel(session: Session, actor: Actor, **data: object) -> ChannelLink:
         session.add(link)
     else:
         before = audit.snapshot(link, "study_id", "audience", "audience_org_id", "timezone")
+        if link.timezone != inp.timezone:
+            link.schedule_changed_at = utcnow()  # the same wall time is another instant now
     link.study_id, link.audience, link.audience_org_id = study.id, kind, org_id
     link.timezone = inp.timezone
     session.flush()

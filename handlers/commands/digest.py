@@ -72,7 +72,7 @@ def _schedule(ctx: CommandContext, rest: list[str]) -> Reply:
     link_id = _link(ctx).id
     with ctx.runtime.db.write() as s:
         link = channel_link_by_id(s, link_id)
-        schedule_service.set_schedule(s, ctx.actor, link, **data)
+        schedule_service.set_schedule(s, ctx.actor, link, now=ctx.runtime.now(), **data)
         sched = Schedule.of(link)
     ctx.runtime.schedule_changed(link_id)
     nxt = sched.next_fire(ctx.runtime.now())
@@ -89,7 +89,9 @@ def _schedule(ctx: CommandContext, rest: list[str]) -> Reply:
 def _off(ctx: CommandContext, rest: list[str]) -> Reply:
     link_id = _link(ctx).id
     with ctx.runtime.db.write() as s:
-        schedule_service.disable(s, ctx.actor, channel_link_by_id(s, link_id))
+        schedule_service.disable(
+            s, ctx.actor, channel_link_by_id(s, link_id), now=ctx.runtime.now()
+        )
     ctx.runtime.schedule_changed(link_id)
     return Reply(
         text=fmt("{} turned this channel's digest off. ", ctx.mention)
