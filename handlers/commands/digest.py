@@ -79,7 +79,10 @@ def _schedule(ctx: CommandContext, rest: list[str]) -> Reply:
     when = ""
     if nxt is not None:
         local = nxt.astimezone(sched.zone)
-        when = f" Next: {local:%a %d %b %H:%M} {local.tzname()} ({nxt.astimezone(UTC):%H:%M} UTC)."
+        utc = nxt.astimezone(UTC)
+        # The UTC time carries its own date when it falls on another day than the local one.
+        utc_text = f"{utc:%H:%M}" if utc.date() == local.date() else f"{utc:%a %d %b %H:%M}"
+        when = f" Next: {local:%a %d %b %H:%M} {local.tzname()} ({utc_text} UTC)."
     return Reply(
         text=fmt("{} set this channel's digest to {}.{}", ctx.mention, sched.describe(), when),
         in_channel=True,
