@@ -329,3 +329,44 @@ def test_read_timeout_waits_then_finds_the_post_in_history(env: Env) -> None:
     assert out.state == "sent" and out.detail == "found in history"
     assert waits and waits[0] >= 1.0
     assert len(env.fake.posted(C_APEX)) == 1
+
+
+def test_counts_come_from_count_not_from_the_rows_read(env: Env) -> None:
+    """806 open actions and 620 slipped milestones: the digest says so (it said 500)."""
+    from crobot.storage.models import ActionItem, Milestone
+
+    with env.world.db.write() as s:
+        for i in range(806):
+            s.add(
+                ActionItem(
+                    study_id=env.world.study_id,
+                    title=f"action {i}",
+                    owner_user_id="UAPEX",
+                    owner_team_id="T1",
+                    owner_org_id=env.world.apex_id,
+                    due_date=TODAY - timedelta(days=1 + i % 2),
+                    created_by="test",
+                )
+            )
+        for i in range(620):
+            s.add(
+                Milestone(
+                    study_id=env.world.study_id,
+                    org_id=env.world.apex_id,
+                    name=f"milestone {i}",
+                    planned_date=TODAY - timedelta(days=3),
+                    created_by="test",
+                )
+            )
+    assert env.delivery().send_link(link_id(env.world.db, C_SPONSOR), "p").state == "sent"
+    message = posts(env.fake, C_SPONSOR)[0]
+    blocks = json.dumps(message["blocks"], ensure_ascii=False)
+    assert "Open actions: 806, overdue: 806" in blocks
+    shown_actions = len(re.findall(r"action \d+", blocks))  # the lines shown
+    more_actions = [int(n) for n in re.findall(r"…and (\d+) more open actions", blocks)]
+    assert more_actions and shown_actions + more_actions[0] == 806
+    more_ms = [int(n) for n in re.findall(r"…and (\d+) more milestones", blocks)]
+    shown_ms = len(re.findall(r"milestone \d+", blocks))
+    assert more_ms and shown_ms + more_ms[0] == 620
+    assert "806 open action(s), 806 overdue" in str(message["text"])
+    assert "620 slipped" in str(message["text"])
