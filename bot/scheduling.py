@@ -37,7 +37,9 @@ from crobot.digests.delivery import Delivery, Outcome, delivery_client
 from crobot.digests.nudges import NUDGE_HOUR, owner_zones
 from crobot.digests.runner import DigestRunner
 from crobot.digests.schedule import Schedule
+from crobot.handlers.user_tz import fetch_timezone
 from crobot.services.runtime import Runtime
+from crobot.services.user_tz import owners_to_ask
 from crobot.storage.models import ChannelLink
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class DigestScheduler:
         scheduler: BackgroundScheduler | None = None,
     ) -> None:
         self.runtime = runtime
+        self.client = client
         self.grace = timedelta(hours=settings.digest_grace_hours)
         self.delivery = delivery or Delivery(runtime, delivery_client(client))
         self.runner = DigestRunner(runtime, self.delivery, self.grace)
@@ -84,6 +87,9 @@ class DigestScheduler:
             self.sweep, "interval", seconds=SWEEP_SECONDS, id="outbox", replace_existing=True
         )
         self.scheduler.add_job(
+            self.ask_owner_zones, "interval", hours=1, id="zones", replace_existing=True
+        )
+        self.scheduler.add_job(
             self.poll_changes,
             "interval",
             seconds=CHANGE_POLL_SECONDS,
@@ -102,6 +108,7 @@ class DigestScheduler:
 
     def recover(self) -> None:
         """Resume crash leftovers, then send missed digests and nudges within grace."""
+        self.ask_owner_zones()
         self._follow_up(self.delivery.resume_pending())
         self._follow_up(self.runner.catch_up())
         self._follow_up(self.runner.nudge_catch_up())
@@ -123,6 +130,19 @@ class DigestScheduler:
         self.sync_jobs()
         self._follow_up(self.runner.catch_up())
         return True
+
+    def ask_owner_zones(self) -> int:
+        """Ask Slack (`users.info`) for the zone of action owners nobody told us about, so
+        their nudge job runs at 09:00 where they are; re-sync if any zone was learnt."""
+        with self.runtime.db.read() as s:
+            unknown = owners_to_ask(s, now=self.runtime.now())
+        learnt = sum(
+            fetch_timezone(self.runtime, self.client, team, user) is not None
+            for team, user in unknown
+        )
+        if learnt:
+            self.sync_jobs()
+        return learnt
 
     # --- jobs ---------------------------------------------------------------------------
     def sync_jobs(self) -> None:

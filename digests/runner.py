@@ -10,7 +10,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from crobot.digests.delivery import Delivery, Outcome
-from crobot.digests.nudges import NUDGE_HOUR, nudge_period, overdue_owners, owner_zones
+from crobot.digests.nudges import (
+    NUDGE_GRACE,
+    NUDGE_HOUR,
+    nudge_period,
+    overdue_owners,
+    owner_zones,
+)
 from crobot.digests.schedule import Schedule
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ChannelLink, DigestRun
@@ -125,6 +131,6 @@ class DigestRunner:
         for zone in sorted(zones):
             local = now.astimezone(ZoneInfo(zone))
             nine = local.replace(hour=NUDGE_HOUR, minute=0, second=0, microsecond=0)
-            if nine <= local <= nine + self.grace:
+            if nine <= local <= nine + NUDGE_GRACE:  # later, "Good morning" is wrong
                 out.extend(self.nudges(zone))
         return out
