@@ -20,7 +20,13 @@ from crobot.storage.models import Approval, AuditEvent, SubjectType
 from tests.bot_server import RunningBot, bot_settings, running_bot
 from tests.conftest import TODAY, World
 from tests.fake_slack import FakeSlack
-from tests.slack_requests import interaction_body, post, post_signed, signed_headers
+from tests.slack_requests import (
+    interaction_body,
+    new_trigger_id,
+    post,
+    post_signed,
+    signed_headers,
+)
 
 T = TypeVar("T")
 NOW = datetime(2026, 11, 25, 19, 5, tzinfo=UTC)
@@ -88,7 +94,7 @@ def block_action(
     user: str,
     msg: dict[str, Any] | None,
     team: str = "T1",
-    trigger_id: str = "trig-1",
+    trigger_id: str | None = None,
     home: bool = False,
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
@@ -97,7 +103,9 @@ def block_action(
         "user": {"id": user, "username": user.lower(), "team_id": team},
         "api_app_id": "A1",
         "token": "legacy-unused",
-        "trigger_id": trigger_id,
+        # Slack gives every interaction its own trigger_id: no two genuine requests
+        # share a body (and so a signature, which the replay check remembers).
+        "trigger_id": trigger_id or new_trigger_id(),
         "actions": [
             {
                 "type": "button",
@@ -144,7 +152,7 @@ def view_submission(
         "user": {"id": user, "username": user.lower(), "team_id": team},
         "api_app_id": "A1",
         "token": "legacy-unused",
-        "trigger_id": "trig-2",
+        "trigger_id": new_trigger_id(),
         "view": {
             "id": "VMODAL",
             "type": "modal",

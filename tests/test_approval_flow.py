@@ -117,7 +117,8 @@ def test_approve_updates_message_notifies_submitter_and_shows_in_joint(
 def _open_reject_modal(
     bot: RunningBot, fake_slack: FakeSlack, aid: int, msg: dict[str, object]
 ) -> str:
-    status, _ = send(bot, block_action("approval_reject", aid, user="UAPPROVER", msg=msg))
+    click = block_action("approval_reject", aid, user="UAPPROVER", msg=msg, trigger_id="trig-1")
+    status, _ = send(bot, click)
     assert status == 200
     call = fake_slack.wait_for("views.open")[-1]
     assert call.params["trigger_id"] == "trig-1"
