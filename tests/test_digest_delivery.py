@@ -440,3 +440,23 @@ def test_an_owner_with_an_unknown_zone_is_looked_up_before_the_first_nudge(
     finally:
         sched.shutdown(wait=False)
     assert len(env.fake.calls_to("users.info")) == 1
+
+
+def test_the_history_search_reads_every_page_since_the_first_attempt(env: Env) -> None:
+    """Slack accepted the post but the answer was lost; while crobot waited to retry, the
+    channel got busy (450 messages: three pages). The retry finds its post on page three
+    instead of posting it again."""
+    chatter = WebClient(token="xoxb-test", base_url=env.fake.base_url)
+
+    def busy_channel_while_waiting(seconds: float) -> None:
+        for i in range(450):
+            chatter.chat_postMessage(channel=C_APEX, text=f"chat {i}")
+
+    env.fake.fail("chat.postMessage", after_effect=True, reset=True)
+    out = env.delivery(sleep=busy_channel_while_waiting).send_link(
+        link_id(env.world.db, C_APEX), "2026-11-30T09:00"
+    )
+    assert out.state == "sent" and out.detail == "found in history"
+    digests = [m for m in env.fake.posted(C_APEX) if m.get("metadata")]
+    assert len(digests) == 1
+    assert len(env.fake.calls_to("conversations.history")) == 3
