@@ -163,16 +163,8 @@ def test_user_text_is_inert_in_every_approval_payload(
         approve = block_action("approval_approve", ms_aid, user="UEVILAPP", msg=ms_msg)
         assert send(bot, approve)[0] == 200
         fake_slack.wait_for("chat.update", 2)
-<<<<<<< HEAD
-        again = block_action("approval_approve", ms_aid, user="UAPPROVER", msg=ms_msg)
-        assert send(bot, again)[0] == 200  # a second click: a new interaction
-        fake_slack.wait_for("chat.postEphemeral")
-        wait_until(
-            lambda: len([m for m in fake_slack.posted("CSPONSOR") if m.get("thread_ts")]) == 2
-=======
         again = block_action(
             "approval_approve", ms_aid, user="UEVILAPP", msg=ms_msg, trigger_id="trig-2"
->>>>>>> issue10-f
         )
         assert send(bot, again)[0] == 200
         fake_slack.wait_for("chat.postEphemeral")
