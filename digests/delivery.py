@@ -1,15 +1,16 @@
 """The outbox: exactly-once delivery of every message crobot sends on its own.
 
 Digests, overdue nudges, failure notices, and an approval's request post, decision
-updates and thread notice (kinds: see `DigestRun`). The protocol, for one (target, key):
+updates and the submitter's notices (kinds: see `DigestRun`). The protocol, for one
+(target, key):
 1. Claim: INSERT a `DigestRun` row. The UNIQUE (target, period_key) constraint decides
    which process (or thread) posts; every other claimant gets an IntegrityError and stops.
    Work written by a transaction (an approval's rows) is inserted unclaimed, and the first
    deliverer claims it by compare-and-set (`resume_pending`).
 2. Before each attempt, `attempts` is incremented and committed. An attempt > 1 means an
    earlier one may have reached Slack (a crash, a timeout or a reset after the request
-   was sent), so the channel's history (a thread's replies, for a thread reply) since the
-   row was made is searched for the run key, which every post carries in its message
+   was sent), so the channel's history (a DM's, for a direct message) since the row was
+   made is searched for the run key, which every post carries in its message
    `metadata`. Found: the row is marked sent, nothing posted. A chat.update is idempotent
    and is simply sent again.
 3. Post. Success stores the `ts`, and in the same transaction what the post means (an
@@ -170,7 +171,6 @@ class Payload:
     blocks: list[dict[str, Any]]
     charts: list[tuple[str, str, bytes]] = field(default_factory=list)  # filename, title, png
     ts: str | None = None  # set: rewrite that message (chat.update) instead of posting
-    thread_ts: str | None = None  # set: post as a reply in that thread
     metadata_event: str = METADATA_EVENT
 
 
@@ -431,7 +431,6 @@ class Delivery:
             )
             return payload.ts
         self.pacer.wait(payload.channel)
-        extra = {"thread_ts": payload.thread_ts} if payload.thread_ts else {}
         resp = self._call(
             self.client.chat_postMessage,
             channel=payload.channel,
@@ -440,7 +439,6 @@ class Delivery:
             metadata={"event_type": payload.metadata_event, "event_payload": {"run_key": key}},
             unfurl_links=False,
             unfurl_media=False,
-            **extra,
         )
         return str(resp["ts"])
 
@@ -449,16 +447,11 @@ class Delivery:
         the row was made (`since`: its first attempt, not the latest claim). Every page
         back to `since` is read: a busy channel may hold more than one page since then."""
         oldest = f"{(since - timedelta(minutes=5)).timestamp():.6f}"
-        method: Callable[..., Any] = self.client.conversations_history
-        where: dict[str, Any] = {"channel": payload.channel}
-        if payload.thread_ts:
-            method = self.client.conversations_replies
-            where["ts"] = payload.thread_ts
         cursor: str | None = None
         for _ in range(HISTORY_PAGES):
             resp = self._call(
-                method,
-                **where,
+                self.client.conversations_history,
+                channel=payload.channel,
                 oldest=oldest,
                 limit=200,
                 include_all_metadata=True,
@@ -505,8 +498,17 @@ class Delivery:
             return self._notice_payload(int(rest), run.period_key)
         if kind == "approval":
             msg = approval_posts.payload(self.runtime, self.client, run.target, run.period_key)
-            return Payload(**msg, metadata_event=APPROVAL_METADATA_EVENT) if msg else None
+            if msg is None:
+                return None
+            if approval_posts.DM_USER in msg:
+                msg["channel"] = self._open_dm(msg.pop(approval_posts.DM_USER))
+            return Payload(**msg, metadata_event=APPROVAL_METADATA_EVENT)
         raise _Permanent(f"unknown target {run.target}")
+
+    def _open_dm(self, user: str) -> str:
+        """The bot's direct-message channel with `user` (opened if need be)."""
+        resp = self._call(self.client.conversations_open, users=user)
+        return str(resp["channel"]["id"])
 
     def _digest_payload(self, link_id: int) -> Payload | None:
         with self.runtime.db.read() as s:
@@ -530,9 +532,7 @@ class Delivery:
             nudge = compose_nudge(s, team, user, self.runtime.now(), self.runtime.default_tz)
         if nudge is None:
             return None
-        resp = self._call(self.client.conversations_open, users=user)
-        channel = str(resp["channel"]["id"])
-        return Payload(channel, nudge.text, nudge.blocks)
+        return Payload(self._open_dm(user), nudge.text, nudge.blocks)
 
     def _notice_payload(self, link_id: int, period_key: str) -> Payload | None:
         with self.runtime.db.read() as s:

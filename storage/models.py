@@ -391,7 +391,8 @@ class DigestRun(Base):
     - `notice:<channel link id>` — the sponsor channel told that a digest failed;
     - `approval:<approval id>` — an approval's Slack work: `period_key` is
       `request:<channel>` (the Approve/Reject post), `update:<channel>:<ts>` (showing the
-      decision in that message) or `notice:<channel>` (the submitter's thread reply).
+      decision in that message), `dm:<team>:<user>` (the submitter told by DM) or
+      `vendor:<channel>` (the vendor's own channel told); see services/approval_log.py.
     A row is claimed by the process that inserts it (digests) or, when enqueued unclaimed
     (`claimed_by` NULL) by the transaction that made the work, by the first deliverer.
     """

@@ -13,6 +13,7 @@ from tests.approval_support import (
     bot_for,
     ephemerals,
     message,
+    outbox_settled,
     pending_kpi,
     posted_request,
     race,
@@ -46,9 +47,10 @@ def test_two_approvers_at_once(db: Database, world: World, fake_slack: FakeSlack
             ]
             statuses = race(bot, clicks)
             assert statuses == [200, 200]
-            notified = round_ + 1
+            notified = 2 * (round_ + 1)  # each decision: the submitter's DM, Apex's channel
             # The lambdas below run before the loop moves on, so late binding is harmless.
-            wait_until(lambda: len(audit_actions(db, "approval.notify")) == notified)  # noqa: B023
+            wait_until(lambda: outbox_settled(db, aid))  # noqa: B023
+            assert len(audit_actions(db, "approval.notify")) == notified
             with db.read() as s:
                 approval = s.get_one(Approval, aid)
             assert approval.state == ApprovalState.APPROVED

@@ -3,7 +3,10 @@
 Ack phase (before Slack gets its answer): parse → one service call in one transaction
 (`services.approvals`, which also writes the Slack work a decision calls for to the
 outbox) → `ack()`. The Reject button opens its modal there, because views.open needs the
-click's trigger_id within 3 s; the modal's inline errors are the ack itself.
+click's trigger_id within 3 s; the modal's inline errors are the ack itself. A refused
+attempt (not an approver of the study, someone crobot does not know, no such request)
+writes nothing in that transaction; it is logged and audited (`approval.refused`) in one
+of its own, every attempt.
 
 Lazy phase (`follow_up`, after the answer): kick the outbox so the decision shows at once,
 tell the clicker ephemerally why nothing changed, and refresh the App Home when the click
@@ -31,7 +34,7 @@ from crobot.services import approval_log, approvals
 from crobot.services.actor import resolve_actor
 from crobot.services.approval_log import Location
 from crobot.services.command_parser import parse_id
-from crobot.services.errors import UserError
+from crobot.services.errors import Forbidden, NotFound, UserError
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ApprovalState
 
@@ -106,7 +109,9 @@ class Handoff:
     result: Result
 
 
-def _decide(runtime: Runtime, click: Click, *, approve: bool, reason: str = "") -> Result:
+def _decide(
+    runtime: Runtime, click: Click, *, approve: bool, reason: str = "", via: str = "button"
+) -> Result:
     """The decision, its audit event and its outbox rows in one transaction."""
     try:
         with runtime.db.write() as s:
@@ -115,8 +120,20 @@ def _decide(runtime: Runtime, click: Click, *, approve: bool, reason: str = "") 
                 s, actor, click.approval_id, approve=approve, reason=reason, seen_at=click.seen_at
             )
             return Result(changed=decision.changed)
+    except (Forbidden, NotFound) as exc:
+        return _refused(runtime, click, exc, decision="approve" if approve else "reject", via=via)
     except UserError as exc:
         return Result(error=exc.message)
+
+
+def _refused(runtime: Runtime, click: Click, exc: UserError, *, decision: str, via: str) -> Result:
+    """Leave a trace of a refused attempt (the attempt's own transaction wrote nothing)."""
+    with runtime.db.write() as s:
+        actor = resolve_actor(s, click.who.team_id, click.who.user_id)
+        approval_log.refused(
+            s, actor, click.approval_id, decision=decision, via=via, reason=str(exc.message)
+        )
+    return Result(error=exc.message)
 
 
 def on_approve(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -136,6 +153,12 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebC
             approval = approvals.decidable(s, actor, click.approval_id, seen_at=click.seen_at)
             pending = approval.state == ApprovalState.PENDING
             rec = approval_log.record(s, approval.id) if pending else None
+    except (Forbidden, NotFound) as exc:
+        context[HANDOFF] = Handoff(
+            click, _refused(runtime, click, exc, decision="reject", via="button")
+        )
+        ack()
+        return
     except UserError as exc:
         context[HANDOFF] = Handoff(click, Result(error=exc.message))
         ack()
@@ -157,7 +180,11 @@ def on_reject_submit(ack: Ack, body: dict[str, Any], context: BoltContext) -> No
     field = values.get(messages.REASON_BLOCK, {}).get(messages.REASON_INPUT, {}) or {}
     click = Click.from_modal(meta, middleware.identity(context))
     result = _decide(
-        middleware.runtime(context), click, approve=False, reason=field.get("value") or ""
+        middleware.runtime(context),
+        click,
+        approve=False,
+        reason=field.get("value") or "",
+        via="form",
     )
     if result.error:
         # Nothing was stored; the modal stays open with the message on the field.
