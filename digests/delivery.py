@@ -82,6 +82,7 @@ PERMANENT_ERRORS = frozenset(
 )
 METADATA_EVENT = "crobot_digest_run"
 APPROVAL_METADATA_EVENT = "crobot_approval"
+HISTORY_PAGES = 25  # 5,000 messages since a run's first attempt
 MAX_RETRY_AFTER = 30.0  # longer waits are rescheduled, not slept in a worker thread
 
 
@@ -442,22 +443,32 @@ class Delivery:
         return str(resp["ts"])
 
     def _find_posted(self, payload: Payload, key: str, since: datetime) -> str | None:
+        """The ts of an earlier attempt's post, found by its run key in the messages since
+        the row was made (`since`: its first attempt, not the latest claim). Every page
+        back to `since` is read: a busy channel may hold more than one page since then."""
         oldest = f"{(since - timedelta(minutes=5)).timestamp():.6f}"
-        resp = self._call(
-            self.client.conversations_history,
-            channel=payload.channel,
-            oldest=oldest,
-            limit=200,
-            include_all_metadata=True,
-        )
-        for msg in resp.get("messages") or []:
-            meta = msg.get("metadata") or {}
-            if (
-                meta.get("event_type") == payload.metadata_event
-                and (meta.get("event_payload") or {}).get("run_key") == key
-            ):
-                return str(msg.get("ts"))
-        return None
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            resp = self._call(
+                self.client.conversations_history,
+                channel=payload.channel,
+                oldest=oldest,
+                limit=200,
+                include_all_metadata=True,
+                **({"cursor": cursor} if cursor else {}),
+            )
+            for msg in resp.get("messages") or []:
+                meta = msg.get("metadata") or {}
+                if (
+                    meta.get("event_type") == payload.metadata_event
+                    and (meta.get("event_payload") or {}).get("run_key") == key
+                ):
+                    return str(msg.get("ts"))
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if not resp.get("has_more") or not cursor:
+                return None
+        # Not seen in HISTORY_PAGES pages: posting again could duplicate; try again later.
+        raise _Transient("history too long to search in one attempt")
 
     def _upload_charts(self, payload: Payload, ts: str) -> None:
         if not payload.charts:

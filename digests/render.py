@@ -115,8 +115,8 @@ class RenderedDigest:
     full_text: str  # every section, for the CLI preview
 
 
-def _more(count: int, noun: str, plus: bool = False) -> Mrkdwn:
-    return Mrkdwn(f"_…and {count}{'+' if plus else ''} more {noun}_")
+def _more(count: int, noun: str) -> Mrkdwn:
+    return Mrkdwn(f"_…and {count} more {noun}_")
 
 
 def _capped(lines: list[Mrkdwn], limit: int, total: int, noun: str) -> list[Mrkdwn]:
@@ -135,15 +135,16 @@ def sections(view: DigestView) -> list[Section]:
     out: list[Section] = []
     today = view.today
     ms = [
-        ("Milestones due in the next 14 days", view.due),
-        ("Slipped milestones", view.slipped),
-        (f"Completed since {_day(view.since)}", view.completed),
+        ("Milestones due in the next 14 days", view.due, view.due_total),
+        ("Slipped milestones", view.slipped, view.slipped_total),
+        (f"Completed since {_day(view.since)}", view.completed, view.completed_total),
     ]
-    for heading, rows in ms:
+    for heading, rows, total in ms:
         if rows:
             lines = [_macro("milestone", m, today) for m in rows[:MILESTONE_LINES]]
+            total = max(total, len(rows))
             out.append(
-                Section(_heading(heading), _capped(lines, MILESTONE_LINES, len(rows), "milestones"))
+                Section(_heading(heading), _capped(lines, MILESTONE_LINES, total, "milestones"))
             )
     if view.owners:
         out.append(_actions(view))
@@ -172,7 +173,7 @@ def _actions(view: DigestView) -> Section:
             shown += 1
     rest = view.open_actions - shown
     if rest > 0:
-        lines.append(_more(rest, "open actions", plus=view.actions_truncated))
+        lines.append(_more(rest, "open actions"))
     heading = _heading(f"Open actions: {view.open_actions}, overdue: {view.overdue_actions}")
     return Section(heading, lines)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -20,6 +19,7 @@ from crobot.services import audit
 from crobot.services.actor import Actor
 from crobot.services.errors import UserError, validate
 from crobot.services.lookup import org_by_name, study_by_code, vendor_org_ids
+from crobot.services.zones import canonical_zone
 from crobot.storage.models import (
     AudienceKind,
     ChannelLink,
@@ -29,6 +29,7 @@ from crobot.storage.models import (
     Role,
     Study,
     StudyVendor,
+    utcnow,
 )
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
@@ -95,11 +96,8 @@ class ChannelLinkCreate(_Input):
 
 
 def check_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown IANA time zone {name!r} (e.g. Europe/Berlin)") from exc
-    return name
+    """A typed time zone: canonical IANA location zones only (services/zones.py)."""
+    return canonical_zone(name)
 
 
 def workspace_owner(session: Session, team_id: str) -> Organization | None:
@@ -254,6 +252,8 @@ def link_channel(session: Session, actor: Actor, **data: object) -> ChannelLink:
         session.add(link)
     else:
         before = audit.snapshot(link, "study_id", "audience", "audience_org_id", "timezone")
+        if link.timezone != inp.timezone:
+            link.schedule_changed_at = utcnow()  # the same wall time is another instant now
     link.study_id, link.audience, link.audience_org_id = study.id, kind, org_id
     link.timezone = inp.timezone
     session.flush()

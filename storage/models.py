@@ -210,6 +210,10 @@ class ChannelLink(Base):
     digest_time: Mapped[str] = mapped_column(String(5), default="09:00")
     charts_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the digest schedule (days, time, zone, on/off) last changed: a scheduler that
+    # learns of a change late still sends a fire time that passed after it, and never
+    # one from before it (that time was not the schedule then).
+    schedule_changed_at: Mapped[datetime | None] = mapped_column()
 
     study: Mapped[Study] = relationship(lazy="joined")
     audience_org: Mapped[Organization | None] = relationship(lazy="joined")
