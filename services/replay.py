@@ -24,9 +24,14 @@ KEEP = WINDOW + timedelta(minutes=1)  # a little clock skew between Slack and us
 def first_sighting(session: Session, signature: str, *, now: datetime) -> bool:
     """Record `signature`; False when it was seen before (a replay)."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(SeenRequest).values(signature=signature[:80], seen_at=now)
-    result = session.execute(stmt.on_conflict_do_nothing(index_elements=["signature"]))
-    fresh = bool(getattr(result, "rowcount", 0) == 1)
+    stmt = (
+        insert(SeenRequest)
+        .values(signature=signature[:80], seen_at=now)
+        .on_conflict_do_nothing(index_elements=["signature"])
+        .returning(SeenRequest.signature)  # a row only when it was inserted (rowcount is
+        # not reliable for an ORM-executed INSERT … ON CONFLICT on psycopg)
+    )
+    fresh = session.execute(stmt).first() is not None
     if fresh:
         session.execute(delete(SeenRequest).where(SeenRequest.seen_at < now - KEEP))
     return fresh
