@@ -24,6 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from crobot.digests.compose import DigestView
 from crobot.handlers import blockkit
 from crobot.handlers.blockkit import Block, Mrkdwn, cap, fmt, line
+from crobot.services.kpis import pending_mark
 from crobot.services.visibility import Scope
 
 MILESTONE_LINES = 15
@@ -88,6 +89,7 @@ def environment() -> Environment:
         when=_when,
         num=_num,
         signed=_signed,
+        pending_mark=lambda point: Mrkdwn(pending_mark(point)),  # crobot's words: spaces kept
     )
     return env
 
