@@ -62,12 +62,12 @@ def _when(value: datetime) -> str:
 
 def _num(value: object) -> str:
     if isinstance(value, int | float):
-        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+        return f"{value:,.15g}"  # every digit given (123,456.7), never rounded to six
     return "—" if value is None else str(value)
 
 
 def _signed(value: float) -> str:
-    return f"{value:+,.6g}"
+    return f"{value:+,.15g}"
 
 
 @lru_cache(maxsize=1)

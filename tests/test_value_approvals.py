@@ -29,12 +29,14 @@ from crobot.storage.models import (
     Study,
 )
 from tests.approval_support import (
+    APPROVER_2,
     assert_chain_ok,
     audit_actions,
     block_action,
     ephemerals,
     message,
     posted_request,
+    second_approver,
     send,
     send_event,
     wait_until,
@@ -54,7 +56,6 @@ from tests.fake_slack import FakeSlack
 from tests.slash_helpers import SlashClient, slash_bot
 
 C_JOINT_LAB = "CJOINTLAB"  # joint:CentraLab — the sponsor and CentraLab
-APPROVER_2 = "UAPPROVER2"
 WAITS = "awaits the sponsor's approval"
 
 
@@ -69,40 +70,20 @@ def slash(world: World, fake_slack: FakeSlack) -> Iterator[SlashClient]:
             study="ONC-301",
             audience="joint:CentraLab",
         )
-        directory.add_person(
-            s,
-            SYSTEM,
-            team_id="T1",
-            user_id=APPROVER_2,
-            display_name="Otto Approver",
-            org="Helix Pharma",
-            role="sponsor_approver",
-        )
+    second_approver(world)
     with slash_bot(world.db, fake_slack) as client:
         yield client
 
 
-def _lab_milestone(world: World) -> int:
+def _milestone(world: World, user: str) -> int:
+    """A milestone of the user's organisation (CentraLab's, or the sponsor's), due next week."""
     with world.db.write() as s:
         ms = milestones.add(
             s,
-            world.actor(LAB_PM),
+            world.actor(user),
             today=TODAY,
             study="ONC-301",
-            name="Central lab go-live",
-            planned=TODAY + timedelta(days=7),
-        )
-        return ms.id
-
-
-def _sponsor_milestone(world: World) -> int:
-    with world.db.write() as s:
-        ms = milestones.add(
-            s,
-            world.actor(APPROVER),
-            today=TODAY,
-            study="ONC-301",
-            name="Protocol amendment 2",
+            name=f"Milestone of {user}",
             planned=TODAY + timedelta(days=7),
         )
         return ms.id
@@ -118,7 +99,7 @@ def _approved_lab_value(world: World, value: float) -> None:
         approvals.decide(s, world.actor(APPROVER), rep.approval_id, approve=True)
 
 
-def _milestone(world: World, ms_id: int) -> Milestone:
+def _stored(world: World, ms_id: int) -> Milestone:
     with world.db.read() as s:
         return s.get_one(Milestone, ms_id)
 
@@ -139,10 +120,10 @@ def _approval_of(world: World, subject_id: int) -> Approval:
 def test_a_sponsor_member_completing_a_vendor_milestone_waits(
     slash: SlashClient, world: World
 ) -> None:
-    ms_id = _lab_milestone(world)
+    ms_id = _milestone(world, LAB_PM)
     a = slash.send(f"milestone update {ms_id} done", SPONSOR, C_SPONSOR)
     assert WAITS in a.text, a.text
-    ms = _milestone(world, ms_id)
+    ms = _stored(world, ms_id)
     assert ms.status == MilestoneStatus.DONE and ms.actual_date == TODAY
     approval = _approval_of(world, ms_id)
     assert approval.state == ApprovalState.PENDING and approval.requested_by == "T1:USPONSOR"
@@ -164,6 +145,19 @@ def test_a_sponsor_member_reporting_for_a_vendor_waits_and_the_joint_channel_kee
     assert "CentraLab*: 3 kUSD" in trend and "5 kUSD" not in trend, trend
 
 
+def test_every_digit_of_a_value_is_shown_to_the_approver_and_in_the_digest(
+    slash: SlashClient, world: World, fake_slack: FakeSlack
+) -> None:
+    a = slash.send("kpi report ONC-301 cost_of_quality 123,456.7", LAB_PM, C_LAB)
+    assert WAITS in a.text and "123456.7" in a.text, a.text
+    row = _latest_kpi(world)
+    loc = posted_request(slash.bot, world, _approval_of(world, row.id).id)
+    request = json.dumps(message(fake_slack, loc["channel"], loc["ts"]), ensure_ascii=False)
+    assert "*123456.7*" in request, request  # not rounded to 123457
+    digest = slash.send("digest preview", LAB_PM, C_LAB).text
+    assert "123,456.7 kUSD (pending approval)" in digest, digest
+
+
 def test_a_sponsor_members_own_sponsor_value_waits_too(slash: SlashClient, world: World) -> None:
     a = slash.send("kpi report ONC-301 screen_failure_rate 18.5", SPONSOR, C_SPONSOR)
     assert WAITS in a.text, a.text
@@ -176,25 +170,18 @@ def test_an_approver_is_trusted_only_with_the_sponsors_own_values(
     a = slash.send("kpi report ONC-301 screen_failure_rate 18.5", APPROVER, C_SPONSOR)
     assert "awaits" not in a.text, a.text
     assert _latest_kpi(world).approval_state == ApprovalState.APPROVED
-    own = _sponsor_milestone(world)
+    own = _milestone(world, APPROVER)
     a = slash.send(f"milestone update {own} done", APPROVER, C_SPONSOR)
-    assert "awaits" not in a.text and _milestone(world, own).status == MilestoneStatus.APPROVED
+    assert "awaits" not in a.text and _stored(world, own).status == MilestoneStatus.APPROVED
     # On a vendor's behalf even an approver's entry waits for an approver.
     a = slash.send("kpi report ONC-301 query_aging 9 org:CentraLab", APPROVER, C_SPONSOR)
     assert WAITS in a.text and _latest_kpi(world).approval_state == ApprovalState.PENDING
-    lab = _lab_milestone(world)
+    lab = _milestone(world, LAB_PM)
     a = slash.send(f"milestone update {lab} done", APPROVER, C_SPONSOR)
-    assert WAITS in a.text and _milestone(world, lab).status == MilestoneStatus.DONE
+    assert WAITS in a.text and _stored(world, lab).status == MilestoneStatus.DONE
 
 
 # --- four eyes -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_db(world: World, monkeypatch: pytest.MonkeyPatch) -> Database:
-    monkeypatch.setenv("CROBOT_DATABASE_URL", world.db.url)
-    monkeypatch.setenv("CROBOT_LOG_LEVEL", "WARNING")
-    return world.db
 
 
 def _four_eyes(db: Database, code: str = "ONC-301") -> bool:
@@ -202,32 +189,33 @@ def _four_eyes(db: Database, code: str = "ONC-301") -> bool:
         return s.scalars(select(Study.four_eyes).where(Study.code == code)).one()
 
 
+@pytest.mark.usefixtures("world")  # ONC-301
 def test_four_eyes_is_set_per_study_from_the_cli_and_audited(
-    cli_db: Database, capsys: pytest.CaptureFixture[str]
+    cli_env: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _four_eyes(cli_db) is False
+    assert _four_eyes(cli_env) is False
     assert main(["study", "add", "ONC-302", "--title", "T", "--sponsor", "Helix Pharma",
                  "--four-eyes"]) == 0  # fmt: skip
-    assert _four_eyes(cli_db, "ONC-302") is True
+    assert _four_eyes(cli_env, "ONC-302") is True
     assert main(["study", "update", "ONC-301", "--four-eyes"]) == 0
     assert "four eyes" in capsys.readouterr().out
-    assert _four_eyes(cli_db) is True
+    assert _four_eyes(cli_env) is True
     assert main(["study", "update", "onc-301", "--no-four-eyes"]) == 0
-    assert _four_eyes(cli_db) is False
-    changes = [(e.before, e.after) for e in audit_actions(cli_db, "study.update")]
+    assert _four_eyes(cli_env) is False
+    changes = [(e.before, e.after) for e in audit_actions(cli_env, "study.update")]
     assert changes == [({"four_eyes": False}, {"four_eyes": True}),
                        ({"four_eyes": True}, {"four_eyes": False})]  # fmt: skip
-    before = snapshot(cli_db)
+    before = snapshot(cli_env)
     assert main(["study", "update", "NOPE-1", "--four-eyes"]) == 2
     assert main(["study", "update", "ONC-301"]) == 2  # nothing to change
     err = capsys.readouterr().err
     assert "no study `NOPE-1`" in err and "Nothing to change" in err
-    assert_unchanged(cli_db, before)
-    assert_chain_ok(cli_db)
+    assert_unchanged(cli_env, before)
+    assert_chain_ok(cli_env)
 
 
 def test_under_four_eyes_an_approvers_own_value_waits_for_a_second_approver(
-    slash: SlashClient, world: World, fake_slack: FakeSlack, cli_db: Database
+    slash: SlashClient, world: World, fake_slack: FakeSlack, cli_env: Database
 ) -> None:
     assert main(["study", "update", "ONC-301", "--four-eyes"]) == 0
     a = slash.send("kpi report ONC-301 screen_failure_rate 18.5", APPROVER, C_SPONSOR)
@@ -273,13 +261,13 @@ def _homes(fake_slack: FakeSlack) -> dict[str, str]:
 
 
 def test_under_four_eyes_an_approvers_own_completion_waits(
-    slash: SlashClient, world: World, cli_db: Database
+    slash: SlashClient, world: World, cli_env: Database
 ) -> None:
     assert main(["study", "update", "ONC-301", "--four-eyes"]) == 0
-    own = _sponsor_milestone(world)
+    own = _milestone(world, APPROVER)
     a = slash.send(f"milestone update {own} done", APPROVER, C_SPONSOR)
     assert WAITS in a.text, a.text
-    assert _milestone(world, own).status == MilestoneStatus.DONE
+    assert _stored(world, own).status == MilestoneStatus.DONE
     # A vendor's submission is decided by one approver as before.
     with world.db.write() as s:
         rep = kpis.report(
