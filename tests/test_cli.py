@@ -18,13 +18,6 @@ from tests.conftest import World
 from tests.dbstate import assert_unchanged, snapshot
 
 
-@pytest.fixture
-def cli_env(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
-    monkeypatch.setenv("CROBOT_DATABASE_URL", db.url)
-    monkeypatch.setenv("CROBOT_LOG_LEVEL", "WARNING")
-    return db
-
-
 def test_help_lists_commands() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "crobot.bot", "--help"], capture_output=True, text=True, check=True

@@ -11,17 +11,9 @@ from sqlalchemy import func, select
 from crobot.bot.cli import main
 from crobot.storage.db import Database
 from crobot.storage.models import Approval, ApprovalState, KpiUpdate
-from tests.conftest import World
 from tests.dbstate import assert_unchanged, snapshot
 
 HEADER = "study,org,kpi,period,value,note\n"
-
-
-@pytest.fixture
-def cli_db(world: World, monkeypatch: pytest.MonkeyPatch) -> Database:
-    monkeypatch.setenv("CROBOT_DATABASE_URL", world.db.url)
-    monkeypatch.setenv("CROBOT_LOG_LEVEL", "WARNING")
-    return world.db
 
 
 def _import(tmp_path: Path, text: str) -> int:
@@ -30,6 +22,7 @@ def _import(tmp_path: Path, text: str) -> int:
     return main(["kpi", "import", str(path)])
 
 
+@pytest.mark.usefixtures("world")  # ONC-301
 @pytest.mark.parametrize(
     ("text", "words"),
     [
@@ -45,23 +38,24 @@ def _import(tmp_path: Path, text: str) -> int:
     ],
 )
 def test_the_header_names_exactly_the_known_columns(
-    cli_db: Database,
+    cli_env: Database,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     text: str,
     words: list[str],
 ) -> None:
-    before = snapshot(cli_db)
+    before = snapshot(cli_env)
     assert _import(tmp_path, text) == 2
     err = capsys.readouterr().err
     for word in words:
         assert word in err, err
     assert "Traceback" not in err
-    assert_unchanged(cli_db, before)
+    assert_unchanged(cli_env, before)
 
 
+@pytest.mark.usefixtures("world")  # ONC-301
 def test_only_ascii_decimals_and_all_rows_or_none_with_line_numbers(
-    cli_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = HEADER + (
         "ONC-301,Apex CRO,enrollment,2026-W40,12,fine\n"  # line 2
@@ -75,7 +69,7 @@ def test_only_ascii_decimals_and_all_rows_or_none_with_line_numbers(
         "ONC-301,Apex CRO,protocol_deviations,2026-W41,1,5,\n"  # 11: 1,5 split: too many
         'ONC-301,Apex CRO,protocol_deviations,2026-W42,"1,5",\n'  # 12: not whole
     )
-    before = snapshot(cli_db)
+    before = snapshot(cli_env)
     assert _import(tmp_path, text) == 2
     err = capsys.readouterr().err
     assert "7 bad row(s); nothing was imported" in err, err
@@ -94,11 +88,12 @@ def test_only_ascii_decimals_and_all_rows_or_none_with_line_numbers(
     for good in (2, 5, 6, 10):
         assert f"line {good}:" not in err
     assert "/cro kpi report" not in err  # the command's hint is no help for a file
-    assert_unchanged(cli_db, before)
+    assert_unchanged(cli_env, before)
 
 
+@pytest.mark.usefixtures("world")  # ONC-301
 def test_imported_values_wait_for_an_approver(
-    cli_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = HEADER + (
         'ONC-301,Apex CRO,enrollment,2026-W40,"1,200",\n'
@@ -106,7 +101,7 @@ def test_imported_values_wait_for_an_approver(
     )
     assert _import(tmp_path, text) == 0
     assert "imported 2 KPI value(s) for ONC-301" in capsys.readouterr().out
-    with cli_db.read() as s:
+    with cli_env.read() as s:
         rows = s.scalars(select(KpiUpdate).order_by(KpiUpdate.id)).all()
         assert [(r.value, r.approval_state) for r in rows] == [
             (1200, ApprovalState.PENDING),
