@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -23,6 +24,8 @@ from crobot.storage.db import Database
 from crobot.storage.models import (
     Approval,
     ApprovalState,
+    AuditEvent,
+    AuditHead,
     KpiUpdate,
     Milestone,
     MilestoneStatus,
@@ -237,7 +240,7 @@ def test_under_four_eyes_an_approvers_own_value_waits_for_a_second_approver(
     for text in ephemerals(fake_slack, APPROVER):
         assert "a second approver must decide" in text, text
     assert fake_slack.calls_to("views.open") == []  # no reject form for the submitter
-    assert_unchanged(world.db, before)
+    _assert_only_refusals_recorded(world.db, before)
 
     # Home lists it as waiting for the second approver, not for the submitter.
     for user in (APPROVER, APPROVER_2):
@@ -250,6 +253,19 @@ def test_under_four_eyes_an_approvers_own_value_waits_for_a_second_approver(
     send(slash.bot, block_action("approval_approve", aid, user=APPROVER_2, msg=msg))
     wait_until(lambda: _latest_kpi(world).approval_state == ApprovalState.APPROVED)
     assert _approval_of(world, row.id).decided_by == f"T1:{APPROVER_2}"
+
+
+def _assert_only_refusals_recorded(db: Database, before: dict[str, list[tuple[Any, ...]]]) -> None:
+    """Nothing was decided or written, except that a refused attempt may be audited."""
+    after = snapshot(db)
+    audit = {AuditEvent.__tablename__, AuditHead.__tablename__}
+    assert {t: v for t, v in after.items() if t not in audit} == {
+        t: v for t, v in before.items() if t not in audit
+    }
+    seen = {row[0] for row in before[AuditEvent.__tablename__]}
+    with db.read() as s:
+        new = s.scalars(select(AuditEvent.action).where(AuditEvent.id.not_in(seen))).all()
+    assert set(new) <= {"approval.refused"}, new
 
 
 def _homes(fake_slack: FakeSlack) -> dict[str, str]:
