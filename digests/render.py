@@ -24,6 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from crobot.digests.compose import DigestView
 from crobot.handlers import blockkit
 from crobot.handlers.blockkit import Block, Mrkdwn, cap, fmt, line
+from crobot.services.kpis import pending_mark
 from crobot.services.visibility import Scope
 
 MILESTONE_LINES = 15
@@ -61,12 +62,12 @@ def _when(value: datetime) -> str:
 
 def _num(value: object) -> str:
     if isinstance(value, int | float):
-        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+        return f"{value:,.15g}"  # every digit given (123,456.7), never rounded to six
     return "—" if value is None else str(value)
 
 
 def _signed(value: float) -> str:
-    return f"{value:+,.6g}"
+    return f"{value:+,.15g}"
 
 
 @lru_cache(maxsize=1)
@@ -88,6 +89,7 @@ def environment() -> Environment:
         when=_when,
         num=_num,
         signed=_signed,
+        pending_mark=lambda point: Mrkdwn(pending_mark(point)),  # crobot's words: spaces kept
     )
     return env
 

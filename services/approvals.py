@@ -23,7 +23,7 @@ from crobot.services import approval_log, audit
 from crobot.services.actor import Actor
 from crobot.services.approval_log import Location
 from crobot.services.errors import NotFound, UserError
-from crobot.services.permissions import require_approver
+from crobot.services.permissions import require_approver, require_second_approver
 from crobot.storage.models import (
     Approval,
     ApprovalState,
@@ -83,7 +83,8 @@ def decidable(
     """The approval, locked, if `actor` may decide it: the one pre-check of every click.
 
     Raises NotFound for an unknown id and Forbidden for anyone but an approver of its
-    study. The approval may already be decided (look at its `state`); then the copy of the
+    study, and, while it is pending, for its submitter when the study requires four eyes.
+    The approval may already be decided (look at its `state`); then the copy of the
     request the decider used (`seen_at`, still showing buttons) is brought up to date.
     Call it in a write transaction.
     """
@@ -91,8 +92,11 @@ def decidable(
     approval = session.scalars(stmt).one_or_none()
     if approval is None:
         raise NotFound(f"There is no approval request #{approval_id}.")
-    require_approver(actor, session.get_one(Study, approval.study_id))
-    if approval.state != ApprovalState.PENDING and seen_at is not None:
+    study = session.get_one(Study, approval.study_id)
+    require_approver(actor, study)
+    if approval.state == ApprovalState.PENDING:
+        require_second_approver(actor, study, approval.requested_by)
+    elif seen_at is not None:
         approval_log.show_decision(session, approval, seen_at)
     return approval
 

@@ -53,6 +53,12 @@ class StudyCreate(_Input):
     title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     sponsor: Name
     phase: Annotated[str, StringConstraints(max_length=20)] | None = None
+    four_eyes: bool = False
+
+
+class StudyUpdate(_Input):
+    code: str
+    four_eyes: bool | None = None
 
 
 class StudyVendorCreate(_Input):
@@ -154,7 +160,13 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
     code = inp.code.upper()
     if session.scalars(select(Study).where(Study.code == code)).first():
         raise UserError(f"Study `{code}` already exists.")
-    study = Study(code=code, title=inp.title, sponsor_org_id=sponsor.id, phase=inp.phase)
+    study = Study(
+        code=code,
+        title=inp.title,
+        sponsor_org_id=sponsor.id,
+        phase=inp.phase,
+        four_eyes=inp.four_eyes,
+    )
     session.add(study)
     session.flush()
     audit.record(
@@ -164,7 +176,31 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         "study",
         study.id,
         study_id=study.id,
-        after=audit.snapshot(study, "code", "title", "sponsor_org_id", "phase"),
+        after=audit.snapshot(study, "code", "title", "sponsor_org_id", "phase", "four_eyes"),
+    )
+    return study
+
+
+def update_study(session: Session, actor: Actor, **data: object) -> Study:
+    """Change a study's settings (today: four eyes); audited with the previous value."""
+    inp = validate(StudyUpdate, data)
+    study = study_by_code(session, inp.code)
+    changes = inp.model_dump(exclude={"code"}, exclude_none=True)
+    if not changes:
+        raise UserError("Nothing to change.", "Give --four-eyes or --no-four-eyes.")
+    before = audit.snapshot(study, *changes)
+    for name, value in changes.items():
+        setattr(study, name, value)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "study.update",
+        "study",
+        study.id,
+        study_id=study.id,
+        before=before,
+        after=audit.snapshot(study, *changes),
     )
     return study
 

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 
-from crobot.services import audit, kpis
+from crobot.services import audit, directory, kpis
+from crobot.services.actor import SYSTEM
 from crobot.services.approval_log import outbox_target
 from crobot.services.approvals import for_subject
 from crobot.services.runtime import Runtime
@@ -69,6 +70,25 @@ def pending_kpi(
         approval = for_subject(s, SubjectType.KPI_UPDATE, rep.update.id)
         assert approval is not None
         return approval.id
+
+
+APPROVER_2 = "UAPPROVER2"
+
+
+def second_approver(world: World) -> str:
+    """Register a second sponsor approver (Otto, in Berlin); returns the user id."""
+    with world.db.write() as s:
+        directory.add_person(
+            s,
+            SYSTEM,
+            team_id="T1",
+            user_id=APPROVER_2,
+            display_name="Otto Approver",
+            org="Helix Pharma",
+            role="sponsor_approver",
+            timezone="Europe/Berlin",
+        )
+    return APPROVER_2
 
 
 def posted_request(bot: RunningBot, world: World, approval_id: int) -> dict[str, Any]:

@@ -72,6 +72,14 @@ def db(request: pytest.FixtureRequest, migrated_urls: dict[str, str]) -> Iterato
 
 
 @pytest.fixture
+def cli_env(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
+    """`crobot` CLI commands (`bot.cli.main`) in this test use the test's database."""
+    monkeypatch.setenv("CROBOT_DATABASE_URL", db.url)
+    monkeypatch.setenv("CROBOT_LOG_LEVEL", "WARNING")
+    return db
+
+
+@pytest.fixture
 def sqlite_db(migrated_urls: dict[str, str]) -> Iterator[Database]:
     database = Database(migrated_urls["sqlite"])
     empty_database(database)

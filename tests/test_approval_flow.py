@@ -145,13 +145,10 @@ def test_reject_with_reason(db: Database, world: World, fake_slack: FakeSlack) -
     a = _state(db, aid)
     assert a.state == ApprovalState.REJECTED and a.reason == "Does not match EDC export"
     assert _kpi_state(db, aid) == ApprovalState.REJECTED
-    # Rejected: never in the joint channel; the submitting vendor and the sponsor see it
-    # marked rejected (with the reason); another vendor does not see it at all.
-    assert _series(db, world, joint) == []
-    assert _series(db, world, lab) == []
-    for aud in (apex, sponsor):
-        pts = _series(db, world, aud)
-        assert [(p.value, p.approval_state) for p in pts] == [(12, ApprovalState.REJECTED)]
+    # Rejected: never a current value, for any audience (the submitter learns of it from
+    # the notice, with the reason).
+    for aud in (joint, lab, apex, sponsor):
+        assert _series(db, world, aud) == []
     with db.read() as s:
         reasons = approval_log.rejection_reasons(s, a.subject_type, [a.subject_id])
     assert reasons == {a.subject_id: "Does not match EDC export"}
@@ -301,11 +298,11 @@ def test_decision_outside_slack_is_still_shown_and_announced_once(
     assert_chain_ok(db)
 
 
-def test_sponsor_member_submission_is_auto_approved_but_audited(
+def test_only_an_approvers_own_sponsor_value_is_approved_at_once_and_audited(
     db: Database, world: World, fake_slack: FakeSlack
 ) -> None:
     with db.write() as s:
-        rep = kpis.report(
+        on_behalf = kpis.report(
             s,
             world.actor("USPONSOR"),
             today=TODAY,
@@ -314,8 +311,15 @@ def test_sponsor_member_submission_is_auto_approved_but_audited(
             value=7,
             org="Apex CRO",
         )
-    assert not rep.approval_requested
-    assert rep.update.approval_state == ApprovalState.APPROVED
-    assert audit_actions(db, "approval.request") == []
-    assert [e.actor for e in audit_actions(db, "kpi.report")] == ["T1:USPONSOR"]
+        own = kpis.report(
+            s, world.actor("UAPPROVER"), today=TODAY, study="ONC-301", kpi="enrollment", value=2
+        )
+    # A sponsor member entering Apex's value: it waits, requested by the member.
+    assert on_behalf.approval_requested
+    assert on_behalf.update.approval_state == ApprovalState.PENDING
+    assert [e.actor for e in audit_actions(db, "approval.request")] == ["T1:USPONSOR"]
+    # An approver's own sponsor value: approved at once, and audited.
+    assert not own.approval_requested
+    assert own.update.approval_state == ApprovalState.APPROVED
+    assert [e.actor for e in audit_actions(db, "kpi.report")] == ["T1:USPONSOR", "T1:UAPPROVER"]
     assert_chain_ok(db)

@@ -19,6 +19,7 @@ from crobot.handlers.blockkit import Block, Mrkdwn, fmt
 from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord, person_of
 from crobot.services.approvals import MAX_REASON
+from crobot.services.kpi_values import shown
 from crobot.storage.models import ApprovalState
 
 APPROVE = "approval_approve"
@@ -33,7 +34,7 @@ def _num(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, int | float):
-        return f"{value:g}"
+        return shown(value)  # every digit: an approver decides on the value as given
     return str(value)
 
 
