@@ -37,13 +37,15 @@ from crobot.services.visibility import Audience, Scope
 from crobot.storage.db import Database
 from crobot.storage.models import KpiDefinition, Study
 
-# The newest visible row per (org, period): the same rule as services.kpis.series.
+# The current value (the newest visible row not rejected) per (org, period): the same rule
+# as services.kpis.series.
 SHOW_SQL = """
 SELECT k.org_id, o.name, k.period_start, k.period_label, k.value, k.approval_state, k.note
 FROM kpi_updates k JOIN organizations o ON o.id = k.org_id
 WHERE k.id IN (
     SELECT max(id) FROM kpi_updates
-    WHERE study_id = :study AND kpi_id = :kpi AND period_start >= :since {extra}
+    WHERE study_id = :study AND kpi_id = :kpi AND period_start >= :since
+      AND approval_state <> 'rejected' {extra}
     GROUP BY org_id, period_start)
 ORDER BY k.period_start, o.name
 """
@@ -52,7 +54,8 @@ ORDER BY k.period_start, o.name
 TREND_SQL = """
 WITH cur AS (
     SELECT max(id) AS id FROM kpi_updates
-    WHERE study_id = :study AND kpi_id = :kpi AND period_start >= :since {extra}
+    WHERE study_id = :study AND kpi_id = :kpi AND period_start >= :since
+      AND approval_state <> 'rejected' {extra}
     GROUP BY org_id, period_start
 ), ranked AS (
     SELECT o.name AS name, k.value AS value,

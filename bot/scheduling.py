@@ -9,11 +9,17 @@ Deliberate choices:
   `misfire_grace_time` = CROBOT_DIGEST_GRACE_HOURS (APScheduler's default of 1 s would
   silently drop a run that starts a little late, e.g. under load).
 - Jobs run on the scheduler's own thread pool, never on Bolt's listener workers.
+- Schedule changes reach every scheduler within seconds: a change made in this process
+  re-adds its job at once (`Runtime.schedule_changed`); one made elsewhere (a request-only
+  replica, the CLI) is seen by polling a one-row summary of `channel_links` every few
+  seconds, which triggers a re-sync and a catch-up, so a fire time that passed before this
+  process learnt of the change is still sent (within grace, once: the run claim decides).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,19 +29,23 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk import WebClient
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from crobot.bot.settings import Settings
 from crobot.digests.delivery import Delivery, Outcome, delivery_client
 from crobot.digests.nudges import NUDGE_HOUR, owner_zones
 from crobot.digests.runner import DigestRunner
 from crobot.digests.schedule import Schedule
+from crobot.handlers.user_tz import fetch_timezone
 from crobot.services.runtime import Runtime
+from crobot.services.user_tz import owners_to_ask
 from crobot.storage.models import ChannelLink
 
 log = logging.getLogger(__name__)
 
-SYNC_MINUTES = 10  # picks up links created by other processes (CLI, other replicas)
+SYNC_MINUTES = 10  # a full rebuild, in case a change was missed
+CHANGE_POLL_SECONDS = 5  # schedule changes made by other processes (replicas, the CLI)
 SWEEP_SECONDS = 60  # outbox rows still pending (approval posts whose kick failed, crashes)
 
 
@@ -50,9 +60,11 @@ class DigestScheduler:
         scheduler: BackgroundScheduler | None = None,
     ) -> None:
         self.runtime = runtime
+        self.client = client
         self.grace = timedelta(hours=settings.digest_grace_hours)
         self.delivery = delivery or Delivery(runtime, delivery_client(client))
         self.runner = DigestRunner(runtime, self.delivery, self.grace)
+        self._links_version: tuple[object, ...] | None = None
         self.scheduler = scheduler or BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=8)},
@@ -74,6 +86,16 @@ class DigestScheduler:
         self.scheduler.add_job(
             self.sweep, "interval", seconds=SWEEP_SECONDS, id="outbox", replace_existing=True
         )
+        self.scheduler.add_job(
+            self.ask_owner_zones, "interval", hours=1, id="zones", replace_existing=True
+        )
+        self.scheduler.add_job(
+            self.poll_changes,
+            "interval",
+            seconds=CHANGE_POLL_SECONDS,
+            id="changes",
+            replace_existing=True,
+        )
         self.runtime.schedule_listeners.append(self.on_schedule_changed)
         self.scheduler.start()
         return self
@@ -86,6 +108,7 @@ class DigestScheduler:
 
     def recover(self) -> None:
         """Resume crash leftovers, then send missed digests and nudges within grace."""
+        self.ask_owner_zones()
         self._follow_up(self.delivery.resume_pending())
         self._follow_up(self.runner.catch_up())
         self._follow_up(self.runner.nudge_catch_up())
@@ -96,9 +119,35 @@ class DigestScheduler:
         still holds are left to it (their own retry job keeps its time)."""
         self._follow_up([o for o in self.delivery.resume_pending() if o.detail != "leased"])
 
+    def poll_changes(self) -> bool:
+        """Re-sync and catch up when any channel link or schedule changed since the last
+        look. One aggregate query; True when something changed."""
+        with self.runtime.db.read() as s:
+            version = tuple(_links_version(s))
+        if version == self._links_version:
+            return False
+        log.info("channel links or schedules changed elsewhere; re-syncing digest jobs")
+        self.sync_jobs()
+        self._follow_up(self.runner.catch_up())
+        return True
+
+    def ask_owner_zones(self) -> int:
+        """Ask Slack (`users.info`) for the zone of action owners nobody told us about, so
+        their nudge job runs at 09:00 where they are; re-sync if any zone was learnt."""
+        with self.runtime.db.read() as s:
+            unknown = owners_to_ask(s, now=self.runtime.now())
+        learnt = sum(
+            fetch_timezone(self.runtime, self.client, team, user) is not None
+            for team, user in unknown
+        )
+        if learnt:
+            self.sync_jobs()
+        return learnt
+
     # --- jobs ---------------------------------------------------------------------------
     def sync_jobs(self) -> None:
         with self.runtime.db.read() as s:
+            self._links_version = tuple(_links_version(s))
             links = list(s.scalars(select(ChannelLink)))
             zones = owner_zones(s, self.runtime.default_tz)
         wanted = set()
@@ -180,6 +229,18 @@ class DigestScheduler:
 
     def job(self, job_id: str) -> Any:
         return self.scheduler.get_job(job_id)
+
+
+def _links_version(session: Session) -> Sequence[object]:
+    """What changes when a link is added or its schedule changes (count, latest times)."""
+    row = session.execute(
+        select(
+            func.count(ChannelLink.id),
+            func.max(ChannelLink.created_at),
+            func.max(ChannelLink.schedule_changed_at),
+        )
+    ).one()
+    return tuple(row)
 
 
 def start_scheduler(settings: Settings, runtime: Runtime, client: WebClient) -> DigestScheduler:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, Over, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from crobot.services import kpis as kpi_service
@@ -50,7 +50,7 @@ from crobot.storage.models import (
 
 DUE_DAYS = 14
 KPI_WEEKS = 8
-ROW_LIMIT = 500  # a digest never needs more; counts beyond it are reported as "500+"
+ROW_LIMIT = 500  # rows a digest reads at most; counts come from COUNT, never from the rows
 APPROVAL_LIMIT = 20
 OPEN = (MilestoneStatus.PLANNED, MilestoneStatus.AT_RISK)
 COMPLETED = (MilestoneStatus.DONE, MilestoneStatus.APPROVED)
@@ -132,10 +132,13 @@ class DigestView:
     due: list[MilestoneRow] = field(default_factory=list)
     slipped: list[MilestoneRow] = field(default_factory=list)
     completed: list[MilestoneRow] = field(default_factory=list)
+    # How many there are of each (COUNT over the whole filtered set, not the rows read).
+    due_total: int = 0
+    slipped_total: int = 0
+    completed_total: int = 0
     owners: list[OwnerGroup] = field(default_factory=list)
     open_actions: int = 0
     overdue_actions: int = 0
-    actions_truncated: bool = False
     kpis: list[KpiView] = field(default_factory=list)
     approvals: list[ApprovalRow] = field(default_factory=list)
     pending_approvals: int = 0
@@ -185,6 +188,17 @@ def _milestones(
 ) -> None:
     due_by = today + timedelta(days=DUE_DAYS)
     effective = func.coalesce(Milestone.forecast_date, Milestone.planned_date)
+    is_open = Milestone.status.in_(OPEN)
+    later = Milestone.forecast_date > Milestone.planned_date
+    # The three lists, as SQL conditions: their window totals are the counts shown.
+    slipped = and_(is_open, or_(later, effective < today))
+    due = and_(
+        is_open,
+        effective >= today,
+        effective <= due_by,
+        or_(Milestone.forecast_date.is_(None), Milestone.forecast_date <= Milestone.planned_date),
+    )
+    completed = and_(Milestone.status.in_(COMPLETED), Milestone.actual_date >= since)
     stmt = (
         select(
             Milestone.id,
@@ -194,22 +208,18 @@ def _milestones(
             Milestone.forecast_date,
             Milestone.actual_date,
             Milestone.status,
+            _window_count(due),
+            _window_count(slipped),
+            _window_count(completed),
         )
         .outerjoin(Organization, Organization.id == Milestone.org_id)
-        .where(
-            milestone_filter(aud),
-            or_(
-                and_(
-                    Milestone.status.in_(OPEN),
-                    or_(effective <= due_by, Milestone.forecast_date > Milestone.planned_date),
-                ),
-                and_(Milestone.status.in_(COMPLETED), Milestone.actual_date >= since),
-            ),
-        )
+        .where(milestone_filter(aud), or_(due, slipped, completed))
         .order_by(effective, Milestone.id)
         .limit(ROW_LIMIT)
     )
-    for row in session.execute(stmt):
+    for *row, n_due, n_slipped, n_completed in session.execute(stmt):
+        view.due_total, view.slipped_total = int(n_due or 0), int(n_slipped or 0)
+        view.completed_total = int(n_completed or 0)
         m = MilestoneRow(*row)
         if m.status in COMPLETED:
             view.completed.append(m)
@@ -219,7 +229,13 @@ def _milestones(
             view.due.append(m)
 
 
+def _window_count(condition: ColumnElement[bool]) -> Over[int]:
+    """How many rows of the whole filtered set meet `condition` (not just the rows read)."""
+    return func.sum(case((condition, 1), else_=0)).over()
+
+
 def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> None:
+    overdue = ActionItem.due_date < today
     stmt = (
         select(
             ActionItem.id,
@@ -229,6 +245,8 @@ def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> 
             Person.display_name,
             ActionItem.due_date,
             ActionItem.priority,
+            func.count().over(),
+            _window_count(overdue),
         )
         .outerjoin(
             Person,
@@ -243,17 +261,13 @@ def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> 
     )
     # One group per person: the same user id in two workspaces is two people.
     groups: dict[tuple[str | None, str], OwnerGroup] = {}
-    count = 0
-    for aid, title, team, owner, name, due, prio in session.execute(stmt):
-        count += 1
+    for aid, title, team, owner, name, due, prio, total, late in session.execute(stmt):
+        view.open_actions, view.overdue_actions = int(total), int(late or 0)
         label = name or owner
         row = ActionRow(aid, title, owner, label, due, prio.value, due < today)
         groups.setdefault((team, owner), OwnerGroup(label)).items.append(row)
     # Owners with overdue work first, then by name: the reader's first question.
     view.owners = sorted(groups.values(), key=lambda g: (-g.overdue, g.owner_name.lower()))
-    view.open_actions = count
-    view.overdue_actions = sum(g.overdue for g in view.owners)
-    view.actions_truncated = count >= ROW_LIMIT
 
 
 def _kpis(session: Session, view: DigestView, aud: Audience, today: date) -> None:

@@ -1,15 +1,16 @@
 """The outbox: exactly-once delivery of every message crobot sends on its own.
 
 Digests, overdue nudges, failure notices, and an approval's request post, decision
-updates and thread notice (kinds: see `DigestRun`). The protocol, for one (target, key):
+updates and the submitter's notices (kinds: see `DigestRun`). The protocol, for one
+(target, key):
 1. Claim: INSERT a `DigestRun` row. The UNIQUE (target, period_key) constraint decides
    which process (or thread) posts; every other claimant gets an IntegrityError and stops.
    Work written by a transaction (an approval's rows) is inserted unclaimed, and the first
    deliverer claims it by compare-and-set (`resume_pending`).
 2. Before each attempt, `attempts` is incremented and committed. An attempt > 1 means an
    earlier one may have reached Slack (a crash, a timeout or a reset after the request
-   was sent), so the channel's history (a thread's replies, for a thread reply) since the
-   row was made is searched for the run key, which every post carries in its message
+   was sent), so the channel's history (a DM's, for a direct message) since the row was
+   made is searched for the run key, which every post carries in its message
    `metadata`. Found: the row is marked sent, nothing posted. A chat.update is idempotent
    and is simply sent again.
 3. Post. Success stores the `ts`, and in the same transaction what the post means (an
@@ -81,6 +82,7 @@ PERMANENT_ERRORS = frozenset(
 )
 METADATA_EVENT = "crobot_digest_run"
 APPROVAL_METADATA_EVENT = "crobot_approval"
+HISTORY_PAGES = 25  # 5,000 messages since a run's first attempt
 MAX_RETRY_AFTER = 30.0  # longer waits are rescheduled, not slept in a worker thread
 
 
@@ -169,7 +171,6 @@ class Payload:
     blocks: list[dict[str, Any]]
     charts: list[tuple[str, str, bytes]] = field(default_factory=list)  # filename, title, png
     ts: str | None = None  # set: rewrite that message (chat.update) instead of posting
-    thread_ts: str | None = None  # set: post as a reply in that thread
     metadata_event: str = METADATA_EVENT
 
 
@@ -430,7 +431,6 @@ class Delivery:
             )
             return payload.ts
         self.pacer.wait(payload.channel)
-        extra = {"thread_ts": payload.thread_ts} if payload.thread_ts else {}
         resp = self._call(
             self.client.chat_postMessage,
             channel=payload.channel,
@@ -439,37 +439,36 @@ class Delivery:
             metadata={"event_type": payload.metadata_event, "event_payload": {"run_key": key}},
             unfurl_links=False,
             unfurl_media=False,
-            **extra,
         )
         return str(resp["ts"])
 
     def _find_posted(self, payload: Payload, key: str, since: datetime) -> str | None:
+        """The ts of an earlier attempt's post, found by its run key in the messages since
+        the row was made (`since`: its first attempt, not the latest claim). Every page
+        back to `since` is read: a busy channel may hold more than one page since then."""
         oldest = f"{(since - timedelta(minutes=5)).timestamp():.6f}"
-        if payload.thread_ts:
-            resp = self._call(
-                self.client.conversations_replies,
-                channel=payload.channel,
-                ts=payload.thread_ts,
-                oldest=oldest,
-                limit=200,
-                include_all_metadata=True,
-            )
-        else:
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
             resp = self._call(
                 self.client.conversations_history,
                 channel=payload.channel,
                 oldest=oldest,
                 limit=200,
                 include_all_metadata=True,
+                **({"cursor": cursor} if cursor else {}),
             )
-        for msg in resp.get("messages") or []:
-            meta = msg.get("metadata") or {}
-            if (
-                meta.get("event_type") == payload.metadata_event
-                and (meta.get("event_payload") or {}).get("run_key") == key
-            ):
-                return str(msg.get("ts"))
-        return None
+            for msg in resp.get("messages") or []:
+                meta = msg.get("metadata") or {}
+                if (
+                    meta.get("event_type") == payload.metadata_event
+                    and (meta.get("event_payload") or {}).get("run_key") == key
+                ):
+                    return str(msg.get("ts"))
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if not resp.get("has_more") or not cursor:
+                return None
+        # Not seen in HISTORY_PAGES pages: posting again could duplicate; try again later.
+        raise _Transient("history too long to search in one attempt")
 
     def _upload_charts(self, payload: Payload, ts: str) -> None:
         if not payload.charts:
@@ -499,8 +498,17 @@ class Delivery:
             return self._notice_payload(int(rest), run.period_key)
         if kind == "approval":
             msg = approval_posts.payload(self.runtime, self.client, run.target, run.period_key)
-            return Payload(**msg, metadata_event=APPROVAL_METADATA_EVENT) if msg else None
+            if msg is None:
+                return None
+            if approval_posts.DM_USER in msg:
+                msg["channel"] = self._open_dm(msg.pop(approval_posts.DM_USER))
+            return Payload(**msg, metadata_event=APPROVAL_METADATA_EVENT)
         raise _Permanent(f"unknown target {run.target}")
+
+    def _open_dm(self, user: str) -> str:
+        """The bot's direct-message channel with `user` (opened if need be)."""
+        resp = self._call(self.client.conversations_open, users=user)
+        return str(resp["channel"]["id"])
 
     def _digest_payload(self, link_id: int) -> Payload | None:
         with self.runtime.db.read() as s:
@@ -524,9 +532,7 @@ class Delivery:
             nudge = compose_nudge(s, team, user, self.runtime.now(), self.runtime.default_tz)
         if nudge is None:
             return None
-        resp = self._call(self.client.conversations_open, users=user)
-        channel = str(resp["channel"]["id"])
-        return Payload(channel, nudge.text, nudge.blocks)
+        return Payload(self._open_dm(user), nudge.text, nudge.blocks)
 
     def _notice_payload(self, link_id: int, period_key: str) -> Payload | None:
         with self.runtime.db.read() as s:

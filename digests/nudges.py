@@ -1,4 +1,8 @@
-"""Overdue-action nudges: one DM per owner per local day, at 09:00 in the owner's zone.
+"""Overdue-action nudges: one DM per owner per working day, at 09:00 in the owner's zone.
+
+Not on the owner's Saturday or Sunday; a nudge missed while crobot was down is sent only
+within `NUDGE_GRACE` of 09:00 (it still says "Good morning"). Owners whose zone is
+unknown are looked up in Slack (`users.info`) before their first nudge (bot/scheduling.py).
 
 An owner's zone is decided by `services.user_tz` (their Person time zone, else the
 cached Slack `users.info` zone, else the bot's default zone), for all owners in one query.
@@ -17,12 +21,14 @@ from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from crobot.digests.render import environment
-from crobot.handlers.blockkit import Mrkdwn, fallback, section
+from crobot.handlers.blockkit import MAX_BLOCKS, Mrkdwn, context, fallback, lines_block, section
 from crobot.services.user_tz import S, with_user_zone
 from crobot.storage.models import ActionItem, ActionStatus, Study
 
 NUDGE_HOUR = 9
+NUDGE_GRACE = timedelta(hours=1)
 MAX_ITEMS = 20
+WEEKEND = (5, 6)  # Saturday, Sunday (date.weekday())
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ def overdue_owners(
         if zone is not None and tz != zone:
             continue
         today = now.astimezone(ZoneInfo(tz)).date()
-        if due >= today:
+        if due >= today or today.weekday() in WEEKEND:
             continue
         owner = owners.setdefault((team or "", user), Owner(team or "", user, tz))
         owner.items.append(OverdueItem(aid, code, title, due, (today - due).days))
@@ -110,12 +116,16 @@ def compose_nudge(
 
 
 def render_nudge(owner: Owner) -> Nudge:
+    """Header, one line per item (never cut mid-line), "…and N more", then the hint."""
     tpl = environment().get_template("nudge.j2")
-    text = tpl.render(owner=owner, items=owner.items[:MAX_ITEMS], more=len(owner.items) - MAX_ITEMS)
-    text = text.strip()
-    # The template escapes every title (digests' Jinja environment); the text is markup.
-    summary = fallback(Mrkdwn(f"You have {len(owner.items)} overdue action item(s)."))
-    return Nudge(summary, [section(Mrkdwn(text))])
+    items = owner.items[:MAX_ITEMS]
+    lines = [Mrkdwn(line) for line in tpl.render(items=items).strip().split("\n") if line]
+    count = len(owner.items)
+    blocks = [section(Mrkdwn(f"*Good morning — you have {count} overdue action item(s):*"))]
+    blocks += lines_block(lines, budget=MAX_BLOCKS - 3, total=count, noun="overdue items")
+    blocks.append(context(Mrkdwn("Mark one done with `/cro action done ID`.")))
+    summary = fallback(Mrkdwn(f"You have {count} overdue action item(s)."))
+    return Nudge(summary, blocks)
 
 
 def nudge_period(owner: Owner, now: datetime) -> str:

@@ -24,6 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from crobot.digests.compose import DigestView
 from crobot.handlers import blockkit
 from crobot.handlers.blockkit import Block, Mrkdwn, cap, fmt, line
+from crobot.services.kpis import pending_mark
 from crobot.services.visibility import Scope
 
 MILESTONE_LINES = 15
@@ -61,12 +62,12 @@ def _when(value: datetime) -> str:
 
 def _num(value: object) -> str:
     if isinstance(value, int | float):
-        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+        return f"{value:,.15g}"  # every digit given (123,456.7), never rounded to six
     return "—" if value is None else str(value)
 
 
 def _signed(value: float) -> str:
-    return f"{value:+,.6g}"
+    return f"{value:+,.15g}"
 
 
 @lru_cache(maxsize=1)
@@ -88,6 +89,7 @@ def environment() -> Environment:
         when=_when,
         num=_num,
         signed=_signed,
+        pending_mark=lambda point: Mrkdwn(pending_mark(point)),  # crobot's words: spaces kept
     )
     return env
 
@@ -115,8 +117,8 @@ class RenderedDigest:
     full_text: str  # every section, for the CLI preview
 
 
-def _more(count: int, noun: str, plus: bool = False) -> Mrkdwn:
-    return Mrkdwn(f"_…and {count}{'+' if plus else ''} more {noun}_")
+def _more(count: int, noun: str) -> Mrkdwn:
+    return Mrkdwn(f"_…and {count} more {noun}_")
 
 
 def _capped(lines: list[Mrkdwn], limit: int, total: int, noun: str) -> list[Mrkdwn]:
@@ -135,15 +137,16 @@ def sections(view: DigestView) -> list[Section]:
     out: list[Section] = []
     today = view.today
     ms = [
-        ("Milestones due in the next 14 days", view.due),
-        ("Slipped milestones", view.slipped),
-        (f"Completed since {_day(view.since)}", view.completed),
+        ("Milestones due in the next 14 days", view.due, view.due_total),
+        ("Slipped milestones", view.slipped, view.slipped_total),
+        (f"Completed since {_day(view.since)}", view.completed, view.completed_total),
     ]
-    for heading, rows in ms:
+    for heading, rows, total in ms:
         if rows:
             lines = [_macro("milestone", m, today) for m in rows[:MILESTONE_LINES]]
+            total = max(total, len(rows))
             out.append(
-                Section(_heading(heading), _capped(lines, MILESTONE_LINES, len(rows), "milestones"))
+                Section(_heading(heading), _capped(lines, MILESTONE_LINES, total, "milestones"))
             )
     if view.owners:
         out.append(_actions(view))
@@ -172,7 +175,7 @@ def _actions(view: DigestView) -> Section:
             shown += 1
     rest = view.open_actions - shown
     if rest > 0:
-        lines.append(_more(rest, "open actions", plus=view.actions_truncated))
+        lines.append(_more(rest, "open actions"))
     heading = _heading(f"Open actions: {view.open_actions}, overdue: {view.overdue_actions}")
     return Section(heading, lines)
 

@@ -10,7 +10,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from crobot.digests.delivery import Delivery, Outcome
-from crobot.digests.nudges import NUDGE_HOUR, nudge_period, overdue_owners, owner_zones
+from crobot.digests.nudges import (
+    NUDGE_GRACE,
+    NUDGE_HOUR,
+    nudge_period,
+    overdue_owners,
+    owner_zones,
+)
 from crobot.digests.schedule import Schedule
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ChannelLink, DigestRun
@@ -48,7 +54,9 @@ class DigestRunner:
         return outcome
 
     def catch_up(self) -> list[Outcome]:
-        """At start: send each channel's most recent missed digest once, if within grace."""
+        """Send each channel's most recent missed digest once, if within grace: at start,
+        and whenever a schedule changed elsewhere (its fire time may have passed before
+        this process learnt of the change)."""
         now = self.runtime.now()
         with self.runtime.db.read() as s:
             links = list(s.scalars(select(ChannelLink).where(ChannelLink.digest_enabled.is_(True))))
@@ -65,7 +73,10 @@ class DigestRunner:
         for link in links:
             sched = Schedule.of(link)
             fire = sched.last_fire(now)
-            if fire is None or fire < link.created_at:
+            # A fire time from before the link, or before its schedule last changed, was not
+            # this schedule's fire time.
+            since = max(link.created_at, link.schedule_changed_at or link.created_at)
+            if fire is None or fire < since:
                 continue
             key = sched.period_key(fire)
             if (f"link:{link.id}", key) in done:
@@ -120,6 +131,6 @@ class DigestRunner:
         for zone in sorted(zones):
             local = now.astimezone(ZoneInfo(zone))
             nine = local.replace(hour=NUDGE_HOUR, minute=0, second=0, microsecond=0)
-            if nine <= local <= nine + self.grace:
+            if nine <= local <= nine + NUDGE_GRACE:  # later, "Good morning" is wrong
                 out.extend(self.nudges(zone))
         return out

@@ -29,7 +29,7 @@ from crobot.services.directory import check_zone
 from crobot.services.errors import UserError, msg, validate
 from crobot.services.lookup import vendor_org_ids
 from crobot.services.permissions import require_schedule_rights
-from crobot.storage.models import ChannelLink
+from crobot.storage.models import ChannelLink, utcnow
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SCHEDULE_HINT = 'Write it as `/cro digest schedule "Mon,Thu 09:00" [tz:Europe/Berlin]`.'
@@ -105,11 +105,19 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return " ".join(words[:-1]), words[-1]
 
 
-def set_schedule(session: Session, actor: Actor, link: ChannelLink, **data: object) -> ChannelLink:
+def set_schedule(
+    session: Session,
+    actor: Actor,
+    link: ChannelLink,
+    *,
+    now: datetime | None = None,
+    **data: object,
+) -> ChannelLink:
     """Validate and store a new schedule (enables the digest). Nothing is written on error."""
     inp = validate(ScheduleChange, data, SCHEDULE_HINT)
     require_schedule_rights(actor, link, vendor_org_ids(session, link.study_id))
     before = audit.snapshot(link, *_FIELDS)
+    link.schedule_changed_at = now or utcnow()
     link.digest_enabled = True
     link.digest_days = inp.days
     link.digest_time = inp.time
@@ -129,11 +137,14 @@ def set_schedule(session: Session, actor: Actor, link: ChannelLink, **data: obje
     return link
 
 
-def disable(session: Session, actor: Actor, link: ChannelLink) -> ChannelLink:
+def disable(
+    session: Session, actor: Actor, link: ChannelLink, *, now: datetime | None = None
+) -> ChannelLink:
     require_schedule_rights(actor, link, vendor_org_ids(session, link.study_id))
     if not link.digest_enabled:
         raise UserError("The digest for this channel is already off.")
     before = audit.snapshot(link, *_FIELDS)
+    link.schedule_changed_at = now or utcnow()
     link.digest_enabled = False
     session.flush()
     audit.record(

@@ -6,12 +6,20 @@ export), loaded by one query. An approval's Slack work is a set of outbox rows
 written in the same transaction as the change that calls for them:
 
 - `request:<channel>` — the Approve/Reject post, one per sponsor channel of the study;
-- `update:<channel>:<ts>` — a posted copy rewritten to show the decision;
-- `notice:<channel>` — the submitter told in the thread of the primary message.
+- `update:<channel>:<ts>` — a posted copy rewritten to show the decision, at most once
+  per copy (a failed rewrite is retried when someone clicks that copy again);
+- `dm:<team>:<user>` — the submitter told the decision by direct message;
+- `vendor:<channel>` — the vendor's own channel of the study told the decision (the
+  first `vendor:<org>` link of the submission's organisation; never a joint channel).
+
+The sponsor channel is not told separately: its copy of the request, rewritten in place,
+already shows the decision, the decider, the time and the reason. (Rows `notice:<channel>`
+— a thread reply there, written before — are still understood, and skipped.)
 
 The Approval row keeps the primary message (the first one posted) so it can be updated in
 place; every post, update and notice is an audit event, so the audit trail is also the
 complete record of where a request was shown (a study may have several sponsor channels).
+So is every refused attempt to decide (`approval.refused`: who, which approval, why).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from crobot.services import audit
 from crobot.services.actor import SYSTEM, Actor, resolve_actor
-from crobot.services.lookup import sponsor_channels
+from crobot.services.lookup import sponsor_channels, vendor_channel
 from crobot.storage.models import (
     Approval,
     ApprovalState,
@@ -44,9 +52,11 @@ log = logging.getLogger(__name__)
 POSTED = "approval.message.post"
 UPDATED = "approval.message.update"
 NOTIFIED = "approval.notify"
+REFUSED = "approval.refused"
 
 TARGET_PREFIX = "approval:"
-REQUEST, UPDATE, NOTICE = "request", "update", "notice"
+REQUEST, UPDATE, DM, VENDOR = "request", "update", "dm", "vendor"
+LEGACY_NOTICE = "notice"  # the sponsor-thread reply of before: no longer written nor sent
 
 Location = tuple[str, str]  # (channel id, message ts)
 
@@ -61,7 +71,8 @@ class ApprovalRecord:
     id: int
     study_id: int
     study: str  # the study's code
-    org: str  # the submitting organisation's name
+    org_id: int  # the organisation the submission is for
+    org: str  # its name
     subject: str  # "<subject type>:<id>"
     summary: dict[str, Any]  # what changed, frozen at request time
     requested_by: str  # audit label TEAM:USER
@@ -113,6 +124,7 @@ def records(
             id=a.id,
             study_id=a.study_id,
             study=code,
+            org_id=a.org_id,
             org=org,
             subject=f"{a.subject_type.value}:{a.subject_id}",
             summary=dict(a.summary or {}),
@@ -186,19 +198,25 @@ def approval_of(target: str) -> int:
 class Work:
     """What one approval outbox row asks for (parsed from its period key)."""
 
-    kind: str  # REQUEST | UPDATE | NOTICE
-    channel: str
+    kind: str  # REQUEST | UPDATE | DM | VENDOR (| LEGACY_NOTICE)
+    channel: str = ""  # where it goes; empty for DM (the channel is opened on delivery)
     ts: str | None = None  # UPDATE: the message to rewrite
+    person: str = ""  # DM: the submitter, `TEAM:USER`
 
     @property
     def key(self) -> str:
+        if self.kind == DM:
+            return f"{DM}:{self.person}"
         return ":".join(p for p in (self.kind, self.channel, self.ts) if p)
 
     @classmethod
     def parse(cls, key: str) -> Work:
         kind, _, rest = key.partition(":")
+        if kind == DM and ":" in rest:
+            return cls(DM, person=rest)
         channel, _, ts = rest.partition(":")
-        if kind not in (REQUEST, UPDATE, NOTICE) or not channel or (kind == UPDATE) != bool(ts):
+        kinds = (REQUEST, UPDATE, VENDOR, LEGACY_NOTICE)
+        if kind not in kinds or not channel or (kind == UPDATE) != bool(ts):
             raise ValueError(f"not an approval outbox key: {key!r}")
         return cls(kind, channel, ts or None)
 
@@ -211,8 +229,8 @@ def _row(session: Session, approval_id: int, work: Work) -> DigestRun | None:
     ).one_or_none()
 
 
-def _enqueue(session: Session, approval_id: int, work: Work, *, again: bool = False) -> None:
-    """Add an unclaimed row unless it exists; `again` re-arms a finished one.
+def _enqueue(session: Session, approval_id: int, work: Work, *, retry: bool = False) -> None:
+    """Add an unclaimed row unless it exists; `retry` re-arms one that failed.
 
     Callers hold the approval's row lock (or create the approval), so the check and the
     insert cannot race another writer of the same approval.
@@ -231,7 +249,7 @@ def _enqueue(session: Session, approval_id: int, work: Work, *, again: bool = Fa
                 created_at=now,
             )
         )
-    elif again and row.state != DigestRunState.PENDING:
+    elif retry and row.state == DigestRunState.FAILED:
         row.state, row.attempts, row.error = DigestRunState.PENDING, 0, None
         row.claimed_by, row.claimed_at = None, now
     session.flush()
@@ -253,13 +271,32 @@ def enqueue_decision(session: Session, approval: Approval, also: Location | None
         locations.append(also)
     for channel, ts in locations:
         _enqueue(session, approval.id, Work(UPDATE, channel, ts))
-    if approval.channel_id and approval.message_ts:
-        _enqueue(session, approval.id, Work(NOTICE, approval.channel_id))
+    if submitter(session, approval) is not None:
+        _enqueue(session, approval.id, Work(DM, person=approval.requested_by))
+    link = vendor_channel(session, approval.study_id, approval.org_id)
+    if link is not None:
+        _enqueue(session, approval.id, Work(VENDOR, link.channel_id))
+
+
+def submitter(session: Session, approval: Approval | ApprovalRecord) -> Actor | None:
+    """Who is told the decision by DM: the submitter while registered with crobot (someone
+    removed since hears nothing more about the study), unless they decided it themselves."""
+    if approval.requested_by == approval.decided_by:
+        return None
+    team, user = person_of(approval.requested_by)
+    actor = resolve_actor(session, team or "", user or "")
+    return actor if actor.person is not None else None
 
 
 def show_decision(session: Session, approval: Approval, location: Location) -> None:
-    """A copy that still offers buttons after the decision: rewrite it (again)."""
-    _enqueue(session, approval.id, Work(UPDATE, *location), again=True)
+    """A decided request clicked in a copy that still offered buttons.
+
+    The copy is rewritten at most once: a rewrite already sent (the clicker saw the copy
+    just before it changed) is not sent again, one still on its way is left to arrive,
+    and only one that failed is tried again. A location the decision did not know yet
+    (a copy posted meanwhile) gets its first rewrite.
+    """
+    _enqueue(session, approval.id, Work(UPDATE, *location), retry=True)
 
 
 def delivered(session: Session, target: str, key: str, channel: str, ts: str) -> None:
@@ -275,8 +312,9 @@ def delivered(session: Session, target: str, key: str, channel: str, ts: str) ->
             enqueue_decision(session, approval, also=(channel, ts))
     elif work.kind == UPDATE:
         message_updated(session, SYSTEM, approval, channel, work.ts or ts)
-    else:
-        submitter_notified(session, SYSTEM, approval, channel, approval.message_ts or ts)
+    elif work.kind in (DM, VENDOR):
+        via = "dm" if work.kind == DM else "vendor channel"
+        submitter_notified(session, SYSTEM, approval, channel, ts, via=via)
 
 
 # --- audit of what was shown ------------------------------------------------------------
@@ -316,8 +354,9 @@ def message_updated(
 
 
 def submitter_notified(
-    session: Session, actor: Actor, approval: Approval, channel_id: str, thread_ts: str
+    session: Session, actor: Actor, approval: Approval, channel_id: str, ts: str, *, via: str
 ) -> None:
+    """The decision told to the submitter (`via` "dm") or in the vendor's channel."""
     audit.record(
         session,
         actor,
@@ -326,11 +365,40 @@ def submitter_notified(
         approval.id,
         study_id=approval.study_id,
         after={
+            "via": via,
             "channel": channel_id,
-            "thread_ts": thread_ts,
+            "ts": ts,
             "user": approval.requested_by,
             "state": approval.state.value,
         },
+    )
+
+
+def refused(
+    session: Session, actor: Actor, approval_id: int, *, decision: str, via: str, reason: str
+) -> None:
+    """An attempt to decide that was refused (not an approver of the study, someone crobot
+    does not know, no such request): logged, and for a request that exists audited, each
+    attempt, in a transaction of its own.
+
+    `decision` is what was asked ("approve" | "reject"), `via` how ("button" | "form"),
+    `reason` what the person was told. An id no request has (Slack's buttons only carry
+    real ones) has no subject to attach an audit event to: it is logged only.
+    """
+    approval = session.get(Approval, approval_id)
+    log.warning(
+        "approval #%s: %s by %s (%s) refused: %s", approval_id, decision, actor.label, via, reason
+    )
+    if approval is None:
+        return
+    audit.record(
+        session,
+        actor,
+        REFUSED,
+        "approval",
+        approval.id,
+        study_id=approval.study_id,
+        after={"decision": decision, "via": via, "reason": reason},
     )
 
 

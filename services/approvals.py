@@ -23,12 +23,14 @@ from crobot.services import approval_log, audit, reachable
 from crobot.services.actor import Actor
 from crobot.services.approval_log import Location
 from crobot.services.errors import UserError
+from crobot.services.permissions import require_second_approver
 from crobot.storage.models import (
     Approval,
     ApprovalState,
     KpiUpdate,
     Milestone,
     MilestoneStatus,
+    Study,
     SubjectType,
     utcnow,
 )
@@ -81,13 +83,16 @@ def decidable(
     """The approval, locked, if `actor` may decide it: the one pre-check of every click.
 
     Raises the same NotFound for an unknown id and for anyone but an approver of its
-    study (`services.reachable`). The approval may already be decided (look at its
+    study (`services.reachable`), and Forbidden, while it is pending, for its submitter
+    when the study requires four eyes. The approval may already be decided (look at its
     `state`); then the copy of the request the decider used (`seen_at`, still showing
-    buttons) is brought up to date.
-    Call it in a write transaction.
+    buttons) is brought up to date. Call it in a write transaction.
     """
     approval = reachable.approval(session, actor, approval_id)
-    if approval.state != ApprovalState.PENDING and seen_at is not None:
+    study = session.get_one(Study, approval.study_id)
+    if approval.state == ApprovalState.PENDING:
+        require_second_approver(actor, study, approval.requested_by)
+    elif seen_at is not None:
         approval_log.show_decision(session, approval, seen_at)
     return approval
 

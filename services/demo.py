@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import actions, directory, kpis, milestones
+from crobot.services import actions, approvals, directory, kpis, milestones
 from crobot.services.actor import SYSTEM, Actor, resolve_actor
 from crobot.services.kpi_catalog import iso_week_label, seed_definitions
 from crobot.storage.models import Organization, Study
@@ -100,6 +100,21 @@ def _vendor(session: Session, uid: str) -> Actor:
     return resolve_actor(session, TEAM, uid)
 
 
+APPROVER = "UDEMOAPPR"
+ENTRANTS = {CRO: "UDEMOCRO", LAB: "UDEMOLAB", SPONSOR: APPROVER}
+
+
+def _entrant(session: Session, org: str | None) -> Actor:
+    """Who entered an organisation's history: its own PM; the approver for the sponsor."""
+    return resolve_actor(session, TEAM, ENTRANTS[org or SPONSOR])
+
+
+def _accept(session: Session, approval_id: int | None) -> None:
+    """The history was accepted by the demo approver, as it would have been in Slack."""
+    if approval_id is not None:
+        approvals.decide(session, resolve_actor(session, TEAM, APPROVER), approval_id, approve=True)
+
+
 def _milestones(session: Session, t: date) -> None:
     d = timedelta
     done = [
@@ -120,7 +135,10 @@ def _milestones(session: Session, t: date) -> None:
             org=org,
             shared=org is None,
         )
-        milestones.update(session, SYSTEM, today=t, id=ms.id, status="done", actual=t + d(actual))
+        change = milestones.update(
+            session, _entrant(session, org), today=t, id=ms.id, status="done", actual=t + d(actual)
+        )
+        _accept(session, change.approval_id)
     upcoming = [
         ("50% enrolment", CRO, 20, 34, "at_risk"),
         ("Central lab validation report", LAB, 10, None, None),
@@ -206,16 +224,16 @@ def _kpis(session: Session, t: date) -> None:
     for week in range(WEEKS):
         start = monday - timedelta(weeks=WEEKS - 1 - week)
         for (org, key), fn in series.items():
-            kpis.report(
+            rep = kpis.report(
                 session,
-                SYSTEM,
+                _entrant(session, org),
                 today=t,
                 study=STUDY,
-                org=org,
                 kpi=key,
                 value=fn(week),
                 period=iso_week_label(start),
             )
+            _accept(session, rep.approval_id)
     # This week's CRO enrolment, reported by the CRO itself: pending sponsor approval.
     kpis.report(
         session,

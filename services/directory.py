@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -20,6 +19,7 @@ from crobot.services import audit
 from crobot.services.actor import Actor
 from crobot.services.errors import UserError, validate
 from crobot.services.lookup import org_by_name, study_by_code, vendor_org_ids
+from crobot.services.zones import canonical_zone
 from crobot.storage.models import (
     AudienceKind,
     ChannelLink,
@@ -29,6 +29,7 @@ from crobot.storage.models import (
     Role,
     Study,
     StudyVendor,
+    utcnow,
 )
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
@@ -52,6 +53,12 @@ class StudyCreate(_Input):
     title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     sponsor: Name
     phase: Annotated[str, StringConstraints(max_length=20)] | None = None
+    four_eyes: bool = False
+
+
+class StudyUpdate(_Input):
+    code: str
+    four_eyes: bool | None = None
 
 
 class StudyVendorCreate(_Input):
@@ -95,11 +102,8 @@ class ChannelLinkCreate(_Input):
 
 
 def check_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown IANA time zone {name!r} (e.g. Europe/Berlin)") from exc
-    return name
+    """A typed time zone: canonical IANA location zones only (services/zones.py)."""
+    return canonical_zone(name)
 
 
 def workspace_owner(session: Session, team_id: str) -> Organization | None:
@@ -156,7 +160,13 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
     code = inp.code.upper()
     if session.scalars(select(Study).where(Study.code == code)).first():
         raise UserError(f"Study `{code}` already exists.")
-    study = Study(code=code, title=inp.title, sponsor_org_id=sponsor.id, phase=inp.phase)
+    study = Study(
+        code=code,
+        title=inp.title,
+        sponsor_org_id=sponsor.id,
+        phase=inp.phase,
+        four_eyes=inp.four_eyes,
+    )
     session.add(study)
     session.flush()
     audit.record(
@@ -166,7 +176,31 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         "study",
         study.id,
         study_id=study.id,
-        after=audit.snapshot(study, "code", "title", "sponsor_org_id", "phase"),
+        after=audit.snapshot(study, "code", "title", "sponsor_org_id", "phase", "four_eyes"),
+    )
+    return study
+
+
+def update_study(session: Session, actor: Actor, **data: object) -> Study:
+    """Change a study's settings (today: four eyes); audited with the previous value."""
+    inp = validate(StudyUpdate, data)
+    study = study_by_code(session, inp.code)
+    changes = inp.model_dump(exclude={"code"}, exclude_none=True)
+    if not changes:
+        raise UserError("Nothing to change.", "Give --four-eyes or --no-four-eyes.")
+    before = audit.snapshot(study, *changes)
+    for name, value in changes.items():
+        setattr(study, name, value)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "study.update",
+        "study",
+        study.id,
+        study_id=study.id,
+        before=before,
+        after=audit.snapshot(study, *changes),
     )
     return study
 
@@ -254,6 +288,8 @@ def link_channel(session: Session, actor: Actor, **data: object) -> ChannelLink:
         session.add(link)
     else:
         before = audit.snapshot(link, "study_id", "audience", "audience_org_id", "timezone")
+        if link.timezone != inp.timezone:
+            link.schedule_changed_at = utcnow()  # the same wall time is another instant now
     link.study_id, link.audience, link.audience_org_id = study.id, kind, org_id
     link.timezone = inp.timezone
     session.flush()

@@ -92,10 +92,13 @@ def home_for(session: Session, actor: Actor, *, today: date) -> HomeModel:
         model.overdue_actions += [a for a in mine if a.due_date < today]
         model.open_actions += [a for a in mine if a.due_date >= today]
         if is_approver(actor, my.study):
+            # Under four eyes one's own submissions wait for someone else, not for you.
+            not_own = [Approval.requested_by != actor.label] if my.study.four_eyes else []
             model.approvals += approval_log.records(
                 session,
                 approval_filter(my.audience),
                 Approval.state == ApprovalState.PENDING,
+                *not_own,
                 limit=MAX_ITEMS,
             )
         upcoming = milestones.list_for(session, my.audience, today=today, open_only=True, limit=1)

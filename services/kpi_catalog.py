@@ -21,6 +21,7 @@ class KpiSpec:
     direction: Direction
     aggregation: Aggregation
     target: float | None
+    # The plausible range of one period's value, and whether it counts things (whole).
     min_value: float | None
     max_value: float | None
     integer: bool
@@ -39,7 +40,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         SUM,
         20,
         0,
-        None,
+        100_000,
         True,
         "Patients enrolled in the period (count).",
     ),
@@ -63,7 +64,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         LATEST,
         None,
         0,
-        None,
+        10_000,
         True,
         "Sites activated to date.",
     ),
@@ -75,7 +76,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         LATEST,
         14,
         0,
-        None,
+        3650,
         False,
         "Average age of open data queries.",
     ),
@@ -87,7 +88,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         SUM,
         2,
         0,
-        None,
+        100_000,
         True,
         "Protocol deviations recorded in the period.",
     ),
@@ -111,7 +112,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         SUM,
         None,
         0,
-        None,
+        1_000_000,
         False,
         "Cost of rework, deviations and audits in the period.",
     ),
@@ -135,7 +136,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         LATEST,
         5,
         0,
-        None,
+        3650,
         False,
         "Median days from visit to eCRF entry.",
     ),
@@ -179,9 +180,9 @@ def normalise_key(raw: str) -> str:
     return ALIASES.get(key, key)
 
 
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.IGNORECASE)
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.IGNORECASE | re.ASCII)
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,21 @@
 """Bulk KPI import from CSV: every row validated first, then all stored or none.
 
-Columns: study, org, kpi, period, value[, note]. Values are read as `/cro kpi report` and
-the KPI form read them (`services.kpi_values`). A row's problems are reported with its
-line number in the file (the header is line 1).
+Columns: study, org, kpi, period, value[, note] — any order, no others (an unknown column
+would be data silently dropped), and no row with more cells than the header. Values are
+read as `/cro kpi report` and the KPI form read them (`services.kpi_values`: ASCII digits,
+the same comma rules, the KPI's range). Imported values wait for a sponsor approver like
+any value not entered by one (services/permissions.py `needs_approval`). A row's problems
+are reported with the line of the file it starts on (the header is line 1).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +24,8 @@ from crobot.services.actor import Actor
 from crobot.services.errors import Msg, UserError, msg
 
 REQUIRED = ("study", "org", "kpi", "period", "value")
+OPTIONAL = ("note",)
+COLUMNS_HINT = f"The header must name: {', '.join(REQUIRED)}[, {', '.join(OPTIONAL)}]."
 MAX_REPORTED = 20
 
 
@@ -37,37 +43,19 @@ def import_csv(
     today: date,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        raise UserError(
-            f"line 1: missing column(s): {', '.join(missing)}",
-            f"The header must name: {', '.join(REQUIRED)}[, note].",
-        )
-    reader.fieldnames = header
-    rows = list(reader)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in next(reader, [])]
+    _check_header(header)
+    rows = list(_rows(reader, header))
     errors: list[Msg] = []
     studies: set[str] = set()
-    for index, row in enumerate(rows):
-        line = index + 2
+    for index, (line, row) in enumerate(rows):
         try:
-            # A savepoint per row: a row that fails leaves nothing of itself behind.
-            with session.begin_nested():
-                kpis.report(
-                    session,
-                    actor,
-                    today=today,
-                    study=(row.get("study") or "").strip(),
-                    org=(row.get("org") or "").strip() or None,
-                    kpi=(row.get("kpi") or "").strip(),
-                    value=row.get("value") or "",  # parsed by the one KPI value parser
-                    period=(row.get("period") or "").strip() or None,
-                    note=(row.get("note") or "").strip() or None,
-                )
-            studies.add((row.get("study") or "").strip().upper())
+            studies.add(_store(session, actor, row, today))
         except UserError as exc:
-            errors.append(msg(f"line {line}: {{}}", str(exc)))
+            # The command's "write it as /cro kpi report …" is no help for a file.
+            text_of = exc.message if exc.hint == kpis.REPORT_HINT else str(exc)
+            errors.append(msg(f"line {line}: {{}}", text_of))
         if progress:
             progress(index + 1, len(rows))
     if errors:
@@ -80,3 +68,65 @@ def import_csv(
     if not rows:
         raise UserError("The file has no data rows.")
     return ImportResult(len(rows), studies)
+
+
+def _store(session: Session, actor: Actor, row: Row | UserError, today: date) -> str:
+    """Report one row's value (in a savepoint: a failing row leaves nothing behind)."""
+    if isinstance(row, UserError):
+        raise row
+    with session.begin_nested():
+        kpis.report(
+            session,
+            actor,
+            today=today,
+            study=row["study"],
+            org=row["org"] or None,
+            kpi=row["kpi"],
+            value=row["value"],  # as written: the one KPI value parser reads it
+            period=row["period"] or None,
+            note=row.get("note") or None,
+        )
+    return row["study"].upper()
+
+
+def _check_header(header: list[str]) -> None:
+    unknown = [name or "(empty)" for name in header if name not in REQUIRED + OPTIONAL]
+    if unknown:
+        raise UserError(msg("line 1: unknown column(s): {}.", ", ".join(unknown)), COLUMNS_HINT)
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise UserError(msg("line 1: column(s) named twice: {}.", ", ".join(twice)), COLUMNS_HINT)
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise UserError(f"line 1: missing column(s): {', '.join(missing)}.", COLUMNS_HINT)
+
+
+Row = dict[str, str]
+
+
+class _Records(Protocol):
+    """What `csv.reader` returns: records, and the physical lines read so far."""
+
+    line_num: int
+
+    def __iter__(self) -> Iterator[list[str]]: ...
+
+
+def _rows(reader: _Records, header: list[str]) -> Iterator[tuple[int, Row | UserError]]:
+    """(the line a record starts on, its cells by column — or why it cannot be read).
+
+    A quoted cell may span lines, so a record starts one line after the previous one ended.
+    """
+    ended = reader.line_num
+    for cells in reader:
+        start, ended = ended + 1, reader.line_num
+        if not any(c.strip() for c in cells):
+            continue  # a blank line
+        if len(cells) > len(header):
+            yield (
+                start,
+                UserError(f"{len(cells)} cells, but the header names {len(header)} columns."),
+            )
+            continue
+        row = {name: cells[i].strip() if i < len(cells) else "" for i, name in enumerate(header)}
+        yield start, row

@@ -1,23 +1,31 @@
-"""KPI values: report (corrections supersede), series per organisation, trend, latest."""
+"""KPI values: report (corrections supersede), series per organisation, trend, latest.
+
+The current value rule, the one every view applies (status, `kpi show`, `kpi trend`,
+digests, charts): for one organisation, KPI and period, the current value is the newest
+one that was not rejected (`current_value_ids`). A rejected correction therefore leaves
+the value it would have corrected current, and a rejected first value leaves the period
+without one; a rejection is news for the submitter (the approval's notice), never a value.
+A current value that still awaits approval is shown marked (`pending_mark`:
+"12 (pending approval)").
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, Subquery, and_, func, select
 from sqlalchemy.orm import Session
 
 from crobot.services import approvals, audit
 from crobot.services.actor import Actor
 from crobot.services.errors import UserError, msg, validate
 from crobot.services.kpi_catalog import Period, current_period, parse_period
-from crobot.services.kpi_values import parse_value
+from crobot.services.kpi_values import Reading, check_value, parse_value
 from crobot.services.lookup import kpi_by_key, org_by_name, study_named_by, vendor_org_ids
-from crobot.services.permissions import is_sponsor, require_org_write
+from crobot.services.permissions import needs_approval, require_org_write
 from crobot.services.visibility import Audience, kpi_filter
 from crobot.storage.models import (
     ApprovalState,
@@ -42,32 +50,16 @@ REPORT_HINT = 'Write it as `/cro kpi report STUDY KPI VALUE [period:2026-W47] [n
 
 
 class KpiReport(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, arbitrary_types_allowed=True
+    )
     study: str
     kpi: str
     # Raw text as typed (command word, form field, CSV cell): the one KPI value parser.
-    value: Annotated[float, BeforeValidator(lambda raw: parse_value(raw, REPORT_HINT))]
+    value: Annotated[Reading, BeforeValidator(lambda raw: parse_value(raw, REPORT_HINT))]
     period: str | None = None
     note: Annotated[str, StringConstraints(max_length=500)] | None = None
     org: str | None = None
-
-
-def check_value(kpi: KpiDefinition, value: float) -> None:
-    label = msg("{} ({})", kpi.label, kpi.unit)
-    if not math.isfinite(value):
-        raise UserError(msg("{} is not a number I can store for {}.", value, label), field="value")
-    if kpi.min_value is not None and value < kpi.min_value:
-        raise UserError(
-            msg(f"{{}} cannot be below {kpi.min_value:g}; you gave {value:g}.", label),
-            field="value",
-        )
-    if kpi.max_value is not None and value > kpi.max_value:
-        raise UserError(
-            msg(f"{{}} cannot be above {kpi.max_value:g}; you gave {value:g}.", label),
-            field="value",
-        )
-    if kpi.integer and value != int(value):
-        raise UserError(msg(f"{{}} is a whole number; you gave {value:g}.", label), field="value")
 
 
 @dataclass(frozen=True)
@@ -95,7 +87,7 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
     if org_id not in vendors and org_id != study.sponsor_org_id:
         raise UserError("That organisation is not on this study.", REPORT_HINT, field="org")
     require_org_write(actor, study, vendors, org_id)
-    check_value(kpi, inp.value)
+    value = check_value(kpi, inp.value)
     period: Period = parse_period(inp.period) if inp.period else current_period(today)
     if period.start > today:
         raise UserError(
@@ -104,17 +96,17 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
             field="period",
         )
     previous = latest_row(session, study.id, kpi.id, org_id, period.start)
-    needs_approval = not is_sponsor(actor, study)
+    waits = needs_approval(actor, study, org_id)
     update = KpiUpdate(
         study_id=study.id,
         org_id=org_id,
         kpi_id=kpi.id,
         period_start=period.start,
         period_label=period.label,
-        value=inp.value,
+        value=value,
         note=inp.note,
         submitted_by=actor.label,
-        approval_state=ApprovalState.PENDING if needs_approval else ApprovalState.APPROVED,
+        approval_state=ApprovalState.PENDING if waits else ApprovalState.APPROVED,
         supersedes_id=previous.id if previous else None,
     )
     session.add(update)
@@ -130,7 +122,7 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
         after=audit.snapshot(update, *FIELDS),
     )
     approval_id = None
-    if needs_approval:
+    if waits:
         approval_id = approvals.request(
             session,
             actor,
@@ -146,19 +138,37 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
                 "unit": kpi.unit,
                 "period": period.label,
                 "old": previous.value if previous else None,
-                "new": inp.value,
+                "new": value,
                 "note": inp.note,
             },
         ).id
     return Reported(update, previous, approval_id)
 
 
+NOT_REJECTED = KpiUpdate.approval_state != ApprovalState.REJECTED
+PENDING_APPROVAL = "pending approval"
+
+
+def current_value_ids(*where: ColumnElement[bool], per_kpi: bool = False) -> Subquery:
+    """The id of the current value (the newest not rejected) per organisation and period
+    (and KPI, `per_kpi`) among the rows matching `where`: the one home of that rule."""
+    by = (KpiUpdate.kpi_id,) if per_kpi else ()
+    return (
+        select(func.max(KpiUpdate.id).label("id"))
+        .where(NOT_REJECTED, *where)
+        .group_by(*by, KpiUpdate.org_id, KpiUpdate.period_start)
+        .subquery()
+    )
+
+
 def latest_row(
     session: Session, study_id: int, kpi_id: int, org_id: int, period_start: date
 ) -> KpiUpdate | None:
+    """The current value of one organisation's KPI for one period (what a report corrects)."""
     return session.scalars(
         select(KpiUpdate)
         .where(
+            NOT_REJECTED,
             KpiUpdate.study_id == study_id,
             KpiUpdate.kpi_id == kpi_id,
             KpiUpdate.org_id == org_id,
@@ -176,8 +186,17 @@ class Point:
     period_start: date
     period_label: str
     value: float
-    approval_state: ApprovalState
+    approval_state: ApprovalState  # approved or pending: rejected values are never current
     note: str | None
+
+    @property
+    def pending(self) -> bool:
+        return self.approval_state == ApprovalState.PENDING
+
+
+def pending_mark(point: Point) -> str:
+    """What follows a value that awaits approval, everywhere it is shown."""
+    return f" ({PENDING_APPROVAL})" if point.pending else ""
 
 
 def series(
@@ -188,9 +207,10 @@ def series(
     since: date | None = None,
     until: date | None = None,
 ) -> list[Point]:
-    """The current (newest, visible) value per organisation and period, oldest period first.
+    """The current value per organisation and period this audience may see, oldest period
+    first.
 
-    "Newest visible" matters: in a joint channel a pending correction is invisible, so the
+    Current among the visible: in a joint channel a pending correction is invisible, so the
     approved value it would supersede is still what that audience sees.
     """
     conds = [kpi_filter(audience), KpiUpdate.kpi_id == kpi.id]
@@ -198,12 +218,7 @@ def series(
         conds.append(KpiUpdate.period_start >= since)
     if until is not None:
         conds.append(KpiUpdate.period_start <= until)
-    newest = (
-        select(func.max(KpiUpdate.id).label("id"))
-        .where(*conds)
-        .group_by(KpiUpdate.org_id, KpiUpdate.period_start)
-        .subquery()
-    )
+    newest = current_value_ids(*conds)
     stmt = (
         select(
             KpiUpdate.org_id,
@@ -261,13 +276,9 @@ def trend_of(kpi: KpiDefinition, points: list[Point]) -> list[Trend]:
 
 
 def latest_per_kpi(session: Session, audience: Audience, *, since: date) -> dict[int, list[Point]]:
-    """Every KPI's points since a date for one audience, in one query (digests, status)."""
-    newest = (
-        select(func.max(KpiUpdate.id).label("id"))
-        .where(kpi_filter(audience), KpiUpdate.period_start >= since)
-        .group_by(KpiUpdate.kpi_id, KpiUpdate.org_id, KpiUpdate.period_start)
-        .subquery()
-    )
+    """Every KPI's current points since a date for one audience, in one query (digests,
+    status)."""
+    newest = current_value_ids(kpi_filter(audience), KpiUpdate.period_start >= since, per_kpi=True)
     stmt = (
         select(
             KpiUpdate.kpi_id,

@@ -208,3 +208,22 @@ def sponsor_channels(session: Session, study_id: int, *, team_id: str | None = N
     if team_id is not None:
         stmt = stmt.where(ChannelLink.team_id == team_id)
     return list(session.scalars(stmt.order_by(ChannelLink.id)))
+
+
+def vendor_channel(session: Session, study_id: int, org_id: int) -> ChannelLink | None:
+    """The vendor's own channel of the study: its first link with audience `vendor:<org>`.
+
+    Never a joint channel (not even `joint:<org>`, which shows approved data only) and
+    never another vendor's: what is said there may concern the vendor's pending and
+    rejected rows, which only the vendor's own audience (and the sponsor) may see.
+    """
+    return session.scalars(
+        select(ChannelLink)
+        .where(
+            ChannelLink.study_id == study_id,
+            ChannelLink.audience == AudienceKind.VENDOR,
+            ChannelLink.audience_org_id == org_id,
+        )
+        .order_by(ChannelLink.id)
+        .limit(1)
+    ).first()

@@ -14,7 +14,7 @@ from crobot.services import approvals, audit, reachable
 from crobot.services.actor import Actor
 from crobot.services.errors import UserError, validate
 from crobot.services.lookup import org_by_name, study_named_by, vendor_org_ids
-from crobot.services.permissions import is_sponsor, require_org_write
+from crobot.services.permissions import needs_approval, require_org_write
 from crobot.services.visibility import Audience, milestone_filter
 from crobot.storage.models import Milestone, MilestoneStatus, SubjectType
 
@@ -126,11 +126,11 @@ def update(session: Session, actor: Actor, *, today: date, **data: object) -> Mi
     from_status = ms.status
     if inp.forecast is not None:
         ms.forecast_date = inp.forecast
-    needs_approval = False
+    waits = False
     if status == MilestoneStatus.DONE:
         ms.actual_date = inp.actual or today
-        needs_approval = not is_sponsor(actor, study)
-        ms.status = MilestoneStatus.DONE if needs_approval else MilestoneStatus.APPROVED
+        waits = needs_approval(actor, study, ms.org_id)
+        ms.status = MilestoneStatus.DONE if waits else MilestoneStatus.APPROVED
     elif status is not None:
         ms.status = status
     session.flush()
@@ -145,7 +145,7 @@ def update(session: Session, actor: Actor, *, today: date, **data: object) -> Mi
         after=audit.snapshot(ms, *FIELDS),
     )
     approval_id = None
-    if needs_approval:
+    if waits:
         approval_id = approvals.request(
             session,
             actor,

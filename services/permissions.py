@@ -1,7 +1,8 @@
 """Who may change what. Pure decisions on an Actor and a study; raise Forbidden.
 
 This is the one home of "is sponsor staff" (the visibility rule asks `is_sponsor_staff`
-too) and of who may change a channel's digest.
+too), of who may change a channel's digest, and of which entries wait for an approver
+(`needs_approval`) and who may decide them (`require_approver`, `require_second_approver`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,33 @@ def require_org_write(actor: Actor, study: Study, vendor_ids: set[int], org_id: 
 def require_approver(actor: Actor, study: Study) -> None:
     if not is_approver(actor, study):
         raise Forbidden(msg("Only approvers for {} can decide.", study.code))
+
+
+def needs_approval(actor: Actor, study: Study, org_id: int | None) -> bool:
+    """Whether a KPI value or a milestone completion `actor` enters for `org_id` waits for
+    an approver.
+
+    Only a sponsor approver's own entries for the sponsor (`org_id` the sponsor's, or
+    None: a study-level milestone) are approved at once, and not even those when the study
+    requires four eyes. Anything entered on a vendor's behalf, or by anyone else — sponsor
+    members, vendors, the CLI operator — waits: the sponsor accepts every value it relies
+    on, and no one replaces a vendor's approved value unseen.
+    """
+    if study.four_eyes:
+        return True
+    sponsors_own = org_id is None or org_id == study.sponsor_org_id
+    return not (sponsors_own and is_approver(actor, study))
+
+
+def require_second_approver(actor: Actor, study: Study, requested_by: str) -> None:
+    """Under four eyes, the submitter of a pending request cannot decide it."""
+    if study.four_eyes and requested_by == actor.label:
+        raise Forbidden(
+            msg(
+                "{} requires four eyes: you submitted this, so a second approver must decide.",
+                study.code,
+            )
+        )
 
 
 def require_schedule_rights(actor: Actor, link: ChannelLink, vendor_ids: set[int]) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from crobot.services.actor import Actor
@@ -98,3 +98,38 @@ def with_user_zone(
         person, and_(person.team_id == team_id, person.slack_user_id == user_id)
     ).outerjoin(cache, and_(cache.team_id == team_id, cache.user_id == user_id))
     return joined, func.coalesce(person.timezone, cache.timezone, default_tz)
+
+
+def owners_to_ask(session: Session, *, now: datetime, limit: int = 200) -> list[tuple[str, str]]:
+    """(team, user) of open-action owners whose zone nobody told us, or whose cached
+    `users.info` answer is older than `CACHE_TTL`: ask Slack before their next nudge, so
+    nobody is nudged at the default zone's 09:00 forever."""
+    from crobot.storage.models import ActionItem, ActionStatus
+
+    person = aliased(Person)
+    cache = aliased(UserTimezoneCache)
+    stmt = (
+        select(ActionItem.owner_team_id, ActionItem.owner_user_id)
+        .outerjoin(
+            person,
+            and_(
+                person.team_id == ActionItem.owner_team_id,
+                person.slack_user_id == ActionItem.owner_user_id,
+            ),
+        )
+        .outerjoin(
+            cache,
+            and_(
+                cache.team_id == ActionItem.owner_team_id,
+                cache.user_id == ActionItem.owner_user_id,
+            ),
+        )
+        .where(
+            ActionItem.status == ActionStatus.OPEN,
+            person.timezone.is_(None),
+            or_(cache.id.is_(None), cache.fetched_at < now - CACHE_TTL),
+        )
+        .distinct()
+        .limit(limit)
+    )
+    return [(str(team or ""), str(user)) for team, user in session.execute(stmt)]

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -160,6 +161,8 @@ class Study(Base):
     sponsor_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
     phase: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # Four eyes: even a sponsor approver's own entries wait, and for a second approver.
+    four_eyes: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sponsor: Mapped[Organization] = relationship(lazy="joined")
@@ -210,6 +213,10 @@ class ChannelLink(Base):
     digest_time: Mapped[str] = mapped_column(String(5), default="09:00")
     charts_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the digest schedule (days, time, zone, on/off) last changed: a scheduler that
+    # learns of a change late still sends a fire time that passed after it, and never
+    # one from before it (that time was not the schedule then).
+    schedule_changed_at: Mapped[datetime | None] = mapped_column()
 
     study: Mapped[Study] = relationship(lazy="joined")
     audience_org: Mapped[Organization | None] = relationship(lazy="joined")
@@ -290,8 +297,17 @@ class KpiUpdate(Base):
     __table_args__ = (
         Index("ix_kpi_updates_lookup", "study_id", "kpi_id", "org_id", "period_start", "id"),
         # Period ranges per study+KPI (kpi show/trend) and per study (status, digests);
-        # see migration 0002 for the benchmark that chose these column orders.
-        Index("ix_kpi_updates_series", "study_id", "kpi_id", "period_start", "org_id", "id"),
+        # see migration 0002 for the benchmark that chose these column orders. They end in
+        # approval_state so finding current (not rejected) values reads only the index (0006).
+        Index(
+            "ix_kpi_updates_series",
+            "study_id",
+            "kpi_id",
+            "period_start",
+            "org_id",
+            "id",
+            "approval_state",
+        ),
         Index(
             "ix_kpi_updates_study_period_cover",
             "study_id",
@@ -299,6 +315,7 @@ class KpiUpdate(Base):
             "kpi_id",
             "org_id",
             "id",
+            "approval_state",
         ),
     )
 
@@ -387,7 +404,8 @@ class DigestRun(Base):
     - `notice:<channel link id>` — the sponsor channel told that a digest failed;
     - `approval:<approval id>` — an approval's Slack work: `period_key` is
       `request:<channel>` (the Approve/Reject post), `update:<channel>:<ts>` (showing the
-      decision in that message) or `notice:<channel>` (the submitter's thread reply).
+      decision in that message), `dm:<team>:<user>` (the submitter told by DM) or
+      `vendor:<channel>` (the vendor's own channel told); see services/approval_log.py.
     A row is claimed by the process that inserts it (digests) or, when enqueued unclaimed
     (`claimed_by` NULL) by the transaction that made the work, by the first deliverer.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -12,15 +13,23 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 
-from crobot.services import audit, kpis
+from crobot.services import audit, directory, kpis
+from crobot.services.actor import SYSTEM
+from crobot.services.approval_log import outbox_target
 from crobot.services.approvals import for_subject
 from crobot.services.runtime import Runtime
 from crobot.storage.db import Database
-from crobot.storage.models import Approval, AuditEvent, SubjectType
+from crobot.storage.models import Approval, AuditEvent, DigestRun, DigestRunState, SubjectType
 from tests.bot_server import RunningBot, bot_settings, running_bot
 from tests.conftest import TODAY, World
 from tests.fake_slack import FakeSlack
-from tests.slack_requests import interaction_body, post, post_signed, signed_headers
+from tests.slack_requests import (
+    interaction_body,
+    new_trigger_id,
+    post,
+    post_signed,
+    signed_headers,
+)
 
 T = TypeVar("T")
 NOW = datetime(2026, 11, 25, 19, 5, tzinfo=UTC)
@@ -63,6 +72,25 @@ def pending_kpi(
         return approval.id
 
 
+APPROVER_2 = "UAPPROVER2"
+
+
+def second_approver(world: World) -> str:
+    """Register a second sponsor approver (Otto, in Berlin); returns the user id."""
+    with world.db.write() as s:
+        directory.add_person(
+            s,
+            SYSTEM,
+            team_id="T1",
+            user_id=APPROVER_2,
+            display_name="Otto Approver",
+            org="Helix Pharma",
+            role="sponsor_approver",
+            timezone="Europe/Berlin",
+        )
+    return APPROVER_2
+
+
 def posted_request(bot: RunningBot, world: World, approval_id: int) -> dict[str, Any]:
     """Ask for the post the way command handlers do; wait until it is stored."""
     bot.runtime.approval_requested(approval_id)
@@ -88,7 +116,7 @@ def block_action(
     user: str,
     msg: dict[str, Any] | None,
     team: str = "T1",
-    trigger_id: str = "trig-1",
+    trigger_id: str | None = None,
     home: bool = False,
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
@@ -97,7 +125,9 @@ def block_action(
         "user": {"id": user, "username": user.lower(), "team_id": team},
         "api_app_id": "A1",
         "token": "legacy-unused",
-        "trigger_id": trigger_id,
+        # Slack gives every interaction its own trigger_id: no two genuine requests
+        # share a body (and so a signature, which the replay check remembers).
+        "trigger_id": trigger_id or new_trigger_id(),
         "actions": [
             {
                 "type": "button",
@@ -144,7 +174,7 @@ def view_submission(
         "user": {"id": user, "username": user.lower(), "team_id": team},
         "api_app_id": "A1",
         "token": "legacy-unused",
-        "trigger_id": "trig-2",
+        "trigger_id": new_trigger_id(),
         "view": {
             "id": "VMODAL",
             "type": "modal",
@@ -157,6 +187,86 @@ def view_submission(
 
 def send(bot: RunningBot, payload: dict[str, Any]) -> tuple[int, str]:
     return post_signed(bot.events_url, interaction_body(payload))
+
+
+def click(
+    bot: RunningBot,
+    action_id: str,
+    approval_id: int,
+    msg: dict[str, Any],
+    *,
+    user: str = "UAPPROVER",
+    trigger_id: str | None = None,
+) -> None:
+    """Click a button of a request message (each click is its own interaction, with its
+    own trigger_id: the same signed request twice is a replay)."""
+    payload = block_action(action_id, approval_id, user=user, msg=msg, trigger_id=trigger_id)
+    assert send(bot, payload)[0] == 200
+
+
+def awaiting(bot: RunningBot, world: World, fake_slack: FakeSlack) -> tuple[int, dict[str, Any]]:
+    """Apex's KPI value awaiting approval, and (a copy of) its request message as posted."""
+    approval_id = pending_kpi(world, 12)
+    msg = message(fake_slack, **posted_request(bot, world, approval_id))
+    return approval_id, copy.deepcopy(msg)
+
+
+def reason_values(text: str) -> dict[str, dict[str, Any]]:
+    """The reject modal's state with `text` typed as the reason."""
+    return {"reason": {"reason_input": {"type": "plain_text_input", "value": text}}}
+
+
+def open_reject_modal(
+    bot: RunningBot,
+    fake_slack: FakeSlack,
+    approval_id: int,
+    msg: dict[str, Any],
+    *,
+    user: str = "UAPPROVER",
+) -> str:
+    """Click Reject on `msg`; returns the private_metadata of the modal it opened."""
+    opened = len(fake_slack.calls_to("views.open"))
+    click = block_action("approval_reject", approval_id, user=user, msg=msg)
+    assert send(bot, click)[0] == 200
+    call = fake_slack.wait_for("views.open", opened + 1)[-1]
+    assert call.params["trigger_id"] == click["trigger_id"]  # the click's, within 3 s
+    view = call.params["view"]
+    assert view["callback_id"] == "approval_reject_modal"
+    return str(view["private_metadata"])
+
+
+def reject_via_modal(
+    bot: RunningBot,
+    fake_slack: FakeSlack,
+    approval_id: int,
+    msg: dict[str, Any],
+    reason: str,
+    *,
+    user: str = "UAPPROVER",
+) -> tuple[int, str]:
+    """Click Reject, type `reason`, submit: the answer to the submission."""
+    meta = open_reject_modal(bot, fake_slack, approval_id, msg, user=user)
+    payload = view_submission(
+        "approval_reject_modal", reason_values(reason), user=user, private_metadata=meta
+    )
+    return send(bot, payload)
+
+
+def outbox_rows(db: Database, approval_id: int) -> list[DigestRun]:
+    with db.read() as s:
+        stmt = select(DigestRun).where(DigestRun.target == outbox_target(approval_id))
+        return list(s.scalars(stmt.order_by(DigestRun.id)))
+
+
+def outbox_settled(db: Database, approval_id: int) -> bool:
+    """Every outbox row of the approval finished (sent, skipped or failed)."""
+    rows = outbox_rows(db, approval_id)
+    return bool(rows) and all(r.state != DigestRunState.PENDING for r in rows)
+
+
+def top_level(fake_slack: FakeSlack, channel: str) -> list[dict[str, Any]]:
+    """Messages posted to `channel` (a DM channel too), thread replies left out."""
+    return [m for m in fake_slack.posted(channel) if not m.get("thread_ts")]
 
 
 def send_event(bot: RunningBot, event: dict[str, Any], team: str = "T1") -> tuple[int, str]:

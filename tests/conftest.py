@@ -76,6 +76,14 @@ def db(request: pytest.FixtureRequest, migrated_urls: dict[str, str]) -> Iterato
 
 
 @pytest.fixture
+def cli_env(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
+    """`crobot` CLI commands (`bot.cli.main`) in this test use the test's database."""
+    monkeypatch.setenv("CROBOT_DATABASE_URL", db.url)
+    monkeypatch.setenv("CROBOT_LOG_LEVEL", "WARNING")
+    return db
+
+
+@pytest.fixture
 def sqlite_db(migrated_urls: dict[str, str]) -> Iterator[Database]:
     database = Database(migrated_urls["sqlite"])
     empty_database(database)
@@ -98,9 +106,16 @@ class World:
             return resolve_actor(s, team_id, user_id)
 
     def add_person(
-        self, team_id: str, user_id: str, org: str, role: str, *, name: str | None = None
+        self,
+        team_id: str,
+        user_id: str,
+        org: str,
+        role: str,
+        *,
+        name: str | None = None,
+        timezone: str | None = None,
     ) -> None:
-        """Register one more person (no time zone of their own)."""
+        """Register one more person."""
         with self.db.write() as s:
             directory.add_person(
                 s,
@@ -110,6 +125,7 @@ class World:
                 display_name=name or user_id,
                 org=org,
                 role=role,
+                timezone=timezone,
             )
 
 

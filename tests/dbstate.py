@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
 
 from crobot.storage.db import Database
-from crobot.storage.models import Base, SeenRequest
+from crobot.storage.models import AuditEvent, AuditHead, Base, SeenRequest
 
 # Transport bookkeeping, not the record: every accepted request leaves its signature.
 NOT_THE_RECORD = {SeenRequest.__tablename__}
@@ -25,7 +26,18 @@ def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def assert_unchanged(db: Database, before: dict[str, list[tuple[Any, ...]]]) -> None:
+def assert_unchanged(
+    db: Database, before: dict[str, list[tuple[Any, ...]]], *, audited: Collection[str] = ()
+) -> None:
+    """Nothing was written; but for audit events of the `audited` actions, which a refusal
+    records about itself (e.g. `approval.refused`), appended to the chain."""
     after = snapshot(db)
-    changed = [name for name in before if before[name] != after.get(name)]
+    chain = {AuditEvent.__tablename__, AuditHead.__tablename__} if audited else set()
+    changed = [name for name in before if name not in chain and before[name] != after.get(name)]
     assert not changed, f"rejected input changed tables: {changed}"
+    if audited:
+        old, new = before[AuditEvent.__tablename__], after[AuditEvent.__tablename__]
+        assert new[: len(old)] == old, "audit events changed"
+        action = list(AuditEvent.__table__.columns.keys()).index("action")
+        added = {row[action] for row in new[len(old) :]}
+        assert added <= set(audited), f"rejected input recorded {added - set(audited)}"

@@ -311,11 +311,19 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
             return {"ok": False, "error": "message_not_found"}
 
         def _m_conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
+            """Newest first, as Slack answers: at most `limit` a page, the next page through
+            `response_metadata.next_cursor`. `oldest` is not applied: the fake's ts values
+            are a counter, while tests run crobot on simulated clocks."""
             channel = str(p.get("channel"))
-            limit = int(p.get("limit", 100))
+            limit = min(int(p.get("limit", 100)), 999)
+            start = int(p.get("cursor") or 0)
             with state.lock:
-                msgs = list(reversed(state.messages.get(channel, [])))[:limit]
-            return {"ok": True, "messages": msgs, "has_more": False}
+                msgs = [
+                    m for m in reversed(state.messages.get(channel, [])) if not m.get("thread_ts")
+                ]
+            page, rest = msgs[start : start + limit], msgs[start + limit :]
+            meta = {"next_cursor": str(start + limit) if rest else ""}
+            return {"ok": True, "messages": page, "has_more": bool(rest), "response_metadata": meta}
 
         def _m_conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
             """A thread: its parent, then the replies, oldest first (as Slack answers)."""

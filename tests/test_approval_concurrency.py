@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from crobot.services import directory
-from crobot.services.actor import SYSTEM
 from crobot.storage.db import Database
 from crobot.storage.models import Approval, ApprovalState
 from tests.approval_support import (
@@ -13,47 +11,38 @@ from tests.approval_support import (
     bot_for,
     ephemerals,
     message,
+    outbox_settled,
     pending_kpi,
     posted_request,
     race,
+    second_approver,
     wait_until,
 )
 from tests.conftest import World
 from tests.fake_slack import FakeSlack
 
-APPROVER_2 = "UAPPROVER2"
-
 
 def test_two_approvers_at_once(db: Database, world: World, fake_slack: FakeSlack) -> None:
-    with db.write() as s:
-        directory.add_person(
-            s,
-            SYSTEM,
-            team_id="T1",
-            user_id=APPROVER_2,
-            display_name="Otto Approver",
-            org="Helix Pharma",
-            role="sponsor_approver",
-            timezone="Europe/Berlin",
-        )
+    approver_2 = second_approver(world)
     with bot_for(db, fake_slack) as bot:
         for round_ in range(3):  # several rounds: the race is decided differently each time
             aid = pending_kpi(world, 10 + round_)
             msg = message(fake_slack, **posted_request(bot, world, aid))
             clicks = [
                 block_action("approval_approve", aid, user=u, msg=msg)
-                for u in ("UAPPROVER", APPROVER_2)
+                for u in ("UAPPROVER", approver_2)
             ]
             statuses = race(bot, clicks)
             assert statuses == [200, 200]
-            notified = round_ + 1
+            notified = 2 * (round_ + 1)  # each decision: the submitter's DM, Apex's channel
             # The lambdas below run before the loop moves on, so late binding is harmless.
-            wait_until(lambda: len(audit_actions(db, "approval.notify")) == notified)  # noqa: B023
+            wait_until(lambda: outbox_settled(db, aid))  # noqa: B023
+            assert len(audit_actions(db, "approval.notify")) == notified
             with db.read() as s:
                 approval = s.get_one(Approval, aid)
             assert approval.state == ApprovalState.APPROVED
             winner = approval.decided_by.split(":")[1] if approval.decided_by else ""
-            loser = APPROVER_2 if winner == "UAPPROVER" else "UAPPROVER"
+            loser = approver_2 if winner == "UAPPROVER" else "UAPPROVER"
             wait_until(lambda: len(ephemerals(fake_slack, loser)) >= 1)  # noqa: B023
             assert ephemerals(fake_slack, loser)[-1] == (
                 f"This request was already approved by <@{winner}>."

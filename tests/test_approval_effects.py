@@ -16,10 +16,11 @@ from tests.approval_support import (
     block_action,
     bot_for,
     message,
+    outbox_settled,
     pending_kpi,
     posted_request,
+    reject_via_modal,
     send,
-    view_submission,
     wait_until,
 )
 from tests.conftest import TODAY, World
@@ -72,17 +73,16 @@ def test_milestone_completion_rejected(db: Database, world: World, fake_slack: F
     with bot_for(db, fake_slack) as bot:
         loc = posted_request(bot, world, aid)
         msg = message(fake_slack, **loc)
-        assert send(bot, block_action("approval_reject", aid, user="UAPPROVER", msg=msg))[0] == 200
-        meta = fake_slack.wait_for("views.open")[-1].params["view"]["private_metadata"]
-        values = {"reason": {"reason_input": {"type": "plain_text_input", "value": "No CRF yet"}}}
-        payload = view_submission(
-            "approval_reject_modal", values, user="UAPPROVER", private_metadata=meta
-        )
-        assert send(bot, payload) == (200, "")
-        wait_until(lambda: audit_actions(db, "approval.notify"))
+        assert reject_via_modal(bot, fake_slack, aid, msg, "No CRF yet") == (200, "")
+        wait_until(lambda: outbox_settled(db, aid))
     with db.read() as s:
         ms = s.get_one(Milestone, ms_id)
         assert (ms.status, ms.actual_date) == (MilestoneStatus.PLANNED, None)
+    # The vendor hears it, with the reason, by DM and in its own channel.
+    for channel in ("DAPEX", "CAPEX"):
+        [notice] = fake_slack.posted(channel)
+        assert "First patient in" in json.dumps(notice["blocks"])
+        assert "> No CRF yet" in json.dumps(notice["blocks"])
     assert_chain_ok(db)
 
 

@@ -21,13 +21,15 @@ from tests.approval_support import (
     bot_for,
     ephemerals,
     message,
+    open_reject_modal,
+    outbox_settled,
     pending_kpi,
     posted_request,
+    reason_values,
     send,
     view_submission,
     wait_until,
 )
-from tests.bot_server import RunningBot
 from tests.conftest import TODAY, World
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import interaction_body, post, signed_headers
@@ -96,38 +98,25 @@ def test_approve_updates_message_notifies_submitter_and_shows_in_joint(
         msg = message(fake_slack, loc["channel"], loc["ts"])
         status, body = send(bot, block_action("approval_approve", aid, user="UAPPROVER", msg=msg))
         assert status == 200
-        wait_until(lambda: audit_actions(db, "approval.notify"))
+        wait_until(lambda: outbox_settled(db, aid))
         updated = message(fake_slack, loc["channel"], loc["ts"])
         assert not _has_buttons(updated)
         # Decider is in New York: November is EST.
         assert re.search(r"Approved by <@UAPPROVER> at \d\d:\d\d EST", _text_of(updated))
-        thread = [m for m in fake_slack.posted("CSPONSOR") if m.get("thread_ts") == loc["ts"]]
-        assert len(thread) == 1 and "<@UAPEX>" in thread[0]["text"]
-        assert "Approved by <@UAPPROVER>" in thread[0]["text"]
+        # The submitter is told by DM and in Apex's channel (tests/test_approval_notices.py);
+        # the sponsor channel only sees its copy rewritten.
+        assert [m["ts"] for m in fake_slack.posted("CSPONSOR")] == [loc["ts"]]
+        [dm] = fake_slack.posted("DAPEX")
+        assert "Approved by Ann Approver (Helix Pharma)" in _text_of(dm)
     a = _state(db, aid)
     assert a.state == ApprovalState.APPROVED and a.decided_by == "T1:UAPPROVER"
     assert _kpi_state(db, aid) == ApprovalState.APPROVED
     assert [p.value for p in _series(db, world, joint)] == [12]
     assert len(audit_actions(db, "approval.approve")) == 1
     assert len(audit_actions(db, "approval.message.update")) == 1
+    assert len(audit_actions(db, "approval.notify")) == 2
     assert fake_slack.calls_to("chat.postEphemeral") == []
     assert_chain_ok(db)
-
-
-def _open_reject_modal(
-    bot: RunningBot, fake_slack: FakeSlack, aid: int, msg: dict[str, object]
-) -> str:
-    status, _ = send(bot, block_action("approval_reject", aid, user="UAPPROVER", msg=msg))
-    assert status == 200
-    call = fake_slack.wait_for("views.open")[-1]
-    assert call.params["trigger_id"] == "trig-1"
-    view = call.params["view"]
-    assert view["callback_id"] == "approval_reject_modal"
-    return str(view["private_metadata"])
-
-
-def _reason(text: str) -> dict[str, dict[str, object]]:
-    return {"reason": {"reason_input": {"type": "plain_text_input", "value": text}}}
 
 
 def test_reject_with_reason(db: Database, world: World, fake_slack: FakeSlack) -> None:
@@ -138,11 +127,11 @@ def test_reject_with_reason(db: Database, world: World, fake_slack: FakeSlack) -
     with bot_for(db, fake_slack) as bot:
         aid = pending_kpi(world, 12)
         loc = posted_request(bot, world, aid)
-        meta = _open_reject_modal(bot, fake_slack, aid, message(fake_slack, **loc))
+        meta = open_reject_modal(bot, fake_slack, aid, message(fake_slack, **loc))
         assert _state(db, aid).state == ApprovalState.PENDING  # opening the modal decides nothing
         payload = view_submission(
             "approval_reject_modal",
-            _reason("Does not match EDC export"),
+            reason_values("Does not match EDC export"),
             user="UAPPROVER",
             private_metadata=meta,
         )
@@ -156,13 +145,10 @@ def test_reject_with_reason(db: Database, world: World, fake_slack: FakeSlack) -
     a = _state(db, aid)
     assert a.state == ApprovalState.REJECTED and a.reason == "Does not match EDC export"
     assert _kpi_state(db, aid) == ApprovalState.REJECTED
-    # Rejected: never in the joint channel; the submitting vendor and the sponsor see it
-    # marked rejected (with the reason); another vendor does not see it at all.
-    assert _series(db, world, joint) == []
-    assert _series(db, world, lab) == []
-    for aud in (apex, sponsor):
-        pts = _series(db, world, aud)
-        assert [(p.value, p.approval_state) for p in pts] == [(12, ApprovalState.REJECTED)]
+    # Rejected: never a current value, for any audience (the submitter learns of it from
+    # the notice, with the reason).
+    for aud in (joint, lab, apex, sponsor):
+        assert _series(db, world, aud) == []
     with db.read() as s:
         reasons = approval_log.rejection_reasons(s, a.subject_type, [a.subject_id])
     assert reasons == {a.subject_id: "Does not match EDC export"}
@@ -178,10 +164,10 @@ def test_reject_without_reason_is_an_inline_error(
     with bot_for(db, fake_slack) as bot:
         aid = pending_kpi(world, 12)
         loc = posted_request(bot, world, aid)
-        meta = _open_reject_modal(bot, fake_slack, aid, message(fake_slack, **loc))
+        meta = open_reject_modal(bot, fake_slack, aid, message(fake_slack, **loc))
         before = audit_count(db)
         payload = view_submission(
-            "approval_reject_modal", _reason("   "), user="UAPPROVER", private_metadata=meta
+            "approval_reject_modal", reason_values("   "), user="UAPPROVER", private_metadata=meta
         )
         status, body = send(bot, payload)
         assert status == 200
@@ -221,7 +207,8 @@ def test_non_approver_click_changes_nothing(
     assert fake_slack.calls_to("views.open") == []
     assert fake_slack.calls_to("chat.update") == []
     assert _state(db, aid).state == ApprovalState.PENDING
-    assert audit_count(db) == before
+    # Nothing but the trace of each refusal (tests/test_approval_refusals.py).
+    assert audit_count(db) == before + 3 == before + len(audit_actions(db, "approval.refused"))
     assert_chain_ok(db)
 
 
@@ -246,13 +233,13 @@ def test_double_click_and_slack_retry_record_one_decision(
         # The very same signed request again is a replay: refused before any listener.
         assert post(bot.events_url, body, resent)[0] == 401
         wait_until(lambda: len(ephemerals(fake_slack, "UAPPROVER")) == 2)
-        wait_until(lambda: audit_actions(db, "approval.notify"))
+        wait_until(lambda: outbox_settled(db, aid))
     assert (
         ephemerals(fake_slack, "UAPPROVER")
         == ["This request was already approved by <@UAPPROVER>."] * 2
     )
     assert len(audit_actions(db, "approval.approve")) == 1
-    assert len(audit_actions(db, "approval.notify")) == 1
+    assert len(audit_actions(db, "approval.notify")) == 2  # the DM and Apex's channel, once
     assert _state(db, aid).state == ApprovalState.APPROVED
     assert_chain_ok(db)
 
@@ -267,13 +254,14 @@ def test_click_on_stale_message(db: Database, world: World, fake_slack: FakeSlac
         with db.write() as s:  # decided elsewhere (e.g. App Home) while this copy was open
             approvals.decide(s, world.actor("UAPPROVER"), aid, approve=False, reason="Wrong week")
         bot.runtime.approval_decided(aid)
-        wait_until(lambda: audit_actions(db, "approval.notify"))
+        wait_until(lambda: outbox_settled(db, aid))
         decided_before = len(audit_actions(db, "approval.reject"))
         status, _ = send(bot, block_action("approval_approve", aid, user="UAPPROVER", msg=stale))
         assert status == 200
-        # The stale copy is rewritten again (idempotent), and the clicker told why.
-        wait_until(lambda: len(audit_actions(db, "approval.message.update")) == 2)
+        # The copy already shows the decision: the clicker is told why, nothing is rewritten.
         wait_until(lambda: ephemerals(fake_slack, "UAPPROVER"))
+        wait_until(lambda: outbox_settled(db, aid))
+        assert len(audit_actions(db, "approval.message.update")) == 1
         assert ephemerals(fake_slack, "UAPPROVER") == [
             "This request was already rejected by <@UAPPROVER>."
         ]
@@ -284,7 +272,7 @@ def test_click_on_stale_message(db: Database, world: World, fake_slack: FakeSlac
     assert a.state == ApprovalState.REJECTED and a.reason == "Wrong week"
     assert len(audit_actions(db, "approval.reject")) == decided_before == 1
     assert audit_actions(db, "approval.approve") == []
-    assert len(audit_actions(db, "approval.notify")) == 1  # the submitter was not told twice
+    assert len(audit_actions(db, "approval.notify")) == 2  # the submitter was not told twice
     assert_chain_ok(db)
 
 
@@ -304,20 +292,21 @@ def test_decision_outside_slack_is_still_shown_and_announced_once(
         assert (
             send(bot, block_action("approval_approve", aid, user="UAPPROVER", msg=stale))[0] == 200
         )
-        wait_until(lambda: audit_actions(db, "approval.notify"))
-        wait_until(lambda: audit_actions(db, "approval.message.update"))
+        wait_until(lambda: outbox_settled(db, aid))
         assert "Wrong week" in _text_of(message(fake_slack, **loc))
-    assert len(audit_actions(db, "approval.notify")) == 1
-    thread = [m for m in fake_slack.posted("CSPONSOR") if m.get("thread_ts") == loc["ts"]]
-    assert len(thread) == 1 and "Rejected by <@UAPPROVER>" in str(thread[0]["text"])
+    assert len(audit_actions(db, "approval.message.update")) == 1
+    assert len(audit_actions(db, "approval.notify")) == 2
+    [dm] = fake_slack.posted("DAPEX")
+    assert "Rejected by Ann Approver (Helix Pharma)" in str(dm["text"])
+    assert "Wrong week" in _text_of(dm)
     assert_chain_ok(db)
 
 
-def test_sponsor_member_submission_is_auto_approved_but_audited(
+def test_only_an_approvers_own_sponsor_value_is_approved_at_once_and_audited(
     db: Database, world: World, fake_slack: FakeSlack
 ) -> None:
     with db.write() as s:
-        rep = kpis.report(
+        on_behalf = kpis.report(
             s,
             world.actor("USPONSOR"),
             today=TODAY,
@@ -326,8 +315,15 @@ def test_sponsor_member_submission_is_auto_approved_but_audited(
             value=7,
             org="Apex CRO",
         )
-    assert not rep.approval_requested
-    assert rep.update.approval_state == ApprovalState.APPROVED
-    assert audit_actions(db, "approval.request") == []
-    assert [e.actor for e in audit_actions(db, "kpi.report")] == ["T1:USPONSOR"]
+        own = kpis.report(
+            s, world.actor("UAPPROVER"), today=TODAY, study="ONC-301", kpi="enrollment", value=2
+        )
+    # A sponsor member entering Apex's value: it waits, requested by the member.
+    assert on_behalf.approval_requested
+    assert on_behalf.update.approval_state == ApprovalState.PENDING
+    assert [e.actor for e in audit_actions(db, "approval.request")] == ["T1:USPONSOR"]
+    # An approver's own sponsor value: approved at once, and audited.
+    assert not own.approval_requested
+    assert own.update.approval_state == ApprovalState.APPROVED
+    assert [e.actor for e in audit_actions(db, "kpi.report")] == ["T1:USPONSOR", "T1:UAPPROVER"]
     assert_chain_ok(db)

@@ -6,13 +6,11 @@ them, and what a kick leaves pending (Slack failing, a crash) the scheduler's sw
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import select
 
 from crobot.bot.scheduling import DigestScheduler
 from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
@@ -30,13 +28,14 @@ from tests.approval_support import (
     block_action,
     bot_for,
     message,
+    outbox_rows,
     pending_kpi,
     posted_request,
     send,
     wait_until,
 )
 from tests.bot_server import bot_settings
-from tests.conftest import C_SPONSOR, World
+from tests.conftest import C_APEX, C_SPONSOR, World
 from tests.digest_helpers import Clock
 from tests.fake_slack import FakeSlack
 
@@ -53,12 +52,6 @@ def _delivery(runtime: Runtime, fake: FakeSlack) -> Delivery:
     return Delivery(runtime, delivery_client(_client(fake)), backoff=0.01, pacer=ChannelPacer(0.0))
 
 
-def _rows(db: Database, aid: int) -> list[DigestRun]:
-    with db.read() as s:
-        stmt = select(DigestRun).where(DigestRun.target == outbox_target(aid))
-        return list(s.scalars(stmt.order_by(DigestRun.id)))
-
-
 def _approval(db: Database, aid: int) -> Approval:
     with db.read() as s:
         return s.get_one(Approval, aid)
@@ -70,7 +63,7 @@ def _requests(fake: FakeSlack) -> list[dict[str, Any]]:
 
 def test_request_is_written_with_the_submission(db: Database, world: World) -> None:
     aid = pending_kpi(world, 12)
-    rows = _rows(db, aid)
+    rows = outbox_rows(db, aid)
     assert [(r.period_key, r.state, r.claimed_by) for r in rows] == [
         (f"request:{C_SPONSOR}", DigestRunState.PENDING, None)
     ]
@@ -90,7 +83,7 @@ def test_failed_post_is_retried_and_lands_once(
     meta = message(fake_slack, **loc)["metadata"]
     assert meta["event_type"] == "crobot_approval"
     assert meta["event_payload"]["run_key"] == f"{outbox_target(aid)}|request:{C_SPONSOR}"
-    [row] = _rows(db, aid)
+    [row] = outbox_rows(db, aid)
     assert (row.state, row.attempts, row.slack_ts) == (DigestRunState.SENT, 2, loc["ts"])
     assert len(audit_actions(db, "approval.message.post")) == 1
     assert_chain_ok(db)
@@ -104,10 +97,12 @@ def test_rate_limited_post_is_left_to_the_sweep(
     with bot_for(db, fake_slack) as bot:
         bot.runtime.approval_requested(aid)
         wait_until(
-            lambda: _rows(db, aid)[0].attempts == 1 and fake_slack.calls_to("chat.postMessage")
+            lambda: (
+                outbox_rows(db, aid)[0].attempts == 1 and fake_slack.calls_to("chat.postMessage")
+            )
         )
     assert _requests(fake_slack) == []
-    assert _rows(db, aid)[0].state == DigestRunState.PENDING
+    assert outbox_rows(db, aid)[0].state == DigestRunState.PENDING
     # The scheduler's periodic sweep, once the kick's lease has run out, posts it once.
     clock = Clock(NOW + timedelta(minutes=3))
     sched = DigestScheduler(
@@ -117,7 +112,7 @@ def test_rate_limited_post_is_left_to_the_sweep(
     sched.sweep()
     [posted] = _requests(fake_slack)
     assert _approval(db, aid).message_ts == posted["ts"]
-    assert _rows(db, aid)[0].state == DigestRunState.SENT
+    assert outbox_rows(db, aid)[0].state == DigestRunState.SENT
     assert_chain_ok(db)
 
 
@@ -137,7 +132,7 @@ def test_crash_between_slack_accepting_and_recording_does_not_post_twice(
         dying.resume_pending(outbox_target(aid))
     [posted] = _requests(fake_slack)
     assert _approval(db, aid).message_ts is None
-    assert [(r.state, r.attempts) for r in _rows(db, aid)] == [(DigestRunState.PENDING, 1)]
+    assert [(r.state, r.attempts) for r in outbox_rows(db, aid)] == [(DigestRunState.PENDING, 1)]
 
     restarted = _delivery(runtime, fake_slack)
     assert [o.state for o in restarted.resume_pending()] == ["pending"]  # lease still held
@@ -149,7 +144,7 @@ def test_crash_between_slack_accepting_and_recording_does_not_post_twice(
     assert len(audit_actions(db, "approval.message.post")) == 1
     # History was searched from when the row was made, not from the takeover.
     [history] = fake_slack.calls_to("conversations.history")
-    assert float(history.params["oldest"]) <= _rows(db, aid)[0].created_at.timestamp()
+    assert float(history.params["oldest"]) <= outbox_rows(db, aid)[0].created_at.timestamp()
 
     # The recorded message is the one a decision rewrites.
     with bot_for(db, fake_slack) as bot:
@@ -161,40 +156,21 @@ def test_crash_between_slack_accepting_and_recording_does_not_post_twice(
     assert_chain_ok(db)
 
 
-def test_thread_notice_with_unknown_outcome_is_found_in_the_thread(
-    db: Database, world: World, fake_slack: FakeSlack
-) -> None:
-    with bot_for(db, fake_slack) as bot:
-        aid = pending_kpi(world, 12)
-        loc = posted_request(bot, world, aid)
-        msg = copy.deepcopy(message(fake_slack, **loc))
-        # The notice reaches Slack, but the answer is lost on the way back.
-        fake_slack.fail("chat.postMessage", after_effect=True, reset=True)
-        assert send(bot, block_action("approval_approve", aid, user="UAPPROVER", msg=msg))[0] == 200
-        wait_until(lambda: audit_actions(db, "approval.notify"))
-    thread = [m for m in fake_slack.posted(C_SPONSOR) if m.get("thread_ts") == loc["ts"]]
-    assert len(thread) == 1
-    assert len(fake_slack.calls_to("conversations.replies")) == 1
-    notice = next(r for r in _rows(db, aid) if r.period_key.startswith("notice:"))
-    assert (notice.state, notice.attempts, notice.slack_ts) == (
-        DigestRunState.SENT,
-        2,
-        thread[0]["ts"],
-    )
-    assert_chain_ok(db)
-
-
 def test_request_decided_before_it_was_posted_is_not_posted(
     db: Database, world: World, fake_slack: FakeSlack
 ) -> None:
+    """Nothing to ask any more; the submitter still hears the decision."""
     aid = pending_kpi(world, 12)
     with db.write() as s:
         approvals.decide(s, world.actor("UAPPROVER"), aid, approve=True)
     ApprovalOutbox(Runtime(db, now=lambda: NOW), _client(fake_slack)).deliver(aid)
-    assert fake_slack.calls_to("chat.postMessage") == []
-    assert [(r.period_key, r.state) for r in _rows(db, aid)] == [
-        (f"request:{C_SPONSOR}", DigestRunState.SKIPPED)
+    assert fake_slack.posted(C_SPONSOR) == []
+    assert [(r.period_key, r.state) for r in outbox_rows(db, aid)] == [
+        (f"request:{C_SPONSOR}", DigestRunState.SKIPPED),
+        ("dm:T1:UAPEX", DigestRunState.SENT),
+        (f"vendor:{C_APEX}", DigestRunState.SENT),
     ]
+    assert [len(fake_slack.posted(c)) for c in ("DAPEX", C_APEX)] == [1, 1]
 
 
 def test_request_landing_after_the_decision_is_rewritten(
@@ -205,7 +181,7 @@ def test_request_landing_after_the_decision_is_rewritten(
 
     def decided_meanwhile(*args: Any) -> dict[str, Any] | None:
         payload = render(*args)  # rendered while pending: with buttons
-        if payload is not None and "thread_ts" not in payload and "ts" not in payload:
+        if payload is not None and payload.get("channel") == C_SPONSOR and "ts" not in payload:
             with db.write() as s:
                 approvals.decide(s, world.actor("UAPPROVER"), aid, approve=True)
         return payload
@@ -217,6 +193,33 @@ def test_request_landing_after_the_decision_is_rewritten(
     assert "approval_actions" not in str(shown["blocks"])
     assert "Approved by <@UAPPROVER>" in str(shown["blocks"])
     assert _approval(db, aid).state == ApprovalState.APPROVED
-    assert len(audit_actions(db, "approval.notify")) == 1
-    assert {r.state for r in _rows(db, aid)} == {DigestRunState.SENT}
+    assert len(audit_actions(db, "approval.notify")) == 2  # the DM and Apex's channel
+    assert {r.state for r in outbox_rows(db, aid)} == {DigestRunState.SENT}
     assert_chain_ok(db)
+
+
+def test_thread_notice_left_by_an_older_version_is_skipped(
+    db: Database, world: World, fake_slack: FakeSlack
+) -> None:
+    """The sponsor-thread notice is retired: a row of it still pending after an upgrade is
+    skipped, and the submitter hears the decision the current way."""
+    aid = pending_kpi(world, 12)
+    with db.write() as s:
+        approvals.decide(s, world.actor("UAPPROVER"), aid, approve=True)
+        now = datetime.now(UTC)
+        s.add(
+            DigestRun(
+                target=outbox_target(aid),
+                period_key=f"notice:{C_SPONSOR}",
+                state=DigestRunState.PENDING,
+                attempts=0,
+                claimed_by=None,
+                claimed_at=now,
+                created_at=now,
+            )
+        )
+    ApprovalOutbox(Runtime(db, now=lambda: NOW), _client(fake_slack)).deliver(aid)
+    assert fake_slack.posted(C_SPONSOR) == []
+    states = {r.period_key: r.state for r in outbox_rows(db, aid)}
+    assert states[f"notice:{C_SPONSOR}"] == DigestRunState.SKIPPED
+    assert states["dm:T1:UAPEX"] == DigestRunState.SENT

@@ -19,6 +19,7 @@ from tests.approval_support import (
     bot_for,
     ephemerals,
     message,
+    outbox_settled,
     pending_kpi,
     posted_request,
     race,
@@ -74,7 +75,7 @@ def test_click_storm_records_one_decision(
             return len(ephemerals(fake_slack, "UAPPROVER") + ephemerals(fake_slack, "UAPPROVER2"))
 
         wait_until(lambda: total() == len(payloads) - 1)
-        wait_until(lambda: audit_actions(db, "approval.notify"))
+        wait_until(lambda: outbox_settled(db, aid))
     approves = audit_actions(db, "approval.approve")
     assert len(approves) == 1
     winner = approves[0].actor.split(":")[1]
@@ -82,7 +83,8 @@ def test_click_storm_records_one_decision(
         assert set(ephemerals(fake_slack, user)) <= {
             f"This request was already approved by <@{winner}>."
         }
-    assert len(audit_actions(db, "approval.notify")) == 1
+    assert len(audit_actions(db, "approval.notify")) == 2  # the DM and Apex's channel, once
+    assert len(audit_actions(db, "approval.message.update")) == 1
     assert_chain_ok(db)
 
 

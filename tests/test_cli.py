@@ -18,13 +18,6 @@ from tests.conftest import World
 from tests.dbstate import assert_unchanged, snapshot
 
 
-@pytest.fixture
-def cli_env(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
-    monkeypatch.setenv("CROBOT_DATABASE_URL", db.url)
-    monkeypatch.setenv("CROBOT_LOG_LEVEL", "WARNING")
-    return db
-
-
 def test_help_lists_commands() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "crobot.bot", "--help"], capture_output=True, text=True, check=True
@@ -190,11 +183,14 @@ def test_demo_is_idempotent_and_exports(
     approvals_csv = tmp_path / "approvals.csv"
     assert main(["export", "approvals", "--out", str(approvals_csv)]) == 0
     approvals = list(csv.DictReader(approvals_csv.open()))
-    assert [(a["subject"].split(":")[0], a["state"]) for a in approvals] == [
-        ("milestone", "pending"),
-        ("kpi_update", "pending"),
-    ]
-    assert json.loads(approvals[1]["summary"])["new"] == 23
+    pending = [a for a in approvals if a["state"] == "pending"]
+    assert [a["subject"].split(":")[0] for a in pending] == ["milestone", "kpi_update"]
+    assert json.loads(pending[1]["summary"])["new"] == 23
+    # Every vendor value of the history passed the demo approver.
+    decided = [a for a in approvals if a["state"] != "pending"]
+    assert len(decided) == len(approvals) - 2 > 100
+    assert {(a["state"], a["decided_by"]) for a in decided} == {("approved", "TDEMO:UDEMOAPPR")}
+    assert {a["org"] for a in decided} == {"Apex CRO", "CentraLab"}
     assert main(["audit", "verify"]) == 0
     assert "hash chain intact" in capsys.readouterr().out
     audit_json = tmp_path / "audit.json"

@@ -125,14 +125,14 @@ def test_no_vendor_sees_another_vendors_data_and_joint_sees_only_approved(
                         due=TODAY + timedelta(days=num % 9 - 4),
                     )
                 else:
-                    # Vendor values land pending; 7770000+ marks them for the joint check.
+                    # Vendor values land pending; 777000+ marks them for the joint check.
                     kpis.report(
                         s,
                         actor,
                         today=TODAY,
                         study="ONC-301",
-                        kpi="site_activation",
-                        value=float(7770000 + n),
+                        kpi="cost_of_quality",
+                        value=float(777000 + n),
                         period=f"2026-W{40 + num % 8}",
                     )
         approver = world.actor("UAPPROVER")

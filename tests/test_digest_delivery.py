@@ -329,3 +329,134 @@ def test_read_timeout_waits_then_finds_the_post_in_history(env: Env) -> None:
     assert out.state == "sent" and out.detail == "found in history"
     assert waits and waits[0] >= 1.0
     assert len(env.fake.posted(C_APEX)) == 1
+
+
+def test_counts_come_from_count_not_from_the_rows_read(env: Env) -> None:
+    """806 open actions and 620 slipped milestones: the digest says so (it said 500)."""
+    from crobot.storage.models import ActionItem, Milestone
+
+    with env.world.db.write() as s:
+        for i in range(806):
+            s.add(
+                ActionItem(
+                    study_id=env.world.study_id,
+                    title=f"action {i}",
+                    owner_user_id="UAPEX",
+                    owner_team_id="T1",
+                    owner_org_id=env.world.apex_id,
+                    due_date=TODAY - timedelta(days=1 + i % 2),
+                    created_by="test",
+                )
+            )
+        for i in range(620):
+            s.add(
+                Milestone(
+                    study_id=env.world.study_id,
+                    org_id=env.world.apex_id,
+                    name=f"milestone {i}",
+                    planned_date=TODAY - timedelta(days=3),
+                    created_by="test",
+                )
+            )
+    assert env.delivery().send_link(link_id(env.world.db, C_SPONSOR), "p").state == "sent"
+    message = posts(env.fake, C_SPONSOR)[0]
+    blocks = json.dumps(message["blocks"], ensure_ascii=False)
+    assert "Open actions: 806, overdue: 806" in blocks
+    shown_actions = len(re.findall(r"action \d+", blocks))  # the lines shown
+    more_actions = [int(n) for n in re.findall(r"…and (\d+) more open actions", blocks)]
+    assert more_actions and shown_actions + more_actions[0] == 806
+    more_ms = [int(n) for n in re.findall(r"…and (\d+) more milestones", blocks)]
+    shown_ms = len(re.findall(r"milestone \d+", blocks))
+    assert more_ms and shown_ms + more_ms[0] == 620
+    assert "806 open action(s), 806 overdue" in str(message["text"])
+    assert "620 slipped" in str(message["text"])
+
+
+def _overdue(env: Env, owner: str, count: int = 1, title: str = "Send the CRFs") -> None:
+    with env.world.db.write() as s:
+        for i in range(count):
+            actions.add(
+                s,
+                env.world.actor(owner),
+                today=TODAY,
+                allow_past=True,
+                study="ONC-301",
+                title=f"{title} {i}" if count > 1 else title,
+                owner_user_id=owner,
+                due=date(2026, 11, 20),
+            )
+
+
+def test_nudges_skip_the_owners_weekend_and_a_late_catch_up(env: Env) -> None:
+    _overdue(env, "UAPEX")  # Priya works in Kolkata
+    runner = DigestRunner(env.runtime, env.delivery())
+    env.clock.set(datetime(2026, 11, 28, 3, 30, tzinfo=UTC))  # Saturday 09:00 in Kolkata
+    assert runner.nudges("Asia/Kolkata") == []
+    env.clock.set(datetime(2026, 11, 30, 5, 0, tzinfo=UTC))  # Monday 10:30: missed by 90 min
+    assert runner.nudge_catch_up() == []
+    env.clock.set(datetime(2026, 11, 30, 3, 50, tzinfo=UTC))  # Monday 09:20: still morning
+    assert [o.state for o in runner.nudge_catch_up()] == ["sent"]
+    assert len(env.fake.posted("DAPEX")) == 1
+
+
+def test_an_overdue_dm_is_never_cut_mid_title(env: Env) -> None:
+    # Titles at their 300-character limit, all `&`: five times longer once escaped.
+    _overdue(env, "UAPEX", count=25, title="&" * 290)
+    runner = DigestRunner(env.runtime, env.delivery())
+    env.clock.set(datetime(2026, 11, 30, 3, 35, tzinfo=UTC))
+    assert [o.state for o in runner.nudges("Asia/Kolkata")] == ["sent"]
+    (dm,) = env.fake.posted("DAPEX")
+    blocks = dm["blocks"]
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    texts += [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"]]
+    assert all(len(t) <= 3000 for t in texts)
+    items = [ln for t in texts for ln in t.split("\n") if ln.startswith("• #")]
+    assert items and all(ln.endswith("day(s) overdue)") for ln in items)  # whole lines
+    more = [int(n) for t in texts for n in re.findall(r"…and (\d+) more", t)]
+    assert more and len(items) + more[0] == 25
+    assert "Mark one done" in blocks[-1]["elements"][0]["text"]
+
+
+def test_an_owner_with_an_unknown_zone_is_looked_up_before_the_first_nudge(
+    env: Env,
+) -> None:
+    from crobot.bot.scheduling import DigestScheduler
+    from crobot.storage.models import Person
+    from tests.digest_helpers import bot_test_settings
+
+    with env.world.db.write() as s:
+        s.execute(update(Person).where(Person.slack_user_id == "ULAB").values(timezone=None))
+    _overdue(env, "ULAB")
+    env.fake.add_user("ULAB", tz="Asia/Tokyo")
+    client = WebClient(token="xoxb-test", base_url=env.fake.base_url)
+    sched = DigestScheduler(bot_test_settings(env.world.db), env.runtime, client=client)
+    sched.scheduler.start(paused=True)
+    try:
+        sched.sync_jobs()
+        assert "nudge:Asia/Tokyo" not in sched.job_ids()
+        assert sched.ask_owner_zones() == 1
+        assert "nudge:Asia/Tokyo" in sched.job_ids()
+        assert sched.ask_owner_zones() == 0  # known now: Slack is not asked again
+    finally:
+        sched.shutdown(wait=False)
+    assert len(env.fake.calls_to("users.info")) == 1
+
+
+def test_the_history_search_reads_every_page_since_the_first_attempt(env: Env) -> None:
+    """Slack accepted the post but the answer was lost; while crobot waited to retry, the
+    channel got busy (450 messages: three pages). The retry finds its post on page three
+    instead of posting it again."""
+    chatter = WebClient(token="xoxb-test", base_url=env.fake.base_url)
+
+    def busy_channel_while_waiting(seconds: float) -> None:
+        for i in range(450):
+            chatter.chat_postMessage(channel=C_APEX, text=f"chat {i}")
+
+    env.fake.fail("chat.postMessage", after_effect=True, reset=True)
+    out = env.delivery(sleep=busy_channel_while_waiting).send_link(
+        link_id(env.world.db, C_APEX), "2026-11-30T09:00"
+    )
+    assert out.state == "sent" and out.detail == "found in history"
+    digests = [m for m in env.fake.posted(C_APEX) if m.get("metadata")]
+    assert len(digests) == 1
+    assert len(env.fake.calls_to("conversations.history")) == 3

@@ -31,6 +31,7 @@ from crobot.storage.models import (
 )
 from tests.approval_support import (
     block_action,
+    outbox_settled,
     send,
     send_event,
     view_submission,
@@ -252,9 +253,12 @@ def _decide(world: World, slash: SlashClient, fake: FakeSlack, rec: Recorded) ->
         return states == {ApprovalState.REJECTED, ApprovalState.APPROVED}
 
     wait_until(decided)
-    # The decision updates both request messages in place, and notices go into their threads.
-    wait_until(lambda: len(fake.calls_to("chat.update")) >= 2)
-    wait_until(lambda: len([m for m in fake.posted(C_SPONSOR) if m.get("thread_ts")]) >= 2)
+    # The decision updates both request messages in place, and the submitter is told of
+    # each by DM and in Apex's channel.
+    wait_until(lambda: outbox_settled(world.db, kpi_request))
+    wait_until(lambda: outbox_settled(world.db, ms_request))
+    assert len(fake.calls_to("chat.update")) == 2
+    assert len(fake.posted("DAPEX")) == 2
 
 
 def _show_everything(world: World, slash: SlashClient, fake: FakeSlack, rec: Recorded) -> None:

@@ -32,7 +32,9 @@ def lookalike(world: World) -> dict[str, int]:
     """T9:ULAB is Apex CRO's (T9 is a workspace no organisation registered); T1:ULAB owns
     two CentraLab actions, one of them shared, both overdue."""
     ids: dict[str, int] = {}
-    world.add_person("T9", LAB_PM, "Apex CRO", "vendor_member", name="Look-alike")
+    world.add_person(
+        "T9", LAB_PM, "Apex CRO", "vendor_member", name="Look-alike", timezone="Europe/Dublin"
+    )
     with world.db.write() as s:
         for key, title, shared in (("secret", SECRET, False), ("shared", SHARED, True)):
             ids[key] = actions.add(

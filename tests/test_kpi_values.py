@@ -1,91 +1,140 @@
-"""One KPI value parser: `/cro kpi report`, the KPI form and the CSV import read the same
-text the same way (the form used to refuse `85%`, the import `1,250`)."""
+"""One KPI value reader: a signed `/cro kpi report`, a signed KPI form submission and
+`crobot kpi import` read the same text the same way and refuse the same values with the
+same words — a decimal comma is never silently a factor of ten, and no value outside its
+KPI's range is stored."""
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from slack_sdk import WebClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from crobot.handlers.commands.router import CommandRequest, CommandRouter
-from crobot.handlers.forms import KPI_REPORT
-from crobot.handlers.forms.submit import inline_errors, submit
-from crobot.handlers.middleware import Identity
-from crobot.services.errors import UserError
-from crobot.services.kpi_import import import_csv
-from crobot.services.runtime import Runtime
-from crobot.storage.models import KpiUpdate
+from crobot.bot.cli import main
+from crobot.storage.models import KpiDefinition, KpiUpdate
 from tests import form_values as form
-from tests.conftest import C_SPONSOR, SPONSOR, TODAY, World
+from tests.approval_support import send, view_submission
+from tests.conftest import APPROVER, C_SPONSOR, World
+from tests.fake_slack import FakeSlack
+from tests.slash_helpers import slash_bot
 
-NOW = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC)
-ACCEPTED = [("12", 12.0), ("85%", 85.0), (" 7.5 ", 7.5), ("1,250", 1250.0), ("1e1", 10.0)]
-REJECTED = ["lots", "1e999", "nan", "inf", "12abc", "+-1", "%"]
+# (KPI, as typed, the value stored)
+ACCEPTED = [
+    ("query_aging", "1.5", 1.5),
+    ("query_aging", "1,5", 1.5),  # a decimal comma: one comma, not three digits after it
+    ("query_aging", "1,50", 1.5),
+    ("query_aging", " 7.5 ", 7.5),
+    ("query_aging", "1,500", 1500.0),  # three digits after the comma: thousands
+    ("cost_of_quality", "1,000,000", 1_000_000.0),
+    ("cost_of_quality", "1,234.5", 1234.5),
+    ("screen_failure_rate", "2,4", 2.4),  # the form used to store 24
+    ("screen_failure_rate", "85%", 85.0),  # `%` for a percentage KPI
+    ("protocol_deviations", "3", 3.0),
+    ("query_aging", "1e1", 10.0),
+]
+# (KPI, as typed, words the refusal must contain)
+REJECTED = [
+    ("protocol_deviations", "1,5", ["whole number", "read as 1.5"]),  # used to store 15
+    ("query_aging", "1,5,0", ["not a number I can read"]),
+    ("query_aging", "1.500,5", ["ambiguous", "1500.5"]),
+    ("query_aging", "1234,567", ["ambiguous", "1234.567 or 1234567"]),
+    ("query_aging", "1_000", ["not a number"]),
+    ("query_aging", "١٢", ["digits 0-9"]),  # Arabic-Indic digits
+    ("query_aging", "85%", ["percentage", "not measured in percent"]),
+    ("query_aging", "1e308", ["cannot be above 3650", "from 0 to 3650"]),
+    ("query_aging", "1e999", ["not a number"]),
+    ("query_aging", "nan", ["not a number"]),
+    ("query_aging", "inf", ["not a number"]),
+    ("query_aging", "-1", ["cannot be below 0"]),
+    ("query_aging", "lots", ["not a number"]),
+    ("screen_failure_rate", "130", ["cannot be above 100", "from 0 to 100"]),
+    ("supplier_performance", "4,500", ["read as 4500", "If you meant 4.5"]),
+    ("enrollment", "1.500", ["whole number", "If you meant 1500"]),
+]
+
+# A value stored, or the refusal's text.
+Entry = Callable[[str, str], float | str]
 
 
-def _latest(world: World) -> float | None:
+def _rows(world: World) -> int:
     with world.db.read() as s:
-        row = s.scalars(select(KpiUpdate).order_by(KpiUpdate.id.desc())).first()
-        return row.value if row else None
+        return int(s.scalar(select(func.count()).select_from(KpiUpdate)) or 0)
 
 
-def _count(world: World) -> int:
+def _latest(world: World, kpi: str) -> float:
     with world.db.read() as s:
-        return len(s.scalars(select(KpiUpdate.id)).all())
+        row = s.scalars(
+            select(KpiUpdate)
+            .join(KpiDefinition)
+            .where(KpiDefinition.key == kpi)
+            .order_by(KpiUpdate.id.desc())
+        ).first()
+        assert row is not None
+        return row.value
 
 
-def by_command(world: World, raw: str) -> float | str:
-    router = CommandRouter(Runtime(world.db, now=lambda: NOW))
-    text = f"kpi report ONC-301 query_aging {raw.strip()}"
-    reply = router.run(
-        CommandRequest("T1", SPONSOR, C_SPONSOR, text),
-        WebClient(base_url="http://127.0.0.1:9/api/"),
-        tz="UTC",
-    )
-    return reply.text if reply.is_error else (_latest(world) or 0.0)
+@pytest.fixture(params=["command", "form", "import"])
+def enter(
+    request: pytest.FixtureRequest,
+    world: World,
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Entry]:
+    if request.param == "import":
+        monkeypatch.setenv("CROBOT_DATABASE_URL", world.db.url)
+        monkeypatch.setenv("CROBOT_LOG_LEVEL", "WARNING")
+
+        def by_import(kpi: str, raw: str) -> float | str:
+            path = tmp_path / "values.csv"
+            with path.open("w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerows(
+                    [["study", "org", "kpi", "period", "value"], ["ONC-301", "", kpi, "", raw]]
+                )
+            if main(["kpi", "import", str(path)]) != 0:
+                return capsys.readouterr().err
+            return _latest(world, kpi)
+
+        yield by_import
+        return
+    with slash_bot(world.db, fake_slack) as slash:
+
+        def by_command(kpi: str, raw: str) -> float | str:
+            answer = slash.send(f"kpi report ONC-301 {kpi} {raw.strip()}", APPROVER, C_SPONSOR)
+            return answer.text if ":warning:" in answer.text else _latest(world, kpi)
+
+        def by_form(kpi: str, raw: str) -> float | str:
+            values = {"study": form.select("ONC-301"), "kpi": form.select(kpi)}
+            values["value"] = form.text(raw)
+            meta = json.dumps({"channel_id": C_SPONSOR})
+            payload = view_submission(
+                "modal_kpi_report", values, user=APPROVER, private_metadata=meta
+            )
+            status, body = send(slash.bot, payload)
+            assert status == 200
+            if not body.strip():
+                return _latest(world, kpi)
+            answer = json.loads(body)
+            assert answer["response_action"] == "errors"
+            assert list(answer["errors"]) == ["value"]  # on the value input
+            return str(answer["errors"]["value"])
+
+        yield by_command if request.param == "command" else by_form
 
 
-def by_form(world: World, raw: str) -> float | str:
-    values = {
-        "study": form.select("ONC-301"),
-        "kpi": form.select("query_aging"),
-        "value": form.text(raw),
-    }
-    view = {"state": {"values": values}, "private_metadata": json.dumps({"channel_id": C_SPONSOR})}
-    runtime = Runtime(world.db, now=lambda: NOW)
-    try:
-        submit(runtime, Identity("T1", SPONSOR), KPI_REPORT, view)
-    except UserError as err:
-        errors = inline_errors(KPI_REPORT, err)
-        assert list(errors) == ["value"]  # on the value input, where the form shows it
-        return errors["value"]
-    return _latest(world) or 0.0
-
-
-def by_import(world: World, raw: str) -> float | str:
-    text = f'study,org,kpi,period,value\nONC-301,Helix Pharma,query_aging,2026-W47,"{raw}"\n'
-    try:
-        with world.db.write() as s:
-            import_csv(s, world.actor(SPONSOR), text, today=TODAY)
-    except UserError as err:
-        return str(err)
-    return _latest(world) or 0.0
-
-
-Entry = Callable[[World, str], float | str]
-ENTRIES: list[Entry] = [by_command, by_form, by_import]
-
-
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda f: str(f.__name__))
-def test_the_same_text_is_read_the_same_everywhere(world: World, entry: Entry) -> None:
-    for raw, value in ACCEPTED:
-        assert entry(world, raw) == value, raw
-    stored = _count(world)
-    for raw in REJECTED:
-        answer = entry(world, raw)
-        assert isinstance(answer, str) and "not a number" in answer, (raw, answer)
-    assert _count(world) == stored == len(ACCEPTED)
+def test_the_same_text_is_read_the_same_everywhere(world: World, enter: Entry) -> None:
+    for kpi, raw, value in ACCEPTED:
+        assert enter(kpi, raw) == value, (kpi, raw)
+    stored = _rows(world)
+    assert stored == len(ACCEPTED)
+    for kpi, raw, words in REJECTED:
+        answer = enter(kpi, raw)
+        assert isinstance(answer, str), (kpi, raw, answer)
+        for word in words:
+            assert word in answer, (kpi, raw, word, answer)
+        assert "Traceback" not in answer
+    assert _rows(world) == stored  # nothing of any refused value was stored

@@ -84,13 +84,25 @@ def test_plain_strings_classify_like_tokens() -> None:
 
 @pytest.mark.parametrize(
     ("word", "value"),
-    [("12", 12.0), ("12.5", 12.5), ("1,250", 1250.0), ("85%", 85.0), ("-3", -3.0), (".5", 0.5)],
+    [
+        ("12", 12.0),
+        ("12.5", 12.5),
+        ("1,250", 1250.0),
+        ("85%", 85.0),
+        ("-3", -3.0),
+        (".5", 0.5),
+        ("1,5", 1.5),
+        ("12,345,678", 12345678.0),
+        ("1,1e3", 1100.0),
+    ],
 )
 def test_numbers(word: str, value: float) -> None:
-    assert parse_value(word) == value
+    assert parse_value(word).value == value
 
 
-@pytest.mark.parametrize("word", ["lots", "1e999", "nan", "inf", "12abc", "", "--1"])
+@pytest.mark.parametrize(
+    "word", ["lots", "1e999", "nan", "inf", "12abc", "", "--1", ",", "1_0", "1,5,0", "1.2,5"]
+)
 def test_not_numbers(word: str) -> None:
     with pytest.raises(UserError):
         parse_value(word)

@@ -79,14 +79,16 @@ class Replica:
 OUTCOME = re.compile(r"digest for link (\d+) \([^)]*\): (\w+)")
 
 
-def _start(world: World, fake: FakeSlack, tmp_path: Path, name: str) -> Replica:
+def _start(
+    world: World, fake: FakeSlack, tmp_path: Path, name: str, *, scheduler: bool = True
+) -> Replica:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CROBOT_", "SLACK_"))}
     env.update(
         CROBOT_DATABASE_URL=world.db.url,
         SLACK_BOT_TOKEN="xoxb-test-token",
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         CROBOT_SLACK_API_URL=fake.base_url,
-        CROBOT_SCHEDULER="true",
+        CROBOT_SCHEDULER="true" if scheduler else "false",
         CROBOT_LOG_LEVEL="INFO",
     )
     workdir = tmp_path / name

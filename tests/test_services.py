@@ -147,17 +147,24 @@ def test_milestone_lifecycle_vendor_completion_needs_approval(world: World) -> N
         ]
 
 
-def test_sponsor_completion_is_auto_approved(world: World) -> None:
-    sponsor = world.actor(SPONSOR)
+def test_only_an_approvers_own_sponsor_completion_is_approved_at_once(world: World) -> None:
+    sponsor, approver = world.actor(SPONSOR), world.actor(APPROVER)
+    yesterday = TODAY - timedelta(days=1)
     with world.db.write() as s:
+        own = milestones.add(s, approver, today=TODAY, study="ONC-301", name="CSR", planned=TODAY)
+        change = milestones.update(
+            s, approver, today=TODAY, id=own.id, status="done", actual=yesterday
+        )
+        assert not change.approval_requested and own.status == MilestoneStatus.APPROVED
+        assert s.scalars(select(Approval)).first() is None
+        # A sponsor member completing a vendor's milestone: it waits for an approver.
         ms = milestones.add(
             s, sponsor, today=TODAY, study="ONC-301", name="FPI", planned=TODAY, org="Apex CRO"
         )
         change = milestones.update(
-            s, sponsor, today=TODAY, id=ms.id, status="done", actual=TODAY - timedelta(days=1)
+            s, sponsor, today=TODAY, id=ms.id, status="done", actual=yesterday
         )
-        assert not change.approval_requested and ms.status == MilestoneStatus.APPROVED
-        assert s.scalars(select(Approval)).first() is None
+        assert change.approval_requested and ms.status == MilestoneStatus.DONE
 
 
 def test_milestone_bad_inputs_change_nothing(world: World) -> None:
@@ -314,18 +321,14 @@ def test_action_bad_inputs_change_nothing(world: World) -> None:
 
 
 def test_kpi_correction_supersedes_and_vendor_values_wait_for_approval(world: World) -> None:
-    apex, sponsor = world.actor(APEX_PM), world.actor(SPONSOR)
+    apex, approver = world.actor(APEX_PM), world.actor(APPROVER)
     with world.db.write() as s:
-        first = kpis.report(
-            s,
-            sponsor,
-            today=TODAY,
-            study="ONC-301",
-            kpi="enrolment",
-            value=10,
-            org="Apex CRO",
-            period="2026-W47",
-        ).update
+        reported = kpis.report(
+            s, apex, today=TODAY, study="ONC-301", kpi="enrolment", value=10, period="2026-W47"
+        )
+        assert reported.approval_id is not None
+        approvals.decide(s, approver, reported.approval_id, approve=True)
+        first = reported.update
         assert first.approval_state == ApprovalState.APPROVED
         corr = kpis.report(
             s,
@@ -353,7 +356,7 @@ def test_kpi_correction_supersedes_and_vendor_values_wait_for_approval(world: Wo
         assert kpis.series(s, everyone, kpi) == []  # a multi-vendor channel: not Apex's
         assert [p.value for p in kpis.series(s, sponsor_aud(world), kpi)] == [12]
         actions_logged = [e.action for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
-        assert actions_logged[-3:] == ["kpi.report", "kpi.correct", "approval.request"]
+        assert actions_logged[-2:] == ["kpi.correct", "approval.request"]
 
 
 @pytest.mark.parametrize(

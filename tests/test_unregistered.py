@@ -151,4 +151,4 @@ def test_buttons_forms_and_home_answer_how_to_get_access(
         text = json.dumps(call.params["view"])
         assert call.params["user_id"] == STRANGER
         assert _access(text) and not _leaks(text), text
-    assert_unchanged(world.db, before)
+    assert_unchanged(world.db, before, audited={"approval.refused"})  # logged, audited

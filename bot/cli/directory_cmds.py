@@ -9,6 +9,11 @@ from crobot.bot.cli.context import CliContext, run_service
 from crobot.services import directory
 from crobot.storage.models import OrgKind, Role
 
+FOUR_EYES_HELP = (
+    "four eyes: even a sponsor approver's own KPI values and milestone completions wait "
+    "for a second approver"
+)
+
 
 def register(sub: Any) -> None:
     org = sub.add_parser("org", help="organisations (sponsor, CROs, CMOs, labs)")
@@ -26,7 +31,14 @@ def register(sub: Any) -> None:
     p.add_argument("--title", required=True)
     p.add_argument("--sponsor", required=True, help="sponsor organisation name")
     p.add_argument("--phase")
+    p.add_argument("--four-eyes", action="store_true", help=FOUR_EYES_HELP)
     p.set_defaults(func=cmd_study_add)
+    p = ssub.add_parser("update", help="change a study's settings")
+    p.add_argument("code", help="e.g. ONC-301")
+    p.add_argument(
+        "--four-eyes", action=argparse.BooleanOptionalAction, default=None, help=FOUR_EYES_HELP
+    )
+    p.set_defaults(func=cmd_study_update)
     vendor = ssub.add_parser("vendor", help="vendors on a study")
     vsub = vendor.add_subparsers(dest="vendor_command", required=True)
     p = vsub.add_parser("add", help="put a vendor organisation on a study")
@@ -69,10 +81,22 @@ def cmd_org_add(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def cmd_study_add(args: argparse.Namespace, ctx: CliContext) -> int:
     study = run_service(
-        ctx, directory.add_study, **_fields(args, "code", "title", "sponsor", "phase")
+        ctx, directory.add_study, **_fields(args, "code", "title", "sponsor", "phase", "four_eyes")
     )
-    print(f"study {study.code} added")
+    print(f"study {study.code} added" + (f" ({_four_eyes(True)})" if study.four_eyes else ""))
     return 0
+
+
+def cmd_study_update(args: argparse.Namespace, ctx: CliContext) -> int:
+    study = run_service(ctx, directory.update_study, **_fields(args, "code", "four_eyes"))
+    print(f"study {study.code}: {_four_eyes(study.four_eyes)}")
+    return 0
+
+
+def _four_eyes(on: bool) -> str:
+    if on:
+        return "four eyes on (a second approver decides every submission, even an approver's)"
+    return "four eyes off (a sponsor approver's own sponsor values are approved at once)"
 
 
 def cmd_vendor_add(args: argparse.Namespace, ctx: CliContext) -> int:

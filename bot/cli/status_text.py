@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from crobot.services.kpi_values import shown
+from crobot.services.kpis import pending_mark
 from crobot.services.status import StudyStatus
 
 
@@ -34,17 +36,12 @@ def render_status(st: StudyStatus) -> str:
     lines += ["", "KPIs (latest vs previous period)"]
     for kpi, trends in st.kpis:
         for t in trends:
-            target = f" target {kpi.target:g}" if kpi.target is not None else ""
+            target = f" target {shown(kpi.target)}" if kpi.target is not None else ""
             mark = {True: "on target", False: "off target", None: ""}[t.on_target]
             change = f" {t.arrow} {t.change:+g}" if t.change else f" {t.arrow}"
-            state = (
-                ""
-                if t.latest.approval_state.value == "approved"
-                else f" ({t.latest.approval_state.value})"
-            )
             lines.append(
-                f"  {kpi.label:<24} {t.org_name:<14} {t.latest.value:>8g} {kpi.unit}"
-                f"{change}{target} {mark}{state}  [{t.latest.period_label}]"
+                f"  {kpi.label:<24} {t.org_name:<14} {shown(t.latest.value):>8} {kpi.unit}"
+                f"{pending_mark(t.latest)}{change}{target} {mark}  [{t.latest.period_label}]"
             )
     if not st.kpis:
         lines.append("  no KPI values yet")

@@ -3,7 +3,10 @@
 Ack phase (before Slack gets its answer): parse → one service call in one transaction
 (`services.approvals`, which also writes the Slack work a decision calls for to the
 outbox) → `ack()`. The Reject button opens its modal there, because views.open needs the
-click's trigger_id within 3 s; the modal's inline errors are the ack itself.
+click's trigger_id within 3 s; the modal's inline errors are the ack itself. A refused
+attempt (not an approver of the study, someone crobot does not know, no such request)
+writes nothing in that transaction; it is logged and audited (`approval.refused`) in one
+of its own, every attempt.
 
 Lazy phase (`follow_up`, after the answer): kick the outbox so the decision shows at once,
 tell the clicker ephemerally why nothing changed, and refresh the App Home when the click
@@ -40,7 +43,7 @@ from crobot.handlers.payload import (
 from crobot.services import approval_log, approvals
 from crobot.services.actor import resolve_actor
 from crobot.services.approval_log import Location
-from crobot.services.errors import UserError
+from crobot.services.errors import Forbidden, NotFound, UserError
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ApprovalState
 
@@ -125,17 +128,36 @@ class Handoff:
     result: Result
 
 
-def _decide(runtime: Runtime, click: Click, *, approve: bool, reason: str = "") -> bool:
+def _decide(
+    runtime: Runtime, click: Click, *, approve: bool, reason: str = "", via: str = "button"
+) -> bool:
     """The decision, its audit event and its outbox rows in one transaction; whether it
-    changed anything. A refusal (`UserError`) changes nothing."""
+    changed anything. A refusal (`UserError`) changes nothing; one of the decider leaves
+    a trace first (`_refused`)."""
     if click.approval_id is None:
         raise UserError(DAMAGED_BUTTON)
+    try:
+        with runtime.db.write() as s:
+            actor = resolve_actor(s, click.who.team_id, click.who.user_id)
+            decision = approvals.decide(
+                s, actor, click.approval_id, approve=approve, reason=reason, seen_at=click.seen_at
+            )
+            return decision.changed
+    except UserError as exc:
+        _refused(runtime, click, exc, decision="approve" if approve else "reject", via=via)
+        raise
+
+
+def _refused(runtime: Runtime, click: Click, exc: UserError, *, decision: str, via: str) -> None:
+    """Leave a trace of an attempt refused for who made it (not an approver, someone crobot
+    does not know, no such request); the attempt's own transaction wrote nothing."""
+    if click.approval_id is None or not isinstance(exc, Forbidden | NotFound):
+        return
     with runtime.db.write() as s:
         actor = resolve_actor(s, click.who.team_id, click.who.user_id)
-        decision = approvals.decide(
-            s, actor, click.approval_id, approve=approve, reason=reason, seen_at=click.seen_at
+        approval_log.refused(
+            s, actor, click.approval_id, decision=decision, via=via, reason=str(exc.message)
         )
-        return decision.changed
 
 
 def on_approve(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -162,6 +184,7 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebC
             pending = approval.state == ApprovalState.PENDING
             rec = approval_log.record(s, approval.id) if pending else None
     except UserError as exc:
+        _refused(runtime, click, exc, decision="reject", via="button")
         context[HANDOFF] = Handoff(click, Result(error=error_text(exc)))
         ack()
         return
@@ -196,6 +219,7 @@ def on_reject_submit(ack: Ack, body: dict[str, Any], context: BoltContext) -> No
             click,
             approve=False,
             reason=reason if isinstance(reason, str) else "",
+            via="form",
         )
     except UserError as exc:
         _refuse(ack, exc.message)

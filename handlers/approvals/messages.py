@@ -2,7 +2,9 @@
 
 Pure rendering of `services.approval_log.ApprovalRecord` through the one Block Kit
 builder: every name, note and reason a person typed is escaped (notes and reasons as a
-block quote), and people are mentioned only through their stored (team, user).
+block quote), and people are mentioned only through their stored (team, user). The
+submitter's notice names the decider in print (name and organisation): it may be read in
+another workspace, where a mention of a sponsor user would not resolve.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from zoneinfo import ZoneInfo
 
 from crobot.handlers import blockkit as bk
 from crobot.handlers.blockkit import Block, Mrkdwn, fmt
+from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord, person_of
 from crobot.services.approvals import MAX_REASON
+from crobot.services.kpi_values import shown
 from crobot.storage.models import ApprovalState
 
 APPROVE = "approval_approve"
@@ -30,7 +34,7 @@ def _num(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, int | float):
-        return f"{value:g}"
+        return shown(value)  # every digit: an approver decides on the value as given
     return str(value)
 
 
@@ -79,18 +83,28 @@ def when(at: datetime, tz: str) -> str:
     return f"{local:%H:%M} {local.tzname()} on {local.day} {local:%b %Y}"
 
 
-def decision_line(rec: ApprovalRecord, tz: str, *, icon: bool = True) -> Mrkdwn:
-    """Who decided and when, in one line (the reason is quoted separately)."""
+def printed_name(person: Actor | None, label: str | None) -> Mrkdwn:
+    """`Ann Approver (Helix Pharma)` for a registered person, else their mention."""
+    if person is not None and person.person is not None:
+        return fmt("{} ({})", person.person.display_name, person.person.org.name)
+    return _who(label)
+
+
+def decision_line(
+    rec: ApprovalRecord, tz: str, *, icon: bool = True, by: Mrkdwn | None = None
+) -> Mrkdwn:
+    """Who decided (`by`, else their mention) and when, in one line (the reason is quoted
+    separately)."""
     at = when(rec.decided_at, tz) if rec.decided_at else "an unknown time"
     approved = rec.state == ApprovalState.APPROVED
     mark = (":white_check_mark: " if approved else ":x: ") if icon else ""
     verb = "Approved" if approved else "Rejected"
-    return fmt("{}{} by {} at {}", Mrkdwn(mark), verb, _who(rec.decided_by), at)
+    return fmt("{}{} by {} at {}", Mrkdwn(mark), verb, by or _who(rec.decided_by), at)
 
 
-def decision_text(rec: ApprovalRecord, tz: str, *, icon: bool = True) -> Mrkdwn:
+def decision_text(rec: ApprovalRecord, tz: str, *, by: Mrkdwn | None = None) -> Mrkdwn:
     """The decision line, and for a rejection its reason as a quote."""
-    text = decision_line(rec, tz, icon=icon)
+    text = decision_line(rec, tz, by=by)
     if rec.state == ApprovalState.REJECTED:
         text += Mrkdwn("\n*Reason:*\n") + (bk.quote(rec.reason) or Mrkdwn("> —"))
     return text
@@ -144,13 +158,28 @@ def request_message(rec: ApprovalRecord, decider_tz: str | None = None) -> dict[
     return bk.message(message_text(rec), message_blocks(rec, decider_tz))
 
 
-def notice_message(rec: ApprovalRecord, decider_tz: str) -> dict[str, Any]:
-    """The submitter's thread reply: what was decided, by whom, and why."""
-    team, user = person_of(rec.requested_by)
-    head = fmt("{} your submission ({}): ", bk.mention(team, user), plain_summary(rec))
+def submitter_notice(
+    rec: ApprovalRecord, decided_by: Mrkdwn, tz: str, *, direct: bool
+) -> dict[str, Any]:
+    """The decision told to the submitter: `direct`ly by DM, or in their vendor channel.
+
+    What was submitted, the decision with the decider's printed name and the time in `tz`
+    (the reader's zone), and for a rejection the reason.
+    """
+    verb = "approved" if rec.state == ApprovalState.APPROVED else "rejected"
+    whose = Mrkdwn("Your submission") if direct else fmt("{}'s submission", _who(rec.requested_by))
+    head = fmt("{} to {} was {}", whose, rec.study, verb)
+    text = head + Mrkdwn(": ") + plain_summary(rec) + Mrkdwn(". ")
+    text += decision_line(rec, tz, icon=False, by=decided_by)
     return bk.message(
-        head + decision_line(rec, decider_tz, icon=False),
-        [bk.section(head + decision_text(rec, decider_tz, icon=False))],
+        text,
+        [
+            bk.section(
+                fmt("*{}* (#{})\n", head, rec.id) + describe_change(rec),
+                block_id="approval_summary",
+            ),
+            bk.section(decision_text(rec, tz, by=decided_by), block_id="approval_decision"),
+        ],
     )
 
 

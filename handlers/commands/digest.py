@@ -72,14 +72,17 @@ def _schedule(ctx: CommandContext, rest: list[str]) -> Reply:
     link_id = _link(ctx).id
     with ctx.runtime.db.write() as s:
         link = channel_link_by_id(s, link_id)
-        schedule_service.set_schedule(s, ctx.actor, link, **data)
+        schedule_service.set_schedule(s, ctx.actor, link, now=ctx.runtime.now(), **data)
         sched = Schedule.of(link)
     ctx.runtime.schedule_changed(link_id)
     nxt = sched.next_fire(ctx.runtime.now())
     when = ""
     if nxt is not None:
         local = nxt.astimezone(sched.zone)
-        when = f" Next: {local:%a %d %b %H:%M} {local.tzname()} ({nxt.astimezone(UTC):%H:%M} UTC)."
+        utc = nxt.astimezone(UTC)
+        # The UTC time carries its own date when it falls on another day than the local one.
+        utc_text = f"{utc:%H:%M}" if utc.date() == local.date() else f"{utc:%a %d %b %H:%M}"
+        when = f" Next: {local:%a %d %b %H:%M} {local.tzname()} ({utc_text} UTC)."
     return Reply(
         text=fmt("{} set this channel's digest to {}.{}", ctx.mention, sched.describe(), when),
         in_channel=True,
@@ -89,7 +92,9 @@ def _schedule(ctx: CommandContext, rest: list[str]) -> Reply:
 def _off(ctx: CommandContext, rest: list[str]) -> Reply:
     link_id = _link(ctx).id
     with ctx.runtime.db.write() as s:
-        schedule_service.disable(s, ctx.actor, channel_link_by_id(s, link_id))
+        schedule_service.disable(
+            s, ctx.actor, channel_link_by_id(s, link_id), now=ctx.runtime.now()
+        )
     ctx.runtime.schedule_changed(link_id)
     return Reply(
         text=fmt("{} turned this channel's digest off. ", ctx.mention)

@@ -23,7 +23,8 @@ TOPICS: dict[str, tuple[str, list[str]]] = {
             "`/cro milestone update ID forecast:DATE` · `status:at_risk` · `status:planned` "
             "· `done [actual:DATE]`",
             "`/cro milestone list [STUDY] [--open|--late]`",
-            "A vendor's `done` waits for the sponsor's approval.",
+            "A `done` waits for a sponsor approver, unless an approver completes the "
+            "sponsor's own milestone (and the study has no four eyes).",
         ],
     ),
     "action": (
@@ -41,7 +42,10 @@ TOPICS: dict[str, tuple[str, list[str]]] = {
         [
             '`/cro kpi report STUDY KPI VALUE [period:2026-W47] [note:"..."] [org:ORG]`',
             "`/cro kpi show STUDY KPI [last:8w]` · `/cro kpi trend STUDY KPI` · `/cro kpi list`",
-            "A vendor's report waits for the sponsor's approval; corrections supersede.",
+            "A value waits for a sponsor approver, unless an approver reports the sponsor's "
+            "own (and the study has no four eyes); corrections supersede.",
+            "Values: `12`, `1.5` or `1,5`; `1,500` is 1500; `%` only for percentages; each "
+            "KPI has a range (`/cro kpi list`).",
         ],
     ),
     "digest": (

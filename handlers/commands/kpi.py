@@ -20,6 +20,7 @@ from crobot.services import kpis
 from crobot.services.command_parser import classify
 from crobot.services.dates import parse_weeks
 from crobot.services.errors import UserError
+from crobot.services.kpi_values import shown, value_range
 from crobot.services.lookup import kpi_by_key, kpi_definitions
 from crobot.services.visibility import is_visible
 from crobot.storage.models import KpiDefinition
@@ -57,21 +58,21 @@ def _report(ctx: CommandContext, words: list[str]) -> Reply:
         )
         up = done.update
         visible = is_visible(s, announce_audience(ctx, study), up)
-        was = fmt(" (was {})", f"{done.previous.value:g}") if done.previous else Mrkdwn("")
+        was = fmt(" (was {})", shown(done.previous.value)) if done.previous else Mrkdwn("")
         text = fmt(
             "{} for {} · {} · {}: *{}* {}{}",
             up.kpi.label,
             study.code,
             up.org.name,
             up.period_label,
-            f"{up.value:g}",
+            shown(up.value),
             up.kpi.unit,
             was,
         )
         if up.note:  # on one line: a note cannot forge a line of its own
             text += fmt("\n_{}_", up.note)
         summary = fmt(
-            "{} reported {} for {}: {}", ctx.mention, up.kpi.label, study.code, f"{up.value:g}"
+            "{} reported {} for {}: {}", ctx.mention, up.kpi.label, study.code, shown(up.value)
         )
     approval_awaited(ctx.runtime, done.approval_id)
     waiting = Mrkdwn(" — awaits the sponsor's approval" if done.approval_requested else "")
@@ -104,9 +105,8 @@ def _show(ctx: CommandContext, words: list[str]) -> Reply:
         points = kpis.series(s, aud, kpi, since=since)
     by_org: dict[str, list[Mrkdwn]] = {}
     for pt in points:
-        mark = {"pending": " ⏳", "rejected": " ✗"}.get(pt.approval_state.value, "")
         by_org.setdefault(pt.org_name, []).append(
-            fmt("{}: *{}*" + mark, pt.period_label, f"{pt.value:g}")
+            fmt("{}: *{}*{}", pt.period_label, shown(pt.value), Mrkdwn(kpis.pending_mark(pt)))
         )
     title = f"{kpi.label} — {study.code}, last {weeks} week(s)"
     lines = [fmt("*{}*\n", org) + Mrkdwn(" · ").join(vals) for org, vals in sorted(by_org.items())]
@@ -125,17 +125,19 @@ def _trend(ctx: CommandContext, words: list[str]) -> Reply:
         points = kpis.series(s, aud, kpi, since=kpis.since_weeks(ctx.today(), TREND_WEEKS))
     lines: list[Mrkdwn] = []
     for t in kpis.trend_of(kpi, points):
-        change = "" if t.change is None else f" {t.arrow} {t.change:+g}"
-        verdict = "" if t.good is None else (" (better)" if t.good else " (worse)")
-        target = ""
+        # crobot's own words around the values: Mrkdwn, so their spaces are kept as written.
+        change = Mrkdwn("" if t.change is None else f" {t.arrow} {t.change:+g}")
+        verdict = Mrkdwn("" if t.good is None else (" (better)" if t.good else " (worse)"))
+        target = Mrkdwn("")
         if kpi.target is not None:
-            target = f" · target {kpi.target:g} " + ("✓" if t.on_target else "✗")
+            target = Mrkdwn(f" · target {shown(kpi.target)} " + ("✓" if t.on_target else "✗"))
         lines.append(
             fmt(
-                "*{}*: {} {} in {}{}{}{}",
+                "*{}*: {} {}{} in {}{}{}{}",
                 t.org_name,
-                f"{t.latest.value:g}",
+                shown(t.latest.value),
                 kpi.unit,
+                Mrkdwn(kpis.pending_mark(t.latest)),
                 t.latest.period_label,
                 change,
                 verdict,
@@ -166,9 +168,10 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
         defs = kpi_definitions(s)
     lines = []
     for d in defs:
-        target = "" if d.target is None else f", target {d.target:g}"
+        target = "" if d.target is None else f", target {shown(d.target)}"
         arrow = "↑" if d.direction.value == "up" else "↓"
-        lines.append(fmt("{} — {} ({}, {}{})", _key(d), d.label, d.unit, arrow, target))
+        valid = Mrkdwn(f", {value_range(d)}")
+        lines.append(fmt("{} — {} ({}, {}{}{})", _key(d), d.label, d.unit, arrow, target, valid))
     blocks = [header("KPIs crobot tracks"), *lines_block(lines, budget=40)]
     return Reply(fmt("KPIs: {}", Mrkdwn(", ").join(_key(d) for d in defs)), blocks)
 

@@ -17,7 +17,8 @@ from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.handlers.commands.common import audience_note, reader_audience, study_for
 from crobot.services.command_parser import classify
 from crobot.services.errors import UserError
-from crobot.services.kpis import Trend
+from crobot.services.kpi_values import shown
+from crobot.services.kpis import Trend, pending_mark
 from crobot.services.status import StudyStatus, study_status
 from crobot.storage.models import KpiDefinition, Milestone
 
@@ -36,19 +37,19 @@ def _ms_line(m: Milestone) -> Mrkdwn:
 
 
 def _kpi_line(d: KpiDefinition, t: Trend) -> Mrkdwn:
-    target = "" if d.target is None else f" (target {d.target:g})"
-    mark = "" if t.on_target is None else (" ✓" if t.on_target else " ✗")
-    pending = " ⏳" if t.latest.approval_state.value == "pending" else ""
+    # crobot's own words around the values: Mrkdwn, so their spaces are kept as written.
+    target = Mrkdwn("" if d.target is None else f" (target {shown(d.target)})")
+    mark = Mrkdwn("" if t.on_target is None else (" ✓" if t.on_target else " ✗"))
     return fmt(
-        "{} · {}: *{}* {} {}{}{}{} ({})",
+        "{} · {}: *{}* {}{} {}{}{} ({})",
         d.label,
         t.org_name,
-        f"{t.latest.value:g}",
+        shown(t.latest.value),
         d.unit,
+        Mrkdwn(pending_mark(t.latest)),
         t.arrow,
         target,
         mark,
-        pending,
         t.latest.period_label,
     )
 

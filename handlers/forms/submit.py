@@ -38,6 +38,7 @@ from crobot.services.actor import Actor, resolve_actor
 from crobot.services.errors import UserError, msg
 from crobot.services.kpi_catalog import FIELD as PERIOD
 from crobot.services.kpi_catalog import iso_week_label
+from crobot.services.kpi_values import shown
 from crobot.services.lookup import channel_link
 from crobot.services.permissions import require_known
 from crobot.services.runtime import Runtime
@@ -130,7 +131,7 @@ def _kpi(s: Session, actor: Actor, v: Values, today: date) -> Stored:
             raise UserError(bad, field=PERIOD) from None
     rep = kpis.report(s, actor, today=today, **data)
     up = rep.update
-    text = fmt("Reported {} {}: {}.", up.kpi.label, up.period_label, f"{up.value:g}")
+    text = fmt("Reported {} {}: {}.", up.kpi.label, up.period_label, shown(up.value))
     if rep.approval_requested:
         text += Mrkdwn(" It awaits the sponsor's approval.")
     return text, rep.approval_id

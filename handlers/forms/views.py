@@ -90,7 +90,12 @@ def _kpi_blocks(session: Session, ctx: FormContext) -> list[Block]:
     return [
         _study_block(ctx.studies, ctx.initial_study),
         input_block("kpi", "KPI", static_select(options)),
-        input_block("value", "Value", text_input(max_length=40)),
+        input_block(
+            "value",
+            "Value",
+            text_input(max_length=40),
+            hint="e.g. 12, 1.5 or 1,5; 1,500 is fifteen hundred; % only for percentages.",
+        ),
         input_block(
             "period",
             "Week",

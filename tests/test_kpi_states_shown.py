@@ -1,0 +1,132 @@
+"""A rejected value is never a KPI's current value; a pending one is always marked.
+
+The current value of an organisation's KPI for a period is its newest value that was not
+rejected (services/kpis.py). `/cro status` used to show a rejected correction as current
+and "on target", unmarked. Checked through signed `/cro` requests (status, kpi show,
+kpi trend, digest preview, a new report's "was"), and in the digest's chart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from crobot.digests.charts import PENDING_GID, kpi_figure
+from crobot.digests.compose import compose
+from crobot.services import approvals, kpis
+from crobot.storage.models import ApprovalState, ChannelLink, KpiUpdate
+from tests.conftest import APEX_PM, APPROVER, C_APEX, C_SPONSOR, LAB_PM, SPONSOR, TODAY, World
+from tests.fake_slack import FakeSlack
+from tests.slash_helpers import SlashClient, slash_bot
+
+THIS_WEEK, LAST_WEEK = "2026-W48", "2026-W47"
+
+
+def _report(
+    world: World, user: str, kpi: str, value: float, period: str, decide: bool | None
+) -> int:
+    """A vendor's value; `decide` approves (True), rejects (False) or leaves it pending."""
+    with world.db.write() as s:
+        rep = kpis.report(
+            s, world.actor(user), today=TODAY, study="ONC-301", kpi=kpi, value=value, period=period
+        )
+        assert rep.approval_id is not None
+        if decide is not None:
+            approvals.decide(
+                s,
+                world.actor(APPROVER),
+                rep.approval_id,
+                approve=decide,
+                reason=None if decide else "not plausible",
+            )
+        return rep.update.id
+
+
+@pytest.fixture
+def slash(world: World, fake_slack: FakeSlack) -> Iterator[SlashClient]:
+    _report(world, APEX_PM, "enrollment", 10, LAST_WEEK, True)
+    _report(world, APEX_PM, "enrollment", 15, THIS_WEEK, True)
+    # A correction to 30 (which would be on target, >= 20) that the sponsor rejected.
+    _report(world, APEX_PM, "enrollment", 30, THIS_WEEK, False)
+    _report(world, APEX_PM, "query_aging", 9, THIS_WEEK, None)  # pending
+    _report(world, APEX_PM, "compliance_rate", 99, THIS_WEEK, False)  # a rejected first value
+    with slash_bot(world.db, fake_slack) as client:
+        yield client
+
+
+def test_status_shows_the_current_value_and_marks_a_pending_one(
+    slash: SlashClient, world: World
+) -> None:
+    for user, channel in ((SPONSOR, C_SPONSOR), (APEX_PM, C_APEX)):
+        text = slash.send("status ONC-301", user, channel).text
+        assert "Enrolment · Apex CRO: *15* patients ▲ (target 20) ✗" in text, text
+        assert "*30*" not in text
+        assert "Query aging · Apex CRO: *9* days (pending approval)" in text, text
+        assert "Compliance rate" not in text  # its only value was rejected
+
+
+def test_kpi_show_and_trend_skip_rejected_values_and_mark_pending_ones(
+    slash: SlashClient, world: World
+) -> None:
+    for user, channel in ((SPONSOR, C_SPONSOR), (APEX_PM, C_APEX)):
+        show = slash.send("kpi show ONC-301 enrollment", user, channel).text
+        assert f"{LAST_WEEK}: *10* · {THIS_WEEK}: *15*" in show and "*30*" not in show, show
+        trend = slash.send("kpi trend ONC-301 enrollment", user, channel).text
+        assert f"*Apex CRO*: 15 patients in {THIS_WEEK} ▲ +5 (better)" in trend, trend
+        assert "target 20 ✗" in trend
+        aging = slash.send("kpi show ONC-301 query_aging", user, channel).text
+        assert f"{THIS_WEEK}: *9* (pending approval)" in aging, aging
+        aging = slash.send("kpi trend ONC-301 query_aging", user, channel).text
+        assert "9 days (pending approval) in" in aging, aging
+        assert "*99*" not in slash.send("kpi show ONC-301 compliance_rate", user, channel).text
+
+
+def test_digest_preview_skips_rejected_values_and_marks_pending_ones(
+    slash: SlashClient, world: World
+) -> None:
+    for user, channel in ((SPONSOR, C_SPONSOR), (APEX_PM, C_APEX)):
+        text = slash.send("digest preview", user, channel).text
+        assert "Enrolment — Apex CRO: 15 patients (2026-W48) ▲ +5 since 2026-W47" in text, text
+        assert "30 patients" not in text and "Compliance rate" not in text
+        assert "Query aging — Apex CRO: 9 days (pending approval) (2026-W48)" in text, text
+
+
+def test_a_new_report_corrects_the_current_value_not_the_rejected_one(
+    slash: SlashClient, world: World
+) -> None:
+    a = slash.send("kpi report ONC-301 enrollment 16", APEX_PM, C_APEX)
+    assert "(was 15)" in a.text, a.text
+    with world.db.read() as s:
+        rows = s.scalars(select(KpiUpdate).order_by(KpiUpdate.id)).all()
+        current_15 = next(r for r in rows if r.value == 15)
+        assert rows[-1].value == 16 and rows[-1].supersedes_id == current_15.id
+        assert rows[-1].approval_state == ApprovalState.PENDING
+
+
+def test_the_chart_draws_pending_values_hollow_with_a_legend_entry(world: World) -> None:
+    for period, value, decide in (
+        ("2026-W46", 4, True),
+        (LAST_WEEK, 6, True),
+        (THIS_WEEK, 5, None),
+    ):
+        _report(world, LAB_PM, "cost_of_quality", value, period, decide)
+    _report(world, LAB_PM, "cost_of_quality", 50, LAST_WEEK, False)  # rejected: not drawn
+    with world.db.read() as s:
+        link = s.scalars(select(ChannelLink).where(ChannelLink.channel_id == C_SPONSOR)).one()
+        view = compose(s, link, datetime(2026, 11, 26, 9, tzinfo=UTC))
+    coq = next(k for k in view.kpis if k.key == "cost_of_quality")
+    fig = kpi_figure(coq)
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == ["CentraLab", "pending approval"]
+    drawn = {line.get_label(): np.asarray(line.get_ydata()).tolist() for line in ax.get_lines()}
+    assert drawn["CentraLab"] == [4, 6, 5]
+    hollow = [line for line in ax.get_lines() if line.get_gid() == PENDING_GID]
+    points = [np.asarray(h.get_xydata()).tolist() for h in hollow]
+    assert points == [[[2, 5]]]  # this week's 5, awaiting approval
+    assert hollow[0].get_markerfacecolor() == "white"
