@@ -195,6 +195,18 @@ def test_console_one_shot_and_repl(
     assert "Console kick-off" not in out.split("as ULAB")[1]  # Lab staff in Apex's channel
 
 
+def test_console_asks_which_workspace_when_a_user_id_is_in_two(
+    world: World, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("CROBOT_DATABASE_URL", world.db.url)
+    world.add_person("T0OTHER", APEX_PM, "CentraLab", "vendor_member")
+    argv = ["console", "--user", APEX_PM, "--channel", C_APEX, "-c", "/cro status"]
+    assert main(argv) == 2
+    assert "several workspaces (T1, T0OTHER): give --team" in capsys.readouterr().err
+    assert main([*argv[:3], "--team", "T1", *argv[3:]]) == 0
+    assert "ONC-301" in capsys.readouterr().out
+
+
 def test_console_without_schema_says_so(
     clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -67,7 +67,14 @@ class Console:
                 stmt = select(Person).where(Person.slack_user_id == user)
                 if team:
                     stmt = stmt.where(Person.team_id == team)
-                person = s.scalars(stmt.order_by(Person.id)).first()
+                found = s.scalars(stmt.order_by(Person.id)).all()
+                # A person is (workspace, user): the same id in two workspaces is two people.
+                if len(found) > 1:
+                    teams = ", ".join(p.team_id for p in found)
+                    raise CliError(
+                        f"{user} is registered in several workspaces ({teams}): give --team."
+                    )
+                person = found[0] if found else None
         if person is not None:
             return person.slack_user_id, team or person.team_id
         return user or "UCONSOLE", team or "TCONSOLE"
