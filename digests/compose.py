@@ -148,10 +148,14 @@ class DigestView:
         return self.generated_at.date()
 
 
-def last_sent_at(session: Session, link_id: int) -> datetime | None:
+def last_sent_at(session: Session, link_id: int, before: datetime) -> datetime | None:
+    """When the channel's previous digest went out: sent before `before`, so that a thread
+    reply composed as of its parent's time does not count the parent itself."""
     return session.scalar(
         select(func.max(DigestRun.sent_at)).where(
-            DigestRun.target == f"link:{link_id}", DigestRun.state == DigestRunState.SENT
+            DigestRun.target == f"link:{link_id}",
+            DigestRun.state == DigestRunState.SENT,
+            DigestRun.sent_at < before,
         )
     )
 
@@ -164,7 +168,7 @@ def compose(
     local_now = now.astimezone(zone)
     today = local_now.date()
     aud = audience or audience_for_channel(link)
-    last = last_sent_at(session, link.id)
+    last = last_sent_at(session, link.id, now)
     since = last.astimezone(zone).date() if last else today - timedelta(days=7)
     view = DigestView(
         study_code=link.study.code,

@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,7 +54,7 @@ from sqlalchemy.orm import Session
 from crobot.digests import charts
 from crobot.digests.compose import compose
 from crobot.digests.nudges import compose_nudge
-from crobot.digests.render import render
+from crobot.digests.render import render, render_detail, render_short
 from crobot.handlers import blockkit as bk
 from crobot.handlers.approvals import posts as approval_posts
 from crobot.services import approval_log
@@ -83,6 +83,9 @@ PERMANENT_ERRORS = frozenset(
 METADATA_EVENT = "crobot_digest_run"
 APPROVAL_METADATA_EVENT = "crobot_approval"
 HISTORY_PAGES = 25  # 5,000 messages since a run's first attempt
+# Slack's refusals of a message's size or shape: a digest is then posted in a shorter form.
+TOO_BIG = frozenset({"invalid_blocks", "msg_too_long"})
+THREAD_PREFIX = "thread:"
 MAX_RETRY_AFTER = 30.0  # longer waits are rescheduled, not slept in a worker thread
 
 
@@ -172,6 +175,9 @@ class Payload:
     charts: list[tuple[str, str, bytes]] = field(default_factory=list)  # filename, title, png
     ts: str | None = None  # set: rewrite that message (chat.update) instead of posting
     metadata_event: str = METADATA_EVENT
+    thread_ts: str | None = None  # set: a reply in that message's thread
+    shorter: Payload | None = None  # posted instead if Slack refuses this one's size
+    thread: list[str] = field(default_factory=list)  # a digest's parts to detail in its thread
 
 
 class _Transient(Exception):
@@ -279,6 +285,18 @@ class Delivery:
         except IntegrityError:
             return None
 
+    def _unclaimed(self, target: str, period_key: str) -> DigestRun:
+        now = self.runtime.now()
+        return DigestRun(
+            target=target,
+            period_key=period_key,
+            state=DigestRunState.PENDING,
+            attempts=0,
+            claimed_by=None,
+            claimed_at=now,
+            created_at=now,
+        )
+
     def _existing(self, target: str, period_key: str) -> Outcome:
         with self.runtime.db.read() as s:
             run = s.scalars(
@@ -356,6 +374,11 @@ class Delivery:
                     raise _Permanent("gave up after repeated unknown outcomes")
                 ts = self._send(payload, key)
             except _Permanent as exc:
+                if exc.reason in TOO_BIG and payload is not None and payload.shorter is not None:
+                    # Slack posted nothing: the shorter form goes out in the next attempt.
+                    log.warning("run %s refused (%s); posting a shorter form", key, exc.reason)
+                    payload = payload.shorter
+                    continue
                 self._finish(run_id, DigestRunState.FAILED, error=exc.reason)
                 log.warning("outbox row %s failed permanently: %s", key, exc.reason)
                 self._notify_failure(run, exc.reason)
@@ -374,8 +397,12 @@ class Delivery:
                         wait = max(wait, float(self.client.timeout))
                     self.sleep(wait)
                 continue
-            self._finish(run_id, DigestRunState.SENT, ts=ts, channel=payload.channel)
+            self._finish(
+                run_id, DigestRunState.SENT, ts=ts, channel=payload.channel, thread=payload.thread
+            )
             self._upload_charts(payload, ts)
+            if payload.thread:
+                self.resume_pending(f"{THREAD_PREFIX}{run_id}")
             return Outcome(run_id, "sent", ts)
         retry_at = self.runtime.now() + self.lease
         return Outcome(run_id, "pending", detail="unknown outcome", retry_at=retry_at)
@@ -388,6 +415,7 @@ class Delivery:
         ts: str | None = None,
         channel: str | None = None,
         error: str | None = None,
+        thread: Sequence[str] = (),
     ) -> None:
         with self.runtime.db.write() as s:
             run = s.get(DigestRun, run_id, with_for_update=True)
@@ -399,6 +427,10 @@ class Delivery:
                 run.slack_ts, run.slack_channel, run.sent_at = ts, channel, self.runtime.now()
                 if run.target.startswith(approval_log.TARGET_PREFIX) and channel and ts:
                     approval_log.delivered(s, run.target, run.period_key, channel, ts)
+                # The thread replies are outbox rows written with the parent's `sent`, so
+                # a crash between the two posts loses neither.
+                for part in thread:
+                    s.add(self._unclaimed(f"{THREAD_PREFIX}{run_id}", part))
 
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
@@ -439,6 +471,7 @@ class Delivery:
             metadata={"event_type": payload.metadata_event, "event_payload": {"run_key": key}},
             unfurl_links=False,
             unfurl_media=False,
+            **({"thread_ts": payload.thread_ts} if payload.thread_ts else {}),
         )
         return str(resp["ts"])
 
@@ -449,12 +482,17 @@ class Delivery:
         oldest = f"{(since - timedelta(minutes=5)).timestamp():.6f}"
         cursor: str | None = None
         for _ in range(HISTORY_PAGES):
+            # A thread reply is not in the channel's history: it is read from its thread.
+            where = {"ts": payload.thread_ts} if payload.thread_ts else {}
             resp = self._call(
-                self.client.conversations_history,
+                self.client.conversations_replies
+                if payload.thread_ts
+                else self.client.conversations_history,
                 channel=payload.channel,
                 oldest=oldest,
                 limit=200,
                 include_all_metadata=True,
+                **where,
                 **({"cursor": cursor} if cursor else {}),
             )
             for msg in resp.get("messages") or []:
@@ -491,6 +529,8 @@ class Delivery:
         kind, _, rest = run.target.partition(":")
         if kind == "link":
             return self._digest_payload(int(rest))
+        if kind == THREAD_PREFIX.rstrip(":"):
+            return self._detail_payload(int(rest), run.period_key)
         if kind == "dm":
             team, _, user = rest.partition(":")
             return self._nudge_payload(team, user)
@@ -518,6 +558,7 @@ class Delivery:
             view = compose(s, link, self.runtime.now())
             charts_on = link.charts_enabled
         out = render(view)
+        short = render_short(view)
         pngs = []
         if charts_on:
             pngs = [
@@ -525,7 +566,26 @@ class Delivery:
                 for k in view.kpis
                 if charts.chartable(k)
             ]
-        return Payload(view.channel_id, out.text, out.blocks, pngs)
+        shorter = Payload(view.channel_id, short.text, short.blocks)
+        return Payload(
+            view.channel_id, out.text, out.blocks, pngs, shorter=shorter, thread=out.thread
+        )
+
+    def _detail_payload(self, parent_id: int, part: str) -> Payload | None:
+        """A digest's thread reply, composed as of the parent's time (the same window)."""
+        with self.runtime.db.read() as s:
+            parent = s.get(DigestRun, parent_id)
+            link = s.get(ChannelLink, parent.channel_link_id or 0) if parent else None
+            if parent is None or link is None or not parent.slack_ts or not parent.slack_channel:
+                return None
+            view = compose(s, link, parent.created_at)
+        out = render_detail(view, part)
+        if out is None:
+            return None
+        channel, ts = parent.slack_channel, parent.slack_ts
+        note = bk.Mrkdwn("_This part did not fit in a Slack message; `/cro status` has it._")
+        short = Payload(channel, bk.fallback(note), [bk.section(note)], thread_ts=ts)
+        return Payload(channel, out.text, out.blocks, thread_ts=ts, shorter=short)
 
     def _nudge_payload(self, team: str, user: str) -> Payload | None:
         with self.runtime.db.read() as s:

@@ -5,16 +5,20 @@ the templates passes through its `line()` escape (the environment's `finalize` h
 unless it is already `Mrkdwn` (markup crobot built itself), so a name can neither form
 `<!channel>`, `<@U…>` or a link, nor shout with `*…*`, nor start a forged line.
 
-Limits: at most 50 blocks and 3,000 characters per section text, counted on the escaped
-text (an escaped `&` is five characters). Each list is capped, with the rest summarised as
-"…and N more"; sections are packed line by line, never cut mid-line; a single line longer
-than a section is cut at an entity boundary.
+Shape: the top-level message is a summary that reads on a phone — a header, a context
+line, and one block per section holding its first TOP_LINES items (each line at most
+TOP_LINE_CHARS), so no section can crowd out a later one. A section with more goes on in
+a thread reply of its own (`render_detail`, posted by the outbox), whose list is capped
+per section and packed line by line into blocks, never cut mid-line. Every limit (50
+blocks, 3,000 characters per section text) is counted on the escaped text, where an `&`
+is five characters; a single line longer than a section is cut at an entity boundary.
+`render_short` is what is posted if Slack still refuses the message.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
@@ -31,6 +35,9 @@ MILESTONE_LINES = 15
 ACTION_LINES = 30
 KPI_LINES = 30
 APPROVAL_LINES = 15
+TOP_LINES = 5  # items per section in the top-level message; the thread has the rest
+TOP_LINE_CHARS = 280  # a line at the top stays a line on a phone; the thread has it whole
+TOP_TAIL = 60  # room kept for the "…and N more in the thread" line
 EMPTY = Mrkdwn("Nothing due, slipped, open or reported for this channel. ✨")
 # IANA zone names as `digests.schedule` validates them: nothing Slack would parse.
 _ZONE = re.compile(r"[A-Za-z0-9+\-/]+(?:_[A-Za-z0-9+\-/]+)*")
@@ -105,27 +112,61 @@ def _render(template: str, **ctx: Any) -> Mrkdwn:
 
 
 @dataclass
-class Section:
-    heading: Mrkdwn
-    lines: list[Mrkdwn]
-
-
-@dataclass
 class RenderedDigest:
     text: str  # fallback (notifications, screen readers)
     blocks: list[Block]
     full_text: str  # every section, for the CLI preview
+    thread: list[str] = field(default_factory=list)  # keys of sections detailed in a thread
 
 
 def _more(count: int, noun: str) -> Mrkdwn:
     return Mrkdwn(f"_…and {count} more {noun}_")
 
 
-def _capped(lines: list[Mrkdwn], limit: int, total: int, noun: str) -> list[Mrkdwn]:
-    shown = lines[:limit]
-    if total > len(shown):
-        shown.append(_more(total - len(shown), noun))
-    return shown
+@dataclass
+class Section:
+    """One part of a digest: every line the thread may show, and how many items exist."""
+
+    key: str  # names the part in the thread reply's outbox row (`digests.delivery`)
+    heading: Mrkdwn
+    lines: list[Mrkdwn]  # items, and for actions their owners' group lines
+    items: list[bool]  # per line: an item (counted), or a group line
+    total: int  # items in the record: COUNT, not the capped list
+    noun: str
+
+    def detail(self) -> list[Mrkdwn]:
+        """The thread's lines: the capped list and what it leaves out."""
+        shown = sum(self.items)
+        rest = self.total - shown
+        return self.lines + ([_more(rest, self.noun)] if rest > 0 else [])
+
+    def top(self) -> tuple[Mrkdwn, bool]:
+        """The section's one block in the top-level message, and whether the thread should
+        carry the rest: at most TOP_LINES items, each line at most TOP_LINE_CHARS."""
+        limit = blockkit.MAX_SECTION - TOP_TAIL
+        text, shown, cut, used = str(self.heading), 0, False, 0
+        for ln, is_item in zip(self.lines, self.items, strict=True):
+            if is_item and shown >= TOP_LINES:
+                break
+            short = cap(ln, TOP_LINE_CHARS)
+            if len(text) + 1 + len(short) > limit:
+                break
+            cut = cut or short != ln
+            text, shown, used = f"{text}\n{short}", shown + is_item, used + 1
+        while used and not self.items[used - 1]:  # never end on an owner with no action
+            used -= 1
+            text = text.rsplit("\n", 1)[0]
+        thread = cut or used < len(self.lines)
+        rest = self.total - sum(self.items[:used])
+        if thread:
+            text += "\n" + (
+                f"_…and {rest} more {self.noun} in the thread_"
+                if rest
+                else "_In full in the thread_"
+            )
+        elif rest > 0:
+            text += "\n" + _more(rest, self.noun)
+        return Mrkdwn(text), thread
 
 
 def _heading(text: str) -> Mrkdwn:
@@ -133,54 +174,55 @@ def _heading(text: str) -> Mrkdwn:
     return Mrkdwn(f"*{text}*")
 
 
+def _listed(key: str, heading: str, lines: list[Mrkdwn], total: int, noun: str) -> Section:
+    return Section(key, _heading(heading), lines, [True] * len(lines), total, noun)
+
+
 def sections(view: DigestView) -> list[Section]:
     out: list[Section] = []
     today = view.today
     ms = [
-        ("Milestones due in the next 14 days", view.due, view.due_total),
-        ("Slipped milestones", view.slipped, view.slipped_total),
-        (f"Completed since {_day(view.since)}", view.completed, view.completed_total),
+        ("due", "Milestones due in the next 14 days", view.due, view.due_total),
+        ("slipped", "Slipped milestones", view.slipped, view.slipped_total),
+        ("completed", f"Completed since {_day(view.since)}", view.completed, view.completed_total),
     ]
-    for heading, rows, total in ms:
+    for key, heading, rows, total in ms:
         if rows:
             lines = [_macro("milestone", m, today) for m in rows[:MILESTONE_LINES]]
-            total = max(total, len(rows))
-            out.append(
-                Section(_heading(heading), _capped(lines, MILESTONE_LINES, total, "milestones"))
-            )
+            out.append(_listed(key, heading, lines, max(total, len(rows)), "milestones"))
     if view.owners:
         out.append(_actions(view))
     if view.kpis:
         lines = [_macro("kpi", k, t) for k in view.kpis for t in k.trends]
-        out.append(Section(_heading("KPIs"), _capped(lines, KPI_LINES, len(lines), "KPI lines")))
+        out.append(_listed("kpis", "KPIs", lines[:KPI_LINES], len(lines), "KPI lines"))
     if view.audience.scope == Scope.SPONSOR and view.pending_approvals:
         lines = [_macro("approval", a) for a in view.approvals[:APPROVAL_LINES]]
-        lines = _capped(lines, APPROVAL_LINES, view.pending_approvals, "pending approvals")
-        heading = _heading(f"Pending approvals: {view.pending_approvals}")
-        out.append(Section(heading, lines))
+        heading = f"Pending approvals: {view.pending_approvals}"
+        out.append(
+            _listed("approvals", heading, lines, view.pending_approvals, "pending approvals")
+        )
     return out
 
 
 def _actions(view: DigestView) -> Section:
     lines: list[Mrkdwn] = []
-    shown = 0
+    items: list[bool] = []
     for g in view.owners:
-        if len(lines) >= ACTION_LINES:
+        if len(lines) + 1 >= ACTION_LINES:  # an owner's line only with an action under it
             break
         lines.append(_macro("owner", g))
+        items.append(False)
         for a in g.items:
             if len(lines) >= ACTION_LINES:
                 break
             lines.append(_macro("action", a))
-            shown += 1
-    rest = view.open_actions - shown
-    if rest > 0:
-        lines.append(_more(rest, "open actions"))
+            items.append(True)
     heading = _heading(f"Open actions: {view.open_actions}, overdue: {view.overdue_actions}")
-    return Section(heading, lines)
+    total = max(view.open_actions, sum(items))
+    return Section("actions", heading, lines, items, total, "open actions")
 
 
-def _pack(section: Section) -> list[Mrkdwn]:
+def _pack(heading: Mrkdwn, lines: list[Mrkdwn]) -> list[Mrkdwn]:
     """Section texts of at most MAX_SECTION characters each, split only between lines.
 
     Lines are escaped already, so their length is what Slack counts; one line longer than
@@ -188,8 +230,8 @@ def _pack(section: Section) -> list[Mrkdwn]:
     """
     limit = blockkit.MAX_SECTION
     chunks: list[str] = []
-    current: str = section.heading
-    for item in section.lines:
+    current: str = heading
+    for item in lines:
         text = cap(item, limit)
         if len(current) + 1 + len(text) > limit:
             chunks.append(current)
@@ -207,16 +249,51 @@ def audience_label(view: DigestView) -> str:
     )
 
 
-def render(view: DigestView) -> RenderedDigest:
+def _title(view: DigestView) -> str:
     # The header is plain text (Slack shows `&amp;` there literally): it gets the raw words.
-    title = f"{view.study_code} digest — {_day_long(view.generated_at)}"
+    return f"{view.study_code} digest — {_day_long(view.generated_at)}"
+
+
+def render(view: DigestView) -> RenderedDigest:
+    """The top-level message: a phone-sized summary where every section has its own block
+    (at most TOP_LINES items), whatever the others hold; `thread` names the sections whose
+    full list goes in a thread reply (`render_detail`)."""
+    title = _title(view)
     context = _render("context.j2", v=view, audience=audience_label(view))
     head = [blockkit.header(title), blockkit.context(context)]
-    texts = [t for sec in sections(view) for t in _pack(sec)] or [EMPTY]
-    room = blockkit.MAX_BLOCKS - len(head)
-    hidden = len(texts) - (room - 1)
-    note = f"_…{hidden} more part(s) not shown; `/cro status` has the full picture._"
-    body = blockkit.fit([blockkit.section(t) for t in texts], room, note=note)
+    parts = sections(view)
+    tops = [sec.top() for sec in parts]
+    body = [blockkit.section(text) for text, _ in tops] or [blockkit.section(EMPTY)]
+    thread = [sec.key for sec, (_, more) in zip(parts, tops, strict=True) if more]
     fallback = blockkit.fallback(_render("fallback.j2", v=view))
+    texts = [t for sec in parts for t in _pack(sec.heading, sec.detail())] or [EMPTY]
     full = "\n\n".join([title, context, *texts])
-    return RenderedDigest(fallback, head + body, full)
+    return RenderedDigest(fallback, head + body, full, thread)
+
+
+def render_detail(view: DigestView, key: str) -> RenderedDigest | None:
+    """A thread reply with one section's full (capped) list; None if it has gone."""
+    sec = next((s for s in sections(view) if s.key == key), None)
+    if sec is None:
+        return None
+    texts = _pack(sec.heading, sec.detail())
+    note = "_…cut to fit one Slack message; `/cro status` has the full picture._"
+    blocks = blockkit.fit([blockkit.section(t) for t in texts], blockkit.MAX_BLOCKS, note=note)
+    text = blockkit.fallback(Mrkdwn(f"{line(view.study_code)} digest: {sec.heading}"))
+    return RenderedDigest(text, blocks, "\n".join(texts), [])
+
+
+def render_short(view: DigestView) -> RenderedDigest:
+    """What is posted when Slack refuses the full digest (`invalid_blocks`, `msg_too_long`):
+    the counts, which fit whatever the names hold, and where the rest is."""
+    title = _title(view)
+    context = _render("context.j2", v=view, audience=audience_label(view))
+    summary = _render("fallback.j2", v=view)
+    note = Mrkdwn("_The full digest did not fit in a Slack message; `/cro status` has it._")
+    blocks = [
+        blockkit.header(title),
+        blockkit.context(context),
+        blockkit.section(summary),
+        blockkit.context(note),
+    ]
+    return RenderedDigest(blockkit.fallback(summary), blocks, summary, [])

@@ -40,6 +40,7 @@ class Fault:
     reset: bool = False  # close the connection without an answer
     after_effect: bool = False  # perform the call, then fail the answer (unknown outcome)
     count: int = 1
+    skip: int = 0  # let this many matching calls through first
 
 
 @dataclass
@@ -213,6 +214,9 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
         def _take_fault(self, method: str) -> Fault | None:
             with state.lock:
                 for f in state.faults:
+                    if f.method in (method, "*") and f.skip > 0:
+                        f.skip -= 1
+                        continue
                     if f.method in (method, "*") and f.count > 0:
                         f.count -= 1
                         if f.count == 0:
@@ -283,6 +287,9 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
             channel = str(p.get("channel", ""))
             if not channel:
                 return {"ok": False, "error": "channel_not_found"}
+            refused = _refusal(p)
+            if refused:
+                return {"ok": False, "error": refused}
             ts = self._new_ts()
             msg = {
                 "ts": ts,
@@ -303,6 +310,9 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
 
         def _m_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
             channel, ts = str(p.get("channel")), str(p.get("ts"))
+            refused = _refusal(p)
+            if refused:
+                return {"ok": False, "error": refused}
             with state.lock:
                 for msg in state.messages.get(channel, []):
                     if msg["ts"] == ts:
@@ -403,3 +413,25 @@ def running_fake_slack() -> Iterator[FakeSlack]:
         yield server
     finally:
         server.stop()
+
+
+def _refusal(p: dict[str, Any]) -> str | None:
+    """What Slack answers a message over its limits (it posts nothing): more than 50
+    blocks, a section or context text over 3,000 characters or a header over 150 is
+    `invalid_blocks`; a `text` over 40,000 characters is `msg_too_long`."""
+    if len(str(p.get("text") or "")) > 40_000:
+        return "msg_too_long"
+    blocks = p.get("blocks") or []
+    if not isinstance(blocks, list):
+        return "invalid_blocks"
+    if len(blocks) > 50:
+        return "invalid_blocks"
+    for block in blocks:
+        kind = block.get("type")
+        texts = [block.get("text") or {}]
+        if kind == "context":
+            texts = list(block.get("elements") or [])
+        limit = 150 if kind == "header" else 3000
+        if any(len(str(t.get("text", ""))) > limit for t in texts if isinstance(t, dict)):
+            return "invalid_blocks"
+    return None

@@ -16,9 +16,9 @@ from sqlalchemy import select, update
 
 from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client, run_key
 from crobot.digests.runner import DigestRunner
-from crobot.services import actions, milestones
+from crobot.services import actions, kpis, milestones
 from crobot.services.runtime import Runtime
-from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
+from crobot.storage.models import ChannelLink, DigestRun, DigestRunState, MilestoneStatus
 from tests.conftest import C_APEX, C_JOINT, C_LAB, C_SPONSOR, TODAY, World
 from tests.digest_helpers import Clock, link_id, seed
 from tests.fake_slack import FakeSlack
@@ -460,3 +460,97 @@ def test_the_history_search_reads_every_page_since_the_first_attempt(env: Env) -
     digests = [m for m in env.fake.posted(C_APEX) if m.get("metadata")]
     assert len(digests) == 1
     assert len(env.fake.calls_to("conversations.history")) == 3
+
+
+def _crowded_sponsor_digest(env: Env) -> None:
+    """Names full of `&` (five characters each once escaped) in every section, as a
+    sponsor's busy study has them: before, milestones and actions took all 50 blocks and
+    the sponsor lost KPIs and pending approvals to "…N more part(s) not shown"."""
+    sponsor, apex = env.world.actor("USPONSOR"), env.world.actor("UAPEX")
+    with env.world.db.write() as s:
+        for i in range(20):
+            name = f"{i:02d}" + "&" * 198
+            for planned in (TODAY + timedelta(days=8), TODAY - timedelta(days=3), TODAY):
+                ms = milestones.add(
+                    s,
+                    sponsor,
+                    today=TODAY,
+                    allow_past=True,
+                    study="ONC-301",
+                    name=name,
+                    planned=planned,
+                )
+                if planned == TODAY:  # completed and accepted: the third milestone section
+                    ms.status, ms.actual_date = MilestoneStatus.APPROVED, TODAY
+        for i in range(30):
+            actions.add(
+                s,
+                sponsor,
+                today=TODAY,
+                study="ONC-301",
+                title=f"{i:02d}" + "&" * 298,
+                owner_user_id="USPONSOR",
+                due=TODAY + timedelta(days=8),
+            )
+        kpis.report(s, apex, today=TODAY, study="ONC-301", kpi="enrollment", value=41)
+
+
+def test_every_section_keeps_its_place_and_the_detail_goes_in_the_thread(env: Env) -> None:
+    _crowded_sponsor_digest(env)
+    d = env.delivery()
+    assert d.send_link(link_id(env.world.db, C_SPONSOR), "p").state == "sent"
+    parent = [m for m in env.fake.posted(C_SPONSOR) if not m.get("thread_ts")]
+    assert len(parent) == 1
+    blocks = parent[0]["blocks"]
+    assert isinstance(blocks, list)
+    top = json.dumps(blocks, ensure_ascii=False)
+    for heading in ("Milestones due", "Slipped milestones", "Completed since", "*KPIs*"):
+        assert heading in top
+    assert "Open actions: 30" in top
+    assert "Pending approvals: 1" in top and "not shown" not in top
+    # A phone-sized summary: header, context and one block per section.
+    assert len(blocks) == 2 + 6
+    assert "…and 15 more milestones in the thread" in top
+    replies = [m for m in env.fake.posted(C_SPONSOR) if m.get("thread_ts") == parent[0]["ts"]]
+    run = env.run(C_SPONSOR, "p")
+    keys = sorted(str(m["metadata"]["event_payload"]["run_key"]) for m in replies)
+    parts = ("due", "slipped", "completed", "actions")
+    assert keys == sorted(f"thread:{run.id}|{k}" for k in parts)
+    for reply in replies:  # the fake refuses what Slack would; these were accepted
+        detail = json.dumps(reply["blocks"], ensure_ascii=False)
+        assert "&amp;" in detail and "<" not in detail and "&&" not in detail
+    due = next(r for r in replies if "Milestones due" in json.dumps(r["blocks"]))
+    due_text = "\n".join(b["text"]["text"] for b in due["blocks"])
+    assert due_text.count("\n• ") == 15 and "…and 5 more milestones" in due_text
+    with env.world.db.read() as s:
+        digest = DigestRun.target.like("link:%") | DigestRun.target.like("thread:%")
+        states = set(s.scalars(select(DigestRun.state).where(digest)))
+    assert states == {DigestRunState.SENT}
+
+
+def test_a_lost_answer_to_a_thread_reply_does_not_post_it_twice(env: Env) -> None:
+    _crowded_sponsor_digest(env)
+    # The parent goes through; the first reply reaches Slack but its answer is lost.
+    env.fake.fail("chat.postMessage", reset=True, after_effect=True, skip=1)
+    assert env.delivery().send_link(link_id(env.world.db, C_SPONSOR), "p").state == "sent"
+    replies = [m for m in env.fake.posted(C_SPONSOR) if m.get("thread_ts")]
+    keys = [str(m["metadata"]["event_payload"]["run_key"]) for m in replies]
+    assert len(keys) == 4 and len(set(keys)) == 4
+    assert env.fake.calls_to("conversations.replies")  # looked in the thread, found it
+    with env.world.db.read() as s:
+        digest = DigestRun.target.like("link:%") | DigestRun.target.like("thread:%")
+        states = set(s.scalars(select(DigestRun.state).where(digest)))
+    assert states == {DigestRunState.SENT}
+
+
+@pytest.mark.parametrize("error", ["invalid_blocks", "msg_too_long"])
+def test_a_digest_slack_refuses_goes_out_shorter_instead_of_failing(env: Env, error: str) -> None:
+    env.fake.fail("chat.postMessage", error=error, count=1)
+    out = env.delivery().send_link(link_id(env.world.db, C_APEX), "2026-11-30T09:00")
+    assert out.state == "sent"
+    posted = env.fake.posted(C_APEX)
+    assert len(posted) == 1
+    text = json.dumps(posted[0]["blocks"], ensure_ascii=False)
+    assert "did not fit" in text and "open action(s)" in text
+    assert env.run(C_APEX).state == DigestRunState.SENT
+    assert env.fake.posted(C_SPONSOR) == []  # nobody told it failed: it did not

@@ -391,7 +391,9 @@ def test_digest_preview_and_post_show_hostile_names_escaped(
                 acks.append(answer.payload)
     _post_digest(world, fake_slack)
     calls = _calls(fake_slack)
-    assert validate_calls(calls, acks) == 3  # two previews and the posted digest
+    # Two previews, the posted digest and its thread reply listing the 40 long names.
+    assert validate_calls(calls, acks) == 4
+    assert len([m for m in fake_slack.posted(C_SPONSOR) if m.get("thread_ts")]) == 1
     assert assert_no_raw(calls, acks=acks) == len(calls) + len(acks)
     posted = json.dumps(fake_slack.posted(C_SPONSOR), ensure_ascii=False)
     assert SHOWN in posted and "&amp;&lt;&gt;" in posted
