@@ -286,14 +286,16 @@ def main(argv: list[str] | None = None) -> int:
             for no in range(1, args.rounds + 1):
                 r = one_round(no, args, db, fake, ids, first_id, Path(tmp), rng)
                 results.append(r)
-                recover = f"{r.recover:6.2f} s" if r.recover is not None else " never"
+                recover = f"{r.recover:6.2f} s after" if r.recover is not None else "never after"
                 if r.in_flight:
                     took = f"{r.takeover:.2f} s" if r.takeover is not None else "never"
-                    recover += f" (its claim(s) delivered after {took})"
+                    recover += f" the kill (its claims: {took})"
+                else:
+                    recover += " the kill"
                 print(
                     f"round {no}: killed {r.victim} {r.delay:4.2f} s after healthy "
                     f"({r.sent_at_kill:3d}/{len(ids)} sent, {r.in_flight} claim(s) in flight)"
-                    f"; all delivered {recover} after the kill; lost {r.lost}, "
+                    f"; all delivered {recover}; lost {r.lost}, "
                     f"duplicated {r.duplicated}, found in history {r.found_in_history}"
                     + (f", TRACEBACKS {r.tracebacks}" if r.tracebacks else ""),
                     flush=True,
