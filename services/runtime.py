@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from crobot.storage.db import Database
@@ -19,6 +19,9 @@ class Runtime:
     db: Database
     default_tz: str = "UTC"
     now: Callable[[], datetime] = field(default=_utcnow)
+    # How long an outbox claim is this process's own (CROBOT_OUTBOX_LEASE_SECONDS): every
+    # Delivery a process builds uses it, so all of them agree when a claim has expired.
+    outbox_lease: timedelta = timedelta(minutes=2)
 
     # Observers told (after commit) that an approval has Slack work in the outbox (its
     # Approve/Reject post, or its decision to show): the approvals outbox delivers it now
