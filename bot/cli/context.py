@@ -44,7 +44,7 @@ class CliContext:
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.settings.database_url)
+        return Database(self.settings.database_url, audit_keys=self.settings.audit_key_source())
 
     def close(self) -> None:
         if "db" in self.__dict__:

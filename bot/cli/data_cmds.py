@@ -88,6 +88,8 @@ def cmd_audit_verify(args: argparse.Namespace, ctx: CliContext) -> int:
     with ctx.db.read() as session:
         result = audit.verify(session)
     print(result.describe())
+    if result.unverifiable:
+        return 2
     return 0 if result.ok else 1
 
 
