@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError
+from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError, acting_as
 from crobot.bot.cli.progress import Progress
 from crobot.services import audit, export
 from crobot.services.errors import UserError
@@ -22,6 +22,13 @@ def register(sub: Any) -> None:
     ksub = kpi.add_subparsers(dest="kpi_command", required=True)
     p = ksub.add_parser("import", help="import KPI values from CSV (all rows or none)")
     p.add_argument("file", type=Path, help="CSV with columns study,org,kpi,period,value[,note]")
+    p.add_argument(
+        "--as",
+        dest="as_person",
+        metavar="PERSON",
+        help="import as this registered person (U123 or TEAM:U123): their role decides "
+        "which rows wait for an approver; default: the operator, every row waits",
+    )
     p.set_defaults(func=cmd_kpi_import)
 
     p = sub.add_parser(
@@ -61,7 +68,8 @@ def cmd_kpi_import(args: argparse.Namespace, ctx: CliContext) -> int:
     progress = Progress("validating and importing rows")
     try:
         with ctx.db.write() as session:
-            result = import_csv(session, CLI_ACTOR, text, today=today, progress=progress.update)
+            actor = acting_as(session, args.as_person) if args.as_person else CLI_ACTOR
+            result = import_csv(session, actor, text, today=today, progress=progress.update)
     except UserError as exc:
         progress.done()
         raise CliError(f"{args.file}: {exc}") from None
