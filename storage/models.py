@@ -429,6 +429,8 @@ class DigestRun(Base):
     - `link:<channel link id>` — a channel's digest for one period;
     - `dm:<team>:<user>` — an owner's overdue-actions nudge for one day;
     - `notice:<channel link id>` — the sponsor channel told that a digest failed;
+    - `anchor:<study id>` — the audit chain's head posted to the study's sponsor channel
+      once a day, `period_key` the UTC day (services/anchors.py);
     - `approval:<approval id>` — an approval's Slack work: `period_key` is
       `request:<channel>` (the Approve/Reject post), `update:<channel>:<ts>` (showing the
       decision in that message), `dm:<team>:<user>` (the submitter told by DM) or
