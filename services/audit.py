@@ -108,7 +108,8 @@ def record(
         # Microsecond precision round-trips through every backend we support.
         at=utcnow(),
         actor=actor.label,
-        operator=actor.operator,
+        # The process's own operator (the CLI's OS account) when the actor names none.
+        operator=actor.operator or session.info.get("audit_operator"),
         action=action,
         subject_type=subject_type,
         subject_id=None if subject_id is None else str(subject_id),

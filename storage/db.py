@@ -51,11 +51,23 @@ def _sqlite_engine(url: str, begin: str, **kwargs: Any) -> Engine:
 class Database:
     """Owns the engines; hands out sessions for reading and for writing."""
 
-    def __init__(self, url: str, *, echo: bool = False, audit_keys: object = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        audit_keys: object = None,
+        operator: str | None = None,
+    ) -> None:
         self.url = normalise_url(url)
-        # Where the audit chain's keys come from (services.audit_keys.KeySource), handed
-        # to the chain through each session's `info`; None: the environment's.
-        info = {"audit_keys": audit_keys} if audit_keys is not None else {}
+        # Handed to the audit chain through each session's `info`: where its keys come
+        # from (services.audit_keys.KeySource; None: the environment's), and who runs
+        # this process when it is not a Slack user's request (the CLI's OS account).
+        info: dict[str, object] = {}
+        if audit_keys is not None:
+            info["audit_keys"] = audit_keys
+        if operator is not None:
+            info["audit_operator"] = operator
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = _sqlite_engine(self.url, "BEGIN", echo=echo)

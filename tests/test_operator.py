@@ -112,3 +112,15 @@ def test_an_empty_org_is_an_error_and_nothing_is_imported(
     err = capsys.readouterr().err
     assert "line 4: The org is empty" in err and "1 bad row(s)" in err
     assert_unchanged(posing, before)
+
+
+def test_everything_a_cli_process_writes_names_its_account(
+    posing: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo writes as its sample people (the approver decides its history): each of
+    those events still says which account ran the command."""
+    assert main(["demo"]) == 0
+    with posing.read() as s:
+        rows = s.execute(select(AuditEvent.actor, AuditEvent.operator)).all()
+    assert {a for a, _ in rows} >= {"crobot:system", "TDEMO:UDEMOAPPR", "TDEMO:UDEMOCRO"}
+    assert {o for _, o in rows} == {f"cli:{ACCOUNT}"}

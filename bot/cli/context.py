@@ -79,7 +79,12 @@ class CliContext:
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.settings.database_url, audit_keys=self.settings.audit_key_source())
+        # Whatever this process writes is audited with the account that ran it.
+        return Database(
+            self.settings.database_url,
+            audit_keys=self.settings.audit_key_source(),
+            operator=OPERATOR,
+        )
 
     def close(self) -> None:
         if "db" in self.__dict__:
