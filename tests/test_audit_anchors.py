@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from crobot.bot.cli import main
 from crobot.bot.scheduling import DigestScheduler
+from crobot.digests.delivery import Delivery, delivery_client
 from crobot.services import audit, audit_keys, milestones
 from crobot.services.runtime import Runtime
 from crobot.storage.db import Database
@@ -135,3 +136,19 @@ def test_the_scheduler_anchors_each_day_once(world: World, fake_slack: FakeSlack
     with world.db.read() as s:
         runs = s.scalars(select(DigestRun.target).where(DigestRun.target.like("anchor:%"))).all()
     assert runs == [f"anchor:{world.study_id}"] * 2
+
+
+def test_an_anchor_whose_answer_was_lost_is_found_in_history_not_posted_twice(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    runtime = Runtime(world.db)
+    client = WebClient(token="xoxb-test-token", base_url=fake_slack.base_url)
+    delivery = Delivery(runtime, delivery_client(client), backoff=0, sleep=lambda _: None)
+    fake_slack.fail("chat.postMessage", after_effect=True)  # posted, but the answer fails
+    (outcome,) = delivery.send_anchors("2026-11-25")
+    assert outcome.state == "sent" and outcome.detail == "found in history"
+    (posted,) = fake_slack.posted(C_SPONSOR)
+    (anchor,) = _anchors(world.db)
+    assert anchor.slack_ts == posted["ts"]
+    assert anchor.seq == posted["metadata"]["event_payload"]["seq"]
+    assert anchor.hash == posted["metadata"]["event_payload"]["hash"]

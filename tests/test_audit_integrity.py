@@ -214,3 +214,58 @@ def test_postgresql_migrations_go_down_past_the_triggers_and_up_again() -> None:
         with admin.connect() as conn:
             conn.execute(text("DROP SCHEMA IF EXISTS mig_check CASCADE"))
         admin.dispose()
+
+
+README_GRANTS = """
+GRANT USAGE ON SCHEMA {schema} TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_anchors FROM {role};
+REVOKE DELETE, TRUNCATE ON audit_head FROM {role};
+"""
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs CROBOT_TEST_DATABASE_URL")
+def test_the_readme_grants_let_the_app_write_and_not_rewrite() -> None:
+    """README's grants, on a role that owns nothing, in a schema of its own."""
+    assert PG_URL is not None
+    schema, role = "grants_check", "crobot_grants_check"
+    admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+        conn.execute(text(f"CREATE ROLE {role}"))
+    base = make_url(normalise_url(PG_URL))
+    owner = base.update_query_dict({"options": f"-csearch_path={schema}"})
+    app = base.update_query_dict({"options": f"-csearch_path={schema} -crole={role}"})
+    db = Database(app.render_as_string(hide_password=False))
+    try:
+        upgrade(owner.render_as_string(hide_password=False))
+        with admin.connect() as conn:
+            conn.execute(text(f"SET search_path = {schema}"))
+            for statement in README_GRANTS.format(schema=schema, role=role).split(";"):
+                if statement.strip():
+                    conn.execute(text(statement))
+        with db.write() as s:
+            directory.add_org(s, SYSTEM, name="Granted Labs", kind="lab")
+            directory.add_org(s, SYSTEM, name="Granted Labs 2", kind="lab")
+        with db.read() as s:
+            assert audit.verify(s).ok
+        for statement in (
+            "UPDATE audit_events SET actor = 'x'",
+            "DELETE FROM audit_events",
+            "TRUNCATE audit_events",
+            "DELETE FROM audit_head",
+            "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+            "DROP TRIGGER audit_events_append_only ON audit_events",
+        ):
+            with pytest.raises(DBAPIError, match="permission denied|must be owner"):
+                with db.write() as s:
+                    s.execute(text(statement))
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()
