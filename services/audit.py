@@ -166,9 +166,9 @@ def verify(session: Session) -> VerifyResult:
         ring = audit_keys.keyring(session, create=False, fresh=True)
     except audit_keys.AuditKeyMissing as exc:
         return VerifyResult(False, 0, reason=str(exc), unverifiable=True)
-    head = session.execute(
-        select(AuditHead.seq, AuditHead.hash, AuditHead.keyed_from).where(AuditHead.id == 1)
-    ).one()
+    keyed_from = session.scalar(select(AuditHead.keyed_from).where(AuditHead.id == 1))
+    if keyed_from is None:
+        raise RuntimeError("audit_head row missing: run `crobot db upgrade`")
     prev = GENESIS
     expected_seq = 1
     checked = legacy = 0
@@ -177,7 +177,7 @@ def verify(session: Session) -> VerifyResult:
             return VerifyResult(False, checked, expected_seq, "event missing (sequence gap)")
         if ev.prev_hash != prev:
             return VerifyResult(False, checked, ev.seq, "prev_hash does not match previous event")
-        if ev.seq < head.keyed_from:
+        if ev.seq < keyed_from:
             if ev.key_id is not None or legacy_hash(ev) != ev.hash:
                 return VerifyResult(False, checked, ev.seq, "content does not match its hash")
             legacy += 1
@@ -201,6 +201,7 @@ def verify(session: Session) -> VerifyResult:
         prev = ev.hash
         expected_seq += 1
         checked += 1
+    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
     if head.seq != checked or head.hash != prev:
         return VerifyResult(
             False,

@@ -4,6 +4,8 @@ key the database does not hold, verified only with that key, and keys can rotate
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -147,7 +149,27 @@ def test_events_before_the_cut_over_stay_sha256_and_migrations_go_down_and_up(
                 after={"name": f"Old {seq}"},
                 prev_hash=prev,
             )
-            prev = audit.legacy_hash(ev)
+            # As revision 0007's code hashed it: SHA-256 of this JSON, nothing else.
+            prev = hashlib.sha256(
+                json.dumps(
+                    {
+                        "prev": ev.prev_hash,
+                        "seq": seq,
+                        "at": ev.at.isoformat(),
+                        "actor": "cli:old",
+                        "action": "org.create",
+                        "subject_type": "organization",
+                        "subject_id": str(seq),
+                        "study_id": None,
+                        "before": None,
+                        "after": {"name": f"Old {seq}"},
+                    },
+                    sort_keys=True,
+                    separators=(",", ":"),
+                    ensure_ascii=True,
+                ).encode()
+            ).hexdigest()
+            assert prev == audit.legacy_hash(ev)
             conn.execute(
                 text(
                     "INSERT INTO audit_events (seq, at, actor, action, subject_type, "
