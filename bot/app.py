@@ -15,6 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from crobot.bot.settings import Settings
 from crobot.handlers import register_listeners
+from crobot.services.audit_keys import AuditKeyMissing
 from crobot.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,16 @@ def require_tokens(settings: Settings, *, socket: bool = False) -> None:
             raise ConfigError("SLACK_APP_TOKEN is malformed: an app-level token starts with xapp-.")
     elif not settings.slack_signing_secret or not settings.slack_signing_secret.get_secret_value():
         raise ConfigError("SLACK_SIGNING_SECRET is not set (HTTP mode verifies every request).")
+    require_audit_key(settings)
+
+
+def require_audit_key(settings: Settings) -> None:
+    """Refuse to start without the audit chain's key, rather than fail every write later
+    (PostgreSQL has no default key; SQLite's key file is made here if need be)."""
+    try:
+        settings.audit_key_source().load(create=True)
+    except AuditKeyMissing as exc:
+        raise ConfigError(f"audit trail: {exc}") from None
 
 
 def create_app(settings: Settings, runtime: Runtime, *, client: WebClient | None = None) -> App:

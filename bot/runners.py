@@ -30,7 +30,7 @@ Stop = Callable[[], None]
 
 
 def build(settings: Settings) -> tuple[Runtime, App]:
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, audit_keys=settings.audit_key_source())
     runtime = Runtime(
         db,
         default_tz=settings.default_tz,

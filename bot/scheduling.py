@@ -9,6 +9,8 @@ Deliberate choices:
   `misfire_grace_time` = CROBOT_DIGEST_GRACE_HOURS (APScheduler's default of 1 s would
   silently drop a run that starts a little late, e.g. under load).
 - Jobs run on the scheduler's own thread pool, never on Bolt's listener workers.
+- The audit chain's head is anchored in each study's sponsor channel once a UTC day
+  (`anchor`, hourly; the outbox claim makes the first run of the day the only post).
 - Schedule changes reach every scheduler within seconds: a change made in this process
   re-adds its job at once (`Runtime.schedule_changed`); one made elsewhere (a request-only
   replica, the CLI) is seen by polling a one-row summary of `channel_links` every few
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SYNC_MINUTES = 10  # a full rebuild, in case a change was missed
 CHANGE_POLL_SECONDS = 5  # schedule changes made by other processes (replicas, the CLI)
+ANCHOR_HOURS = 1  # the audit anchor job; it posts once per study and UTC day
 
 
 class DigestScheduler:
@@ -97,6 +100,11 @@ class DigestScheduler:
         self.scheduler.add_job(
             self.ask_owner_zones, "interval", hours=1, id="zones", replace_existing=True
         )
+        # Hourly, so a process that was down at midnight still anchors that day; the
+        # outbox claim (`anchor:<study>`, the UTC day) lets only the first run post.
+        self.scheduler.add_job(
+            self.anchor, "interval", hours=ANCHOR_HOURS, id="anchor", replace_existing=True
+        )
         self.scheduler.add_job(
             self.poll_changes,
             "interval",
@@ -126,6 +134,11 @@ class DigestScheduler:
         ran or failed) and crash leftovers whose lease has expired. Rows another worker
         still holds are left to it (their own retry job keeps its time)."""
         self._follow_up([o for o in self.delivery.resume_pending() if o.detail != "leased"])
+
+    def anchor(self) -> None:
+        """Post today's audit chain anchors (services/anchors.py) unless already posted."""
+        day = self.runtime.now().astimezone(UTC).date().isoformat()
+        self._follow_up(self.delivery.send_anchors(day))
 
     def poll_changes(self) -> bool:
         """Re-sync and catch up when any channel link or schedule changed since the last

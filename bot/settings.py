@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from crobot.services.audit_keys import KeySource
 
 SLACK_API_URL = "https://slack.com/api/"
 
@@ -31,6 +34,15 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=120.0, alias="CROBOT_OUTBOX_LEASE_SECONDS", gt=0)
     # How often each scheduler looks for pending outbox rows (expired claims, failed kicks).
     outbox_sweep_seconds: float = Field(default=60.0, alias="CROBOT_OUTBOX_SWEEP_SECONDS", gt=0)
+    # The audit chain's HMAC keys (services/audit_keys.py): `id:base64` entries, comma-
+    # separated, the last one current; or a file of such lines. Neither: SQLite keeps a key
+    # file beside the database, PostgreSQL refuses to write audit events.
+    audit_key: SecretStr | None = Field(default=None, alias="CROBOT_AUDIT_KEY")
+    audit_key_file: Path | None = Field(default=None, alias="CROBOT_AUDIT_KEY_FILE")
+
+    def audit_key_source(self) -> KeySource:
+        key = self.audit_key.get_secret_value() if self.audit_key else None
+        return KeySource(self.database_url, key, self.audit_key_file)
 
     @field_validator("default_tz")
     @classmethod

@@ -1,8 +1,8 @@
 """The outbox: exactly-once delivery of every message crobot sends on its own.
 
-Digests, overdue nudges, failure notices, and an approval's request post, decision
-updates and the submitter's notices (kinds: see `DigestRun`). The protocol, for one
-(target, key):
+Digests, overdue nudges, failure notices, an approval's request post, decision updates
+and the submitter's notices, and the audit chain's daily anchors (kinds: see
+`DigestRun`). The protocol, for one (target, key):
 1. Claim: INSERT a `DigestRun` row. The UNIQUE (target, period_key) constraint decides
    which process (or thread) posts; every other claimant gets an IntegrityError and stops.
    Work written by a transaction (an approval's rows) is inserted unclaimed, and the first
@@ -57,7 +57,7 @@ from crobot.digests.nudges import compose_nudge
 from crobot.digests.render import render, render_detail, render_short
 from crobot.handlers import blockkit as bk
 from crobot.handlers.approvals import posts as approval_posts
-from crobot.services import approval_log
+from crobot.services import anchors, approval_log
 from crobot.services.lookup import sponsor_channels
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
@@ -178,6 +178,7 @@ class Payload:
     thread_ts: str | None = None  # set: a reply in that message's thread
     shorter: Payload | None = None  # posted instead if Slack refuses this one's size
     thread: list[str] = field(default_factory=list)  # a digest's parts to detail in its thread
+    metadata: dict[str, Any] = field(default_factory=dict)  # more for the event payload
 
 
 class _Transient(Exception):
@@ -227,6 +228,12 @@ class Delivery:
         if self.after_claim is not None:
             self.after_claim(run_id)
         return self._deliver(run_id)
+
+    def send_anchors(self, day: str) -> list[Outcome]:
+        """Post the audit chain's head to every study's sponsor channel, once per day."""
+        with self.runtime.db.read() as s:
+            study_ids = anchors.studies(s)
+        return [self.send(anchors.target(study_id), day) for study_id in study_ids]
 
     def send_link(self, link_id: int, period_key: str) -> Outcome:
         return self.send(f"link:{link_id}", period_key, link_id=link_id)
@@ -365,10 +372,14 @@ class Delivery:
                         self._finish(run_id, DigestRunState.SKIPPED, error="nothing to send")
                         return Outcome(run_id, "skipped")
                 if run.attempts > 1 and payload.ts is None:
-                    ts = self._find_posted(payload, key, run.created_at)
-                    if ts is not None:
+                    found = self._find_posted(payload, key, run.created_at)
+                    if found is not None:
+                        ts = str(found.get("ts"))
                         log.info("run %s already posted as %s; not posting again", key, ts)
-                        self._finish(run_id, DigestRunState.SENT, ts=ts, channel=payload.channel)
+                        meta = (found.get("metadata") or {}).get("event_payload") or {}
+                        self._finish(
+                            run_id, DigestRunState.SENT, ts=ts, channel=payload.channel, posted=meta
+                        )
                         return Outcome(run_id, "sent", ts, "found in history")
                 if run.attempts > self.give_up_after:
                     raise _Permanent("gave up after repeated unknown outcomes")
@@ -398,7 +409,12 @@ class Delivery:
                     self.sleep(wait)
                 continue
             self._finish(
-                run_id, DigestRunState.SENT, ts=ts, channel=payload.channel, thread=payload.thread
+                run_id,
+                DigestRunState.SENT,
+                ts=ts,
+                channel=payload.channel,
+                thread=payload.thread,
+                posted=payload.metadata,
             )
             self._upload_charts(payload, ts)
             if payload.thread:
@@ -416,7 +432,9 @@ class Delivery:
         channel: str | None = None,
         error: str | None = None,
         thread: Sequence[str] = (),
+        posted: dict[str, Any] | None = None,
     ) -> None:
+        """`posted`: what the message's metadata says (an anchor's seq and HMAC)."""
         with self.runtime.db.write() as s:
             run = s.get(DigestRun, run_id, with_for_update=True)
             if run is None:
@@ -431,6 +449,8 @@ class Delivery:
                 # a crash between the two posts loses neither.
                 for part in thread:
                     s.add(self._unclaimed(f"{THREAD_PREFIX}{run_id}", part))
+                if run.target.startswith(anchors.TARGET_PREFIX) and channel and ts:
+                    anchors.delivered(s, run.target, run.period_key, channel, ts, posted or {})
 
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
@@ -468,15 +488,18 @@ class Delivery:
             channel=payload.channel,
             text=payload.text,
             blocks=payload.blocks,
-            metadata={"event_type": payload.metadata_event, "event_payload": {"run_key": key}},
+            metadata={
+                "event_type": payload.metadata_event,
+                "event_payload": {"run_key": key, **payload.metadata},
+            },
             unfurl_links=False,
             unfurl_media=False,
             **({"thread_ts": payload.thread_ts} if payload.thread_ts else {}),
         )
         return str(resp["ts"])
 
-    def _find_posted(self, payload: Payload, key: str, since: datetime) -> str | None:
-        """The ts of an earlier attempt's post, found by its run key in the messages since
+    def _find_posted(self, payload: Payload, key: str, since: datetime) -> dict[str, Any] | None:
+        """An earlier attempt's post (the message), found by its run key in the messages since
         the row was made (`since`: its first attempt, not the latest claim). Every page
         back to `since` is read: a busy channel may hold more than one page since then."""
         oldest = f"{(since - timedelta(minutes=5)).timestamp():.6f}"
@@ -501,7 +524,7 @@ class Delivery:
                     meta.get("event_type") == payload.metadata_event
                     and (meta.get("event_payload") or {}).get("run_key") == key
                 ):
-                    return str(msg.get("ts"))
+                    return dict(msg)
             cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
             if not resp.get("has_more") or not cursor:
                 return None
@@ -536,6 +559,8 @@ class Delivery:
             return self._nudge_payload(team, user)
         if kind == "notice":
             return self._notice_payload(int(rest), run.period_key)
+        if kind == "anchor":
+            return self._anchor_payload(int(rest), run.period_key)
         if kind == "approval":
             msg = approval_posts.payload(self.runtime, self.client, run.target, run.period_key)
             if msg is None:
@@ -616,6 +641,27 @@ class Delivery:
             bk.code(failed.error),
         )
         return Payload(sponsor, **bk.message(text, [bk.section(text)]))
+
+    def _anchor_payload(self, study_id: int, day: str) -> Payload | None:
+        with self.runtime.db.read() as s:
+            head = anchors.head_for(s, study_id)
+        if head is None:
+            return None
+        text = bk.fmt(
+            ":lock: Audit trail anchor for {} on {}: event #{} has HMAC {}. "
+            "Kept here so the trail can be checked against it (`crobot audit verify "
+            "--anchors`).",
+            head.study_code,
+            day,
+            head.seq,
+            bk.code(head.hash),
+        )
+        return Payload(
+            head.channel,
+            **bk.message(text, [bk.section(text)]),
+            metadata_event=anchors.METADATA_EVENT,
+            metadata={"seq": head.seq, "hash": head.hash},
+        )
 
     def _notify_failure(self, run: DigestRun, reason: str) -> None:
         if not run.target.startswith("link:"):

@@ -20,6 +20,9 @@ class Actor:
     person: Person | None = None
     # The CLI and the system itself act with an operator's authority, not a Slack user's.
     trusted: bool = False
+    # Who really acts, when not the Slack user: `cli:<os account>`, or with an impersonated
+    # user `console:<os account> as <team>:<user>`. Audited with every event.
+    operator: str | None = None
 
     @property
     def label(self) -> str:

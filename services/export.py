@@ -164,6 +164,8 @@ AUDIT_COLS = [
     "after",
     "prev_hash",
     "hash",
+    "key_id",
+    "operator",
 ]
 
 
@@ -186,6 +188,8 @@ def _audit_dict(ev: AuditEvent) -> dict[str, Any]:
         "after": ev.after,
         "prev_hash": ev.prev_hash,
         "hash": ev.hash,
+        "key_id": ev.key_id,  # the HMAC key's id; empty: plain SHA-256 (before 0008)
+        "operator": ev.operator,  # who ran it, when not the actor (CLI, console)
     }
 
 

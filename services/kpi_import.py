@@ -3,8 +3,10 @@
 Columns: study, org, kpi, period, value[, note] — any order, no others (an unknown column
 would be data silently dropped), and no row with more cells than the header. Values are
 read as `/cro kpi report` and the KPI form read them (`services.kpi_values`: ASCII digits,
-the same comma rules, the KPI's range). Imported values wait for a sponsor approver like
-any value not entered by one (services/permissions.py `needs_approval`). A row's problems
+the same comma rules, the KPI's range); every row names its organisation. Imported values
+wait for a sponsor approver like any value not entered by one (services/permissions.py
+`needs_approval`): the CLI operator's always wait; `--as PERSON` imports with that
+person's role and organisation. A row's problems
 are reported with the line of the file it starts on (the header is line 1).
 """
 
@@ -74,13 +76,16 @@ def _store(session: Session, actor: Actor, row: Row | UserError, today: date) ->
     """Report one row's value (in a savepoint: a failing row leaves nothing behind)."""
     if isinstance(row, UserError):
         raise row
+    if not row["org"]:
+        # `/cro kpi report` takes the reporter's own organisation; a file names each one.
+        raise UserError("The org is empty: name the organisation the value is for.")
     with session.begin_nested():
         kpis.report(
             session,
             actor,
             today=today,
             study=row["study"],
-            org=row["org"] or None,
+            org=row["org"],
             kpi=row["kpi"],
             value=row["value"],  # as written: the one KPI value parser reads it
             period=row["period"] or None,

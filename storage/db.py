@@ -51,8 +51,23 @@ def _sqlite_engine(url: str, begin: str, **kwargs: Any) -> Engine:
 class Database:
     """Owns the engines; hands out sessions for reading and for writing."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        audit_keys: object = None,
+        operator: str | None = None,
+    ) -> None:
         self.url = normalise_url(url)
+        # Handed to the audit chain through each session's `info`: where its keys come
+        # from (services.audit_keys.KeySource; None: the environment's), and who runs
+        # this process when it is not a Slack user's request (the CLI's OS account).
+        info: dict[str, object] = {}
+        if audit_keys is not None:
+            info["audit_keys"] = audit_keys
+        if operator is not None:
+            info["audit_operator"] = operator
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = _sqlite_engine(self.url, "BEGIN", echo=echo)
@@ -62,8 +77,8 @@ class Database:
                 self.url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20
             )
             self.write_engine = self.engine
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read = sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self._write = sessionmaker(self.write_engine, expire_on_commit=False, info=info)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

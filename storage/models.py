@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -367,7 +368,7 @@ class Approval(Base):
 
 
 class AuditEvent(Base):
-    """Append-only, SHA-256 hash-chained record of every write."""
+    """Append-only (triggers, migration 0008), HMAC-chained record of every write."""
 
     __tablename__ = "audit_events"
 
@@ -383,16 +384,42 @@ class AuditEvent(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # The HMAC key's id (services/audit_keys.py); NULL: plain SHA-256, before the cut-over.
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    # Who really ran it when not the actor themself: the operating-system account of a
+    # CLI command, and whom it acted as (`console:alice as T1:U123`).
+    operator: Mapped[str | None] = mapped_column(String(120))
 
 
 class AuditHead(Base):
-    """Single row serialising appends to the audit chain (a row lock on every backend)."""
+    """Single row serialising appends to the audit chain (a row lock on every backend).
+
+    Triggers let it only move forward, to an event that exists (migration 0008)."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+    # The first keyed event's seq; the events before it are plain SHA-256 (pre-0008).
+    keyed_from: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+
+
+class AuditAnchor(Base):
+    """The chain's head as posted to a study's sponsor channel: a witness the database
+    administrator cannot rewrite (`crobot audit verify --anchors` reads it back)."""
+
+    __tablename__ = "audit_anchors"
+    __table_args__ = (UniqueConstraint("study_id", "day", name="uq_audit_anchor_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    day: Mapped[date] = mapped_column(Date)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    slack_ts: Mapped[str] = mapped_column(String(32))
+    posted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DigestRun(Base):
@@ -402,6 +429,8 @@ class DigestRun(Base):
     - `link:<channel link id>` — a channel's digest for one period;
     - `dm:<team>:<user>` — an owner's overdue-actions nudge for one day;
     - `notice:<channel link id>` — the sponsor channel told that a digest failed;
+    - `anchor:<study id>` — the audit chain's head posted to the study's sponsor channel
+      once a day, `period_key` the UTC day (services/anchors.py);
     - `approval:<approval id>` — an approval's Slack work: `period_key` is
       `request:<channel>` (the Approve/Reject post), `update:<channel>:<ts>` (showing the
       decision in that message), `dm:<team>:<user>` (the submitter told by DM) or

@@ -8,6 +8,7 @@ see the same data the test sees.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,12 +25,17 @@ from crobot.services.kpi_catalog import seed_definitions
 from crobot.storage.db import Database, normalise_url
 from crobot.storage.migrate import upgrade
 from crobot.storage.models import Base
+from tests.dbstate import owner_session
 from tests.fake_slack import FakeSlack
 
 if TYPE_CHECKING:
     from tests.slash_helpers import SlashClient
 
 PG_URL = os.environ.get("CROBOT_TEST_DATABASE_URL")
+# The audit chain's HMAC key for every test database, and for the servers and CLI runs the
+# tests start (PostgreSQL has no default key). Tests of the key file unset it.
+TEST_AUDIT_KEY = "test:" + base64.b64encode(b"crobot-test-audit-key-32-bytes!!").decode()
+os.environ["CROBOT_AUDIT_KEY"] = TEST_AUDIT_KEY
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
 TODAY = date(2026, 11, 25)  # a Wednesday
 
@@ -56,8 +62,10 @@ def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def empty_database(db: Database) -> None:
+    """A fresh start for the next test. The audit tables refuse DELETE (migration 0008),
+    so this empties them as only the database's owner can (`owner_session`)."""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with db.write() as s:
+    with owner_session(db) as s:
         if db.is_sqlite:
             for name in tables:
                 s.execute(text(f"DELETE FROM {name}"))

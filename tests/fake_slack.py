@@ -405,14 +405,24 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
 
         def _m_conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
             """Newest first, as Slack answers: at most `limit` a page, the next page through
-            `response_metadata.next_cursor`. `oldest` is not applied: the fake's ts values
-            are a counter, while tests run crobot on simulated clocks."""
+            `response_metadata.next_cursor`. `oldest` alone is not applied: the fake's ts
+            values are a counter, while tests run crobot on simulated clocks; with `latest`
+            (a ts the fake gave out) both bounds apply, `inclusive` as in Slack."""
             channel = str(p.get("channel"))
             limit = min(int(p.get("limit", 100)), 999)
             start = int(p.get("cursor") or 0)
             with state.lock:
                 msgs = [
                     m for m in reversed(state.messages.get(channel, [])) if not m.get("thread_ts")
+                ]
+            if p.get("latest"):  # one message by its ts: latest=oldest=ts, inclusive
+                inclusive = str(p.get("inclusive")).lower() in ("true", "1")
+                latest, oldest = float(p["latest"]), float(p.get("oldest") or 0)
+                msgs = [
+                    m
+                    for m in msgs
+                    if (oldest <= float(m["ts"]) <= latest)
+                    if inclusive or oldest < float(m["ts"]) < latest
                 ]
             page, rest = msgs[start : start + limit], msgs[start + limit :]
             meta = {"next_cursor": str(start + limit) if rest else ""}

@@ -15,7 +15,7 @@ from crobot.bot.cli import main
 from crobot.storage.db import Database
 from crobot.storage.models import AuditEvent, KpiUpdate, Milestone, Study
 from tests.conftest import World
-from tests.dbstate import assert_unchanged, snapshot
+from tests.dbstate import assert_unchanged, owner_session, snapshot
 
 
 def test_help_lists_commands() -> None:
@@ -198,7 +198,7 @@ def test_demo_is_idempotent_and_exports(
     events = json.loads(audit_json.read_text())
     assert any(e["action"] == "approval.request" for e in events)
 
-    with cli_env.write() as s:
+    with owner_session(cli_env) as s:  # the app may not UPDATE it (0008)
         study_id = s.scalar(select(Study.id))
         s.execute(update(AuditEvent).where(AuditEvent.seq == 30).values(actor="T1:UFORGER"))
     assert study_id is not None

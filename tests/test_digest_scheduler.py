@@ -62,7 +62,7 @@ def test_start_builds_jobs_and_recovers_pending_missed_and_nudges(
     try:
         ids = sched.job_ids()
         assert {f"digest:{i}" for i in range(1, 5)} <= set(ids)
-        assert "nudge:Asia/Kolkata" in ids and "sync" in ids
+        assert "nudge:Asia/Kolkata" in ids and "sync" in ids and "anchor" in ids
         job = sched.job(f"digest:{link_id(world.db, C_LAB)}")
         assert job.coalesce is True and job.misfire_grace_time == 6 * 3600
         # Recovery has posted; then its job is joined (shutdown waits for running jobs),

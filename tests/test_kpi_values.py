@@ -92,9 +92,9 @@ def enter(
         def by_import(kpi: str, raw: str) -> float | str:
             path = tmp_path / "values.csv"
             with path.open("w", newline="", encoding="utf-8") as fh:
-                csv.writer(fh).writerows(
-                    [["study", "org", "kpi", "period", "value"], ["ONC-301", "", kpi, "", raw]]
-                )
+                # The sponsor's value, as the approver's command and form enter it.
+                row = ["ONC-301", "Helix Pharma", kpi, "", raw]
+                csv.writer(fh).writerows([["study", "org", "kpi", "period", "value"], row])
             if main(["kpi", "import", str(path)]) != 0:
                 return capsys.readouterr().err
             return _latest(world, kpi)

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
 from tests.bot_server import free_port
-from tests.conftest import World
+from tests.conftest import TEST_AUDIT_KEY, World
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SIGNING_SECRET
 
@@ -99,6 +99,7 @@ def _start(
         CROBOT_SCHEDULER="true" if scheduler else "false",
         CROBOT_LOG_LEVEL="INFO",
         **(extra_env or {}),
+        CROBOT_AUDIT_KEY=TEST_AUDIT_KEY,  # every replica signs with the same key
     )
     workdir = tmp_path / name
     workdir.mkdir()

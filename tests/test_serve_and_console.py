@@ -22,7 +22,7 @@ from crobot.bot.cli import main
 from crobot.bot.runners import build, socket_handler
 from crobot.bot.settings import Settings
 from tests.bot_server import free_port
-from tests.conftest import APEX_PM, C_APEX, World
+from tests.conftest import APEX_PM, C_APEX, TEST_AUDIT_KEY, World
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SIGNING_SECRET, command_body, post_signed
 
@@ -56,6 +56,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
             "--port",
         ),
         ({"CROBOT_DEFAULT_TZ": "Mars/Base"}, ["serve"], "CROBOT_DEFAULT_TZ"),
+        # PostgreSQL has no default audit key: refuse to start rather than fail each write.
+        (
+            {
+                "SLACK_BOT_TOKEN": "xoxb-1",
+                "SLACK_SIGNING_SECRET": "s",
+                "CROBOT_DATABASE_URL": "postgresql://crobot@127.0.0.1:1/crobot",
+                "CROBOT_AUDIT_KEY": "",
+            },
+            ["serve"],
+            "audit trail: no audit key configured",
+        ),
     ],
 )
 def test_serve_config_errors_are_one_line(
@@ -98,6 +109,7 @@ def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path
         CROBOT_SLACK_API_URL=fake_slack.base_url,
         CROBOT_SCHEDULER="false",
         CROBOT_LOG_LEVEL="WARNING",
+        CROBOT_AUDIT_KEY=TEST_AUDIT_KEY,
     )
     cmd = [sys.executable, "-c", "import sys; from crobot.bot.cli import main; sys.exit(main())"]
     proc = subprocess.Popen(

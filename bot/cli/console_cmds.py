@@ -1,7 +1,9 @@
 """`crobot console`: try `/cro` commands in a terminal, against the configured database.
 
 Runs the same router and subcommands as the Slack listener, as a chosen Slack user in a
-chosen channel, and prints the Block Kit reply as text. Nothing is sent to Slack.
+chosen channel, and prints the Block Kit reply as text. Nothing is sent to Slack. What it
+writes is audited as that user, with the operating-system account that ran it
+(`console:alice as T1:U123`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from slack_sdk import WebClient
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import DBAPIError
 
-from crobot.bot.cli.context import CliContext, CliError
+from crobot.bot.cli.context import CliContext, CliError, impersonation
 from crobot.handlers.commands.render import to_terminal
 from crobot.handlers.commands.router import CommandRequest, CommandRouter
 from crobot.services.runtime import Runtime
@@ -82,7 +84,8 @@ class Console:
     def run(self, line: str) -> str:
         text = line.strip()
         text = text[4:] if text.lower().startswith("/cro") else text
-        req = CommandRequest(self.team, self.user, self.channel, text.strip())
+        operator = impersonation("console", self.team, self.user)
+        req = CommandRequest(self.team, self.user, self.channel, text.strip(), operator=operator)
         return to_terminal(self.router.run(req, self.client, tz=self.tz))
 
     def who(self) -> str:

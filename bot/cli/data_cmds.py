@@ -1,4 +1,4 @@
-"""`crobot kpi import`, `crobot export`, `crobot audit verify|export`."""
+"""`crobot kpi import`, `crobot export`, `crobot audit verify|anchor|export`."""
 
 from __future__ import annotations
 
@@ -6,15 +6,22 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
 from typing import IO, Any
 
-from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from crobot.bot.app import build_web_client
+from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError, acting_as
 from crobot.bot.cli.progress import Progress
-from crobot.services import audit, export
+from crobot.digests.delivery import Delivery, delivery_client
+from crobot.services import anchors, audit, export
 from crobot.services.errors import UserError
 from crobot.services.kpi_import import import_csv
 from crobot.services.runtime import Runtime
+from crobot.storage.models import DigestRun
 
 
 def register(sub: Any) -> None:
@@ -22,6 +29,13 @@ def register(sub: Any) -> None:
     ksub = kpi.add_subparsers(dest="kpi_command", required=True)
     p = ksub.add_parser("import", help="import KPI values from CSV (all rows or none)")
     p.add_argument("file", type=Path, help="CSV with columns study,org,kpi,period,value[,note]")
+    p.add_argument(
+        "--as",
+        dest="as_person",
+        metavar="PERSON",
+        help="import as this registered person (U123 or TEAM:U123): their role decides "
+        "which rows wait for an approver; default: the operator, every row waits",
+    )
     p.set_defaults(func=cmd_kpi_import)
 
     p = sub.add_parser(
@@ -35,7 +49,18 @@ def register(sub: Any) -> None:
     aud = sub.add_parser("audit", help="the hash-chained audit trail")
     asub = aud.add_subparsers(dest="audit_command", required=True)
     p = asub.add_parser("verify", help="check the hash chain; names the first broken link")
+    p.add_argument(
+        "--anchors",
+        action="store_true",
+        help="also read every anchor back from Slack and check the chain against it",
+    )
     p.set_defaults(func=cmd_audit_verify)
+    p = asub.add_parser(
+        "anchor",
+        help="post the chain's head to each study's sponsor channel (once a day; the "
+        "scheduler does it daily)",
+    )
+    p.set_defaults(func=cmd_audit_anchor)
     p = asub.add_parser("export", help="export the audit trail for an inspection")
     p.add_argument("--format", choices=["csv", "json"], default="csv")
     p.add_argument("--study", help="only events of this study")
@@ -61,7 +86,8 @@ def cmd_kpi_import(args: argparse.Namespace, ctx: CliContext) -> int:
     progress = Progress("validating and importing rows")
     try:
         with ctx.db.write() as session:
-            result = import_csv(session, CLI_ACTOR, text, today=today, progress=progress.update)
+            actor = acting_as(session, args.as_person) if args.as_person else CLI_ACTOR
+            result = import_csv(session, actor, text, today=today, progress=progress.update)
     except UserError as exc:
         progress.done()
         raise CliError(f"{args.file}: {exc}") from None
@@ -88,7 +114,63 @@ def cmd_audit_verify(args: argparse.Namespace, ctx: CliContext) -> int:
     with ctx.db.read() as session:
         result = audit.verify(session)
     print(result.describe())
-    return 0 if result.ok else 1
+    if result.unverifiable:
+        return 2
+    if not args.anchors:
+        return 0 if result.ok else 1
+    fetch = _anchor_reader(_slack_client(ctx))
+    with ctx.db.read() as session:
+        checks = anchors.check(session, fetch)
+    for check in checks:
+        print(("  " if check.ok else "  MISMATCH ") + check.describe())
+    bad = sum(not c.ok for c in checks)
+    print(
+        f"anchors: {len(checks)} read back, all match the chain"
+        if not bad
+        else f"anchors: {bad} of {len(checks)} do not match the chain"
+    )
+    return 0 if result.ok and not bad else 1
+
+
+def cmd_audit_anchor(args: argparse.Namespace, ctx: CliContext) -> int:
+    runtime = Runtime(ctx.db, ctx.settings.default_tz)
+    delivery = Delivery(runtime, delivery_client(_slack_client(ctx)))
+    day = runtime.now().astimezone(UTC).date().isoformat()
+    outcomes = delivery.send_anchors(day)
+    if not outcomes:
+        print("no study has a sponsor channel to anchor to")
+    for outcome in outcomes:
+        with ctx.db.read() as session:
+            run = session.get(DigestRun, outcome.run_id) if outcome.run_id else None
+        what = run.target if run else "?"
+        print(f"{what} {day}: {outcome.state}" + (f" ts={outcome.ts}" if outcome.ts else ""))
+    return 0 if all(o.state in ("sent", "duplicate", "skipped") for o in outcomes) else 1
+
+
+def _slack_client(ctx: CliContext) -> WebClient:
+    token = ctx.settings.slack_bot_token
+    if token is None or not token.get_secret_value():
+        raise CliError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...).")
+    return build_web_client(ctx.settings)
+
+
+def _anchor_reader(client: WebClient) -> anchors.Fetch:
+    def fetch(channel: str, ts: str) -> dict[str, Any] | None:
+        try:
+            resp = client.conversations_history(
+                channel=channel,
+                latest=ts,
+                oldest=ts,
+                inclusive=True,
+                limit=1,
+                include_all_metadata=True,
+            )
+        except SlackApiError as exc:
+            raise anchors.Unreadable(str(exc.response.get("error", "error"))) from None
+        found = [m for m in resp.get("messages") or [] if m.get("ts") == ts]
+        return dict(found[0]) if found else None
+
+    return fetch
 
 
 def cmd_audit_export(args: argparse.Namespace, ctx: CliContext) -> int:

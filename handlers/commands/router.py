@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from slack_sdk import WebClient
@@ -83,6 +83,8 @@ class CommandRequest:
     text: str
     trigger_id: str | None = None
     response_url: str | None = None
+    # Who really typed it when not the Slack user (the console): audited with the actor.
+    operator: str | None = None
 
     @classmethod
     def from_body(cls, body: dict[str, Any], who: Identity) -> CommandRequest:
@@ -202,10 +204,11 @@ class CommandRouter:
 
     def _context(self, plan: Plan, client: WebClient) -> None:
         req = plan.request
-        actor, link, tz = Actor(req.team_id, req.user_id), None, self.runtime.default_tz
+        actor = Actor(req.team_id, req.user_id, operator=req.operator)
+        link, tz = None, self.runtime.default_tz
         if plan.entry is not None and plan.entry.needs_db:
             with self.runtime.db.read() as s:
-                actor = resolve_actor(s, req.team_id, req.user_id)
+                actor = replace(resolve_actor(s, req.team_id, req.user_id), operator=req.operator)
                 if not plan.entry.open_to_all:
                     require_known(actor)
                 link = channel_link(s, req.team_id, req.channel_id)
