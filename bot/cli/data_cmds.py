@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError
 from crobot.bot.cli.progress import Progress
-from crobot.services import audit, export
+from crobot.services import audit, export, signatures
 from crobot.services.errors import UserError
 from crobot.services.kpi_import import import_csv
 from crobot.services.runtime import Runtime
@@ -34,7 +34,11 @@ def register(sub: Any) -> None:
 
     aud = sub.add_parser("audit", help="the hash-chained audit trail")
     asub = aud.add_subparsers(dest="audit_command", required=True)
-    p = asub.add_parser("verify", help="check the hash chain; names the first broken link")
+    p = asub.add_parser(
+        "verify",
+        help="check the hash chain (names the first broken link) and that every signed "
+        "decision is bound to what it signed",
+    )
     p.set_defaults(func=cmd_audit_verify)
     p = asub.add_parser("export", help="export the audit trail for an inspection")
     p.add_argument("--format", choices=["csv", "json"], default="csv")
@@ -87,8 +91,11 @@ def cmd_export(args: argparse.Namespace, ctx: CliContext) -> int:
 def cmd_audit_verify(args: argparse.Namespace, ctx: CliContext) -> int:
     with ctx.db.read() as session:
         result = audit.verify(session)
+        problems = signatures.verify_signatures(session)
     print(result.describe())
-    return 0 if result.ok else 1
+    for problem in problems:
+        print(f"SIGNATURE BROKEN: {problem}")
+    return 0 if result.ok and not problems else 1
 
 
 def cmd_audit_export(args: argparse.Namespace, ctx: CliContext) -> int:
