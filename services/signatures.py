@@ -104,12 +104,13 @@ class Manifest:
 
     @property
     def local(self) -> str | None:
-        """The signer's local time, `2026-11-25 14:05:00 EST (America/New_York)`."""
+        """The signer's local time, `2026-11-25 14:05:00 EST (UTC-05:00)`."""
         zone = valid_zone(self.tz)
         if zone is None:
             return None
         at = self.at.astimezone(ZoneInfo(zone))
-        return f"{at:%Y-%m-%d %H:%M:%S} {at.tzname()} ({zone})"
+        offset = at.strftime("%z")
+        return f"{at:%Y-%m-%d %H:%M:%S} {at.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def manifest(rec: ApprovalRecord | Approval) -> Manifest | None:
