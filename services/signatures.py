@@ -38,6 +38,7 @@ from crobot.services import audit
 from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord
 from crobot.services.errors import UserError
+from crobot.services.permissions import require_known
 from crobot.services.user_tz import known_timezone, valid_zone
 from crobot.storage.models import (
     Approval,
@@ -215,34 +216,35 @@ def sign(session: Session, approval: Approval, actor: Actor, *, method: str) -> 
     approval.signature_hash = _signature_digest(approval)
 
 
-def _decision_event(session: Session, approval_id: int) -> AuditEvent | None:
-    return session.scalars(
-        select(AuditEvent)
-        .where(
-            AuditEvent.subject_type == "approval",
-            AuditEvent.subject_id == str(approval_id),
-            AuditEvent.action.in_(("approval.approve", "approval.reject")),
-        )
-        .order_by(AuditEvent.seq.desc())
-        .limit(1)
-    ).first()
+DECISIONS = ("approval.approve", "approval.reject")
+
+
+def _chained_signatures(session: Session) -> dict[str, str | None]:
+    """The signature hash each approval's decision event recorded (the last one), by
+    approval id: one pass over the decision events."""
+    rows = session.execute(
+        select(AuditEvent.subject_id, AuditEvent.after)
+        .where(AuditEvent.subject_type == "approval", AuditEvent.action.in_(DECISIONS))
+        .order_by(AuditEvent.seq)
+    )
+    return {str(sid): (after or {}).get("signature_hash") for sid, after in rows}
 
 
 def verify_signatures(session: Session) -> list[str]:
     """Every problem with the decisions' signatures (empty: all bound to what they sign)."""
+    chained = _chained_signatures(session)
     problems: list[str] = []
-    for approval in session.scalars(select(Approval).order_by(Approval.id)):
-        problems += _problems(session, approval)
+    stmt = select(Approval).order_by(Approval.id).execution_options(yield_per=1000)
+    for approval in session.scalars(stmt):
+        problems += _problems(session, approval, chained.get(str(approval.id)))
     return problems
 
 
-def _problems(session: Session, approval: Approval) -> list[str]:
+def _problems(session: Session, approval: Approval, chained: str | None) -> list[str]:
     name = f"approval #{approval.id}"
     signed = approval.signature_hash is not None or approval.content_hash is not None
     if approval.state == ApprovalState.PENDING:
         return [f"{name}: pending, yet it carries a signature"] if signed else []
-    event = _decision_event(session, approval.id)
-    chained = (event.after or {}).get("signature_hash") if event is not None else None
     if not signed:
         # Decided before signatures were recorded; unless the audit trail says otherwise.
         return [f"{name}: its signature was removed"] if chained else []
@@ -314,8 +316,7 @@ def set_pin(
     session: Session, actor: Actor, pin: str, confirm: str, *, current: str | None = None
 ) -> None:
     """Set (or change) the actor's signing PIN; changing it needs the current one."""
-    if actor.person is None:
-        raise UserError("Only people registered with crobot sign decisions.")
+    require_known(actor)
     if pin != confirm:
         raise UserError("The two PINs differ.", "Type the same PIN twice.", field="confirm")
     if not MIN_PIN <= len(pin) <= MAX_PIN or pin.strip() != pin:
