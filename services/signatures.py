@@ -67,7 +67,7 @@ PIN_SET = "signature.pin_set"
 PIN_WRONG = "signature.pin_wrong"
 PIN_LOCKED = "signature.locked"
 PIN_REFUSED_LOCKED = "signature.refused_locked"
-HOW_TO_SET = "Set one in crobot's App Home: open crobot, Home tab, *Set signing PIN*."
+HOW_TO_SET = "Set one in crobot's App Home: open crobot, Home tab, “Set signing PIN”."
 
 
 def meaning(state: ApprovalState, reason: str | None) -> str:

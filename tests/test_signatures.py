@@ -47,13 +47,14 @@ from tests.approval_support import (
     pending_kpi,
     posted_request,
     send,
-    send_event,
     view_submission,
     wait_until,
 )
 from tests.bot_server import RunningBot
 from tests.conftest import World
 from tests.fake_slack import FakeSlack
+from tests.test_approval_escaping import _milestone_done
+from tests.test_home import _open_home
 
 PIN = "314159"
 # Ann is in New York; decisions are stamped with the real clock, so either season's zone.
@@ -80,25 +81,6 @@ def _decided_copy(db: Database, fake_slack: FakeSlack, aid: int, msg: dict[str, 
     """The request message once rewritten with the decision: its signature block."""
     wait_until(lambda: outbox_settled(db, aid))
     return _signature(message(fake_slack, msg["channel"], msg["ts"])["blocks"])
-
-
-def _open_home(bot: RunningBot, fake_slack: FakeSlack, user: str) -> dict[str, Any]:
-    before = len([c for c in fake_slack.calls_to("views.publish") if c.params["user_id"] == user])
-    assert send_event(bot, {"type": "app_home_opened", "user": user, "tab": "home"})[0] == 200
-    calls = wait_until(
-        lambda: (
-            c
-            if len(
-                c := [
-                    x for x in fake_slack.calls_to("views.publish") if x.params["user_id"] == user
-                ]
-            )
-            > before
-            else None
-        )
-    )
-    view: dict[str, Any] = calls[-1].params["view"]
-    return view
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -223,8 +205,6 @@ def test_a_signature_edited_or_removed_on_the_row_fails_verify(
 
 
 def test_milestone_decisions_are_bound_too(world: World) -> None:
-    from tests.test_approval_escaping import _milestone_done
-
     approved, rejected = _milestone_done(world, "FPI"), _milestone_done(world, "LPI")
     with world.db.write() as s:
         approvals.decide(s, world.actor("UAPPROVER"), approved, approve=True)
@@ -322,6 +302,8 @@ def test_part11_refuses_without_the_right_pin_locks_after_five_then_signs(
         for attempt in range(1, 6):
             errors = _sign(bot, fake_slack, aid, msg, f"wrong{attempt}")
             assert errors is not None and "not your signing PIN" in errors["signing_pin"]
+            if attempt < 5:
+                assert f"{5 - attempt} more wrong PIN(s) lock signing" in errors["signing_pin"]
             assert _state(db, aid) == PENDING
         assert len(audit_actions(db, signatures.PIN_WRONG)) == 5
         locks = audit_actions(db, signatures.PIN_LOCKED)

@@ -293,8 +293,10 @@ def _on_submit(ack: Ack, body: dict[str, Any], context: BoltContext, *, approve:
             pin=_typed(values, messages.PIN_BLOCK, messages.PIN_INPUT),
         )
     except UserError as exc:
-        on_pin = exc.field == "pin" and has_pin_field
-        _refuse(ack, exc.message, messages.PIN_BLOCK if on_pin else fallback)
+        if isinstance(exc, signatures.PinRefused):  # with how many tries are left, or why
+            _refuse(ack, str(exc), messages.PIN_BLOCK if has_pin_field else fallback)
+        else:
+            _refuse(ack, exc.message, fallback)
         return
     context[HANDOFF] = Handoff(click, Result(changed=changed))
     ack()
