@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from slack_sdk.models.views import View
 from sqlalchemy import select, text, update
 
 from crobot.bot.cli import main
@@ -116,6 +117,7 @@ def test_every_decision_shows_name_utc_local_time_and_meaning(
                 s, world.actor("UAPPROVER"), rejected, approve=False, reason="Wrong *week*"
             )
         home = _open_home(bot, fake_slack, "UAPPROVER")
+        View(**home).validate_json()
         home_text = _texts(home["blocks"])
         assert "Recent decisions" in home_text
         assert "Meaning:* Rejected: Wrong \u2217week\u2217" in home_text  # escaped
@@ -224,6 +226,7 @@ def _part11(world: World) -> None:
 
 def _opened(fake_slack: FakeSlack, count: int) -> dict[str, Any]:
     view: dict[str, Any] = fake_slack.wait_for("views.open", count)[-1].params["view"]
+    View(**view).validate_json()  # within Slack's limits
     return view
 
 

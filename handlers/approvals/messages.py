@@ -241,7 +241,7 @@ def reject_modal(rec: ApprovalRecord, meta: dict[str, Any]) -> Block:
     ]
     if rec.part11:
         blocks += [
-            bk.context(Mrkdwn("Signing means: *Rejected: <the reason above>*.")),
+            bk.context(fmt("Signing means: _{}_.", "Rejected: <the reason above>")),
             _pin_input(),
         ]
     return bk.modal(
@@ -260,7 +260,7 @@ def sign_modal(rec: ApprovalRecord, meta: dict[str, Any]) -> Block:
         "Sign approval",
         [
             bk.section(fmt("*{}* (#{})\n", rec.study, rec.id) + describe_change(rec)),
-            bk.context(fmt("Signing means: *{}*.", APPROVED_MEANING)),
+            bk.context(fmt("Signing means: _{}_.", APPROVED_MEANING)),
             _pin_input(),
         ],
         submit="Sign and approve",
