@@ -47,6 +47,7 @@ ACTIONS: dict[str, str] = {
     "digest.charts": UPDATE,
     # signing PINs (services/signatures.py)
     "signature.pin_set": UPSERT,
+    "signature.pin_reset": UPDATE,  # removed by an administrator: `before` says which
     "signature.pin_wrong": UPDATE,
     "signature.locked": UPDATE,
     "signature.refused_locked": EVENT,

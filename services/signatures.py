@@ -64,6 +64,7 @@ LOCK = timedelta(minutes=15)
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 PIN_SET = "signature.pin_set"
+PIN_RESET = "signature.pin_reset"
 PIN_WRONG = "signature.pin_wrong"
 PIN_LOCKED = "signature.locked"
 PIN_REFUSED_LOCKED = "signature.refused_locked"
@@ -343,6 +344,31 @@ def set_pin(
         row.id,
         before=before,
         after={"set_at": now.isoformat()},  # never the PIN, nor its hash
+    )
+
+
+def reset_pin(session: Session, actor: Actor, team_id: str, user_id: str) -> None:
+    """An administrator removes a forgotten PIN (the CLI's operator); the person then sets a
+    new one in the App Home. Audited with when the removed PIN was set."""
+    row = session.scalars(
+        select(SigningPin)
+        .where(SigningPin.team_id == team_id, SigningPin.user_id == user_id)
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise UserError(f"{team_id}:{user_id} has no signing PIN.")
+    before = {"person": f"{team_id}:{user_id}", "set_at": row.set_at.isoformat()}
+    pin_id = row.id
+    session.delete(row)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        PIN_RESET,
+        "signing_pin",
+        pin_id,
+        before=before,
+        after={"person": f"{team_id}:{user_id}", "removed": True},
     )
 
 

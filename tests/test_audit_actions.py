@@ -142,6 +142,8 @@ def _drive_every_write_path(world: World) -> None:
         schedule.disable(s, approver, link)
         signatures.set_pin(s, approver, "123456", "123456")
         signatures.set_pin(s, approver, "654321", "654321", current="123456")
+        signatures.set_pin(s, apex, "111111", "111111")
+        signatures.reset_pin(s, SYSTEM, "T1", "UAPEX")
     for attempt in range(signatures.MAX_ATTEMPTS + 1):  # the last one meets the lock
         with pytest.raises(signatures.PinRefused) as refused, world.db.write() as s:
             signatures.check_pin(s, approver, f"wrong-{attempt}")

@@ -397,6 +397,20 @@ def test_changing_a_pin_needs_the_current_one(world: World) -> None:
         signatures.check_pin(s, actor, "271828")
 
 
+def test_an_administrator_resets_a_forgotten_pin(
+    cli_env: Database, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with cli_env.write() as s:
+        signatures.set_pin(s, world.actor("UAPPROVER"), PIN, PIN)
+    code, out = _cli(capsys, "person", "reset-pin", "UAPPROVER", "--team", "T1")
+    assert code == 0 and "removed" in out
+    with cli_env.read() as s:
+        assert not signatures.has_pin(s, world.actor("UAPPROVER"))
+    resets = audit_actions(cli_env, signatures.PIN_RESET)
+    assert len(resets) == 1 and (resets[0].before or {})["person"] == "T1:UAPPROVER"
+    assert _cli(capsys, "person", "reset-pin", "UAPPROVER", "--team", "T1")[0] == 2
+
+
 def test_study_signature_mode_from_the_cli(
     cli_env: Database, world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from crobot.bot.cli.context import CliContext, run_service
-from crobot.services import directory
+from crobot.services import directory, signatures
 from crobot.storage.models import OrgKind, Role, SignatureMode
 
 FOUR_EYES_HELP = (
@@ -64,6 +64,13 @@ def register(sub: Any) -> None:
     p.add_argument("--role", required=True, choices=[r.value for r in Role])
     p.add_argument("--tz", dest="timezone", help="IANA time zone, e.g. Asia/Kolkata")
     p.set_defaults(func=cmd_person_add)
+
+    p = psub.add_parser(
+        "reset-pin", help="remove a person's forgotten signing PIN (they set a new one in Home)"
+    )
+    p.add_argument("user_id", help="Slack user id (U...)")
+    p.add_argument("--team", required=True, dest="team_id", help="Slack team id (T...)")
+    p.set_defaults(func=cmd_person_reset_pin)
 
     channel = sub.add_parser("channel", help="link Slack channels to studies")
     csub = channel.add_subparsers(dest="channel_command", required=True)
@@ -135,6 +142,12 @@ def cmd_person_add(args: argparse.Namespace, ctx: CliContext) -> int:
         f"{person.display_name} ({person.team_id}:{person.slack_user_id}) added as "
         f"{person.role.value}"
     )
+    return 0
+
+
+def cmd_person_reset_pin(args: argparse.Namespace, ctx: CliContext) -> int:
+    run_service(ctx, signatures.reset_pin, team_id=args.team_id, user_id=args.user_id)
+    print(f"signing PIN of {args.team_id}:{args.user_id} removed; they set a new one in Home")
     return 0
 
 
