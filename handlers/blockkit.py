@@ -202,8 +202,11 @@ def section(
     return block
 
 
-def context(*texts: Mrkdwn) -> Block:
-    return {"type": "context", "elements": [mrkdwn(t) for t in texts[:10]]}
+def context(*texts: Mrkdwn, block_id: str | None = None) -> Block:
+    block: Block = {"type": "context", "elements": [mrkdwn(t) for t in texts[:10]]}
+    if block_id:
+        block["block_id"] = block_id
+    return block
 
 
 def divider() -> Block:

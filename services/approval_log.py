@@ -42,6 +42,7 @@ from crobot.storage.models import (
     DigestRun,
     DigestRunState,
     Organization,
+    SignatureMode,
     Study,
     SubjectType,
     utcnow,
@@ -83,6 +84,13 @@ class ApprovalRecord:
     reason: str | None
     channel_id: str | None  # the primary message
     message_ts: str | None
+    # The decision as a signature (services/signatures.py); None before one.
+    signer_name: str | None = None
+    signer_tz: str | None = None
+    signature_method: str | None = None
+    content_hash: str | None = None
+    signature_hash: str | None = None
+    part11: bool = False  # the study decides by Part 11 signature (identity and PIN)
 
     @property
     def pending(self) -> bool:
@@ -103,22 +111,35 @@ class ApprovalRecord:
             "reason": self.reason,
             "channel_id": self.channel_id,
             "message_ts": self.message_ts,
+            "signer_name": self.signer_name,
+            "signer_tz": self.signer_tz,
+            "signature_method": self.signature_method,
+            "content_hash": self.content_hash,
+            "signature_hash": self.signature_hash,
         }
 
 
-def _select() -> Select[Approval, str, str]:
+def _select() -> Select[Approval, str, str, SignatureMode]:
     return (
-        select(Approval, Study.code, Organization.name)
+        select(Approval, Study.code, Organization.name, Study.signatures)
         .join(Study, Study.id == Approval.study_id)
         .join(Organization, Organization.id == Approval.org_id)
     )
 
 
 def records(
-    session: Session, *where: ColumnElement[bool], limit: int | None = None
+    session: Session,
+    *where: ColumnElement[bool],
+    limit: int | None = None,
+    newest_first: bool = False,
 ) -> list[ApprovalRecord]:
-    """Approvals matching `where`, oldest request first."""
-    stmt = _select().where(*where).order_by(Approval.requested_at, Approval.id).limit(limit)
+    """Approvals matching `where`, oldest request first (or newest decision first)."""
+    order = (
+        (Approval.decided_at.desc(), Approval.id.desc())
+        if newest_first
+        else (Approval.requested_at, Approval.id)
+    )
+    stmt = _select().where(*where).order_by(*order).limit(limit)
     return [
         ApprovalRecord(
             id=a.id,
@@ -136,8 +157,14 @@ def records(
             reason=a.reason,
             channel_id=a.channel_id,
             message_ts=a.message_ts,
+            signer_name=a.signer_name,
+            signer_tz=a.signer_tz,
+            signature_method=a.signature_method,
+            content_hash=a.content_hash,
+            signature_hash=a.signature_hash,
+            part11=mode == SignatureMode.PART11,
         )
-        for a, code, org in session.execute(stmt)
+        for a, code, org, mode in session.execute(stmt)
     ]
 
 
@@ -325,7 +352,10 @@ def message_posted(
 ) -> None:
     """Remember a posted request; the first post becomes the message updated in place."""
     primary = approval.message_ts is None
+    before = None
     if primary:
+        # The approval row changes (where its message lives): the previous value is kept.
+        before = {"channel_id": approval.channel_id, "message_ts": approval.message_ts}
         approval.channel_id, approval.message_ts = channel_id, ts
         session.flush()
     audit.record(
@@ -335,6 +365,7 @@ def message_posted(
         "approval",
         approval.id,
         study_id=approval.study_id,
+        before=before,
         after={"channel": channel_id, "ts": ts, "primary": primary},
     )
 

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import approval_log, audit, reachable
+from crobot.services import approval_log, audit, reachable, signatures
 from crobot.services.actor import Actor
 from crobot.services.approval_log import Location
 from crobot.services.errors import UserError
@@ -30,12 +30,14 @@ from crobot.storage.models import (
     KpiUpdate,
     Milestone,
     MilestoneStatus,
+    SignatureMode,
     Study,
     SubjectType,
     utcnow,
 )
 
 MAX_REASON = 1000
+DECISION_FIELDS = ("state", "decided_by", "decided_at", "reason", *signatures.SIGNATURE_FIELDS)
 
 
 def request(
@@ -105,8 +107,13 @@ def decide(
     approve: bool,
     reason: str | None = None,
     seen_at: Location | None = None,
+    pin: str | None = None,
 ) -> Decision:
-    """Decide a pending approval; `seen_at` is the copy of the request the decider used."""
+    """Decide a pending approval; `seen_at` is the copy of the request the decider used.
+
+    In a Part 11 study the decision is a signature and needs the decider's signing `pin`
+    (`signatures.PinRefused` otherwise: nothing is decided); elsewhere it is acknowledged.
+    """
     approval = decidable(session, actor, approval_id, seen_at=seen_at)
     if approval.state != ApprovalState.PENDING:
         return Decision(approval, changed=False)
@@ -117,11 +124,16 @@ def decide(
         )
     if reason is not None and len(reason) > MAX_REASON:
         raise UserError(f"The reason is too long ({len(reason)} characters; at most {MAX_REASON}).")
-    before = audit.snapshot(approval, "state", "decided_by", "decided_at", "reason")
+    part11 = signatures.mode(session, approval.study_id) == SignatureMode.PART11
+    if part11:
+        signatures.check_pin(session, actor, pin)
+    before = audit.snapshot(approval, *DECISION_FIELDS)
     approval.state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
     approval.decided_by = actor.label
     approval.decided_at = utcnow()
     approval.reason = reason
+    method = signatures.SIGNED if part11 else signatures.ACKNOWLEDGED
+    signatures.sign(session, approval, actor, method=method)
     _apply(session, approval)
     session.flush()
     audit.record(
@@ -132,7 +144,10 @@ def decide(
         approval.id,
         study_id=approval.study_id,
         before=before,
-        after=audit.snapshot(approval, "state", "decided_by", "decided_at", "reason"),
+        after={
+            **audit.snapshot(approval, *DECISION_FIELDS),
+            "meaning": signatures.meaning(approval.state, approval.reason),
+        },
     )
     approval_log.enqueue_decision(session, approval, also=seen_at)
     return Decision(approval, changed=True)

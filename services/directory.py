@@ -27,6 +27,7 @@ from crobot.storage.models import (
     OrgKind,
     Person,
     Role,
+    SignatureMode,
     Study,
     StudyVendor,
     utcnow,
@@ -54,11 +55,13 @@ class StudyCreate(_Input):
     sponsor: Name
     phase: Annotated[str, StringConstraints(max_length=20)] | None = None
     four_eyes: bool = False
+    signatures: SignatureMode = SignatureMode.ACKNOWLEDGE
 
 
 class StudyUpdate(_Input):
     code: str
     four_eyes: bool | None = None
+    signatures: SignatureMode | None = None
 
 
 class StudyVendorCreate(_Input):
@@ -166,6 +169,7 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         sponsor_org_id=sponsor.id,
         phase=inp.phase,
         four_eyes=inp.four_eyes,
+        signatures=inp.signatures,
     )
     session.add(study)
     session.flush()
@@ -176,18 +180,22 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         "study",
         study.id,
         study_id=study.id,
-        after=audit.snapshot(study, "code", "title", "sponsor_org_id", "phase", "four_eyes"),
+        after=audit.snapshot(
+            study, "code", "title", "sponsor_org_id", "phase", "four_eyes", "signatures"
+        ),
     )
     return study
 
 
 def update_study(session: Session, actor: Actor, **data: object) -> Study:
-    """Change a study's settings (today: four eyes); audited with the previous value."""
+    """Change a study's settings (four eyes, signatures); audited with the previous value."""
     inp = validate(StudyUpdate, data)
     study = study_by_code(session, inp.code)
     changes = inp.model_dump(exclude={"code"}, exclude_none=True)
     if not changes:
-        raise UserError("Nothing to change.", "Give --four-eyes or --no-four-eyes.")
+        raise UserError(
+            "Nothing to change.", "Give --four-eyes, --no-four-eyes or --signatures MODE."
+        )
     before = audit.snapshot(study, *changes)
     for name, value in changes.items():
         setattr(study, name, value)

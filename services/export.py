@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import IO, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import approval_log, audit
+from crobot.services import approval_log, audit, signatures
 from crobot.services.csv_cells import SafeWriter
 from crobot.services.lookup import study_by_code
 from crobot.storage.models import (
@@ -167,12 +168,41 @@ AUDIT_COLS = [
     "key_id",
     "operator",
 ]
+# A decision event's signature manifest (21 CFR 11.50), in columns of its own.
+MANIFEST_COLS = ["signer", "signed_at_utc", "signer_local_time", "meaning", "signature"]
 
 
 def _audit_events(session: Session, study_id: int | None) -> Iterator[AuditEvent]:
     for ev in audit.iter_events(session):
         if study_id is None or ev.study_id == study_id:
             yield ev
+
+
+def _event_manifest(ev: AuditEvent) -> dict[str, Any]:
+    """The manifest of a decision event, from what the event itself recorded."""
+    after = ev.after or {}
+    if ev.action not in ("approval.approve", "approval.reject") or not after.get("decided_at"):
+        return dict.fromkeys(MANIFEST_COLS, "")
+    m = signatures.Manifest(
+        name=str(after.get("signer_name") or after.get("decided_by") or ""),
+        at=datetime.fromisoformat(str(after["decided_at"])),
+        tz=after.get("signer_tz"),
+        meaning=str(after.get("meaning") or ""),
+        method=after.get("signature_method"),
+    )
+    return _manifest_cells(m)
+
+
+def _manifest_cells(m: signatures.Manifest | None) -> dict[str, Any]:
+    if m is None:
+        return dict.fromkeys(MANIFEST_COLS, "")
+    return {
+        "signer": m.name,
+        "signed_at_utc": m.utc,
+        "signer_local_time": m.local or "",
+        "meaning": m.meaning,
+        "signature": m.word,
+    }
 
 
 def _audit_dict(ev: AuditEvent) -> dict[str, Any]:
@@ -190,6 +220,7 @@ def _audit_dict(ev: AuditEvent) -> dict[str, Any]:
         "hash": ev.hash,
         "key_id": ev.key_id,  # the HMAC key's id; empty: plain SHA-256 (before 0008)
         "operator": ev.operator,  # who ran it, when not the actor (CLI, console)
+        **_event_manifest(ev),
     }
 
 
@@ -200,12 +231,13 @@ def export_audit(session: Session, out: IO[str], *, fmt: str, study: str | None 
     count = 0
     if fmt == "csv":
         writer = SafeWriter(out)
-        writer.writerow(AUDIT_COLS)
+        cols = AUDIT_COLS + MANIFEST_COLS
+        writer.writerow(cols)
         for ev in _audit_events(session, study_id):
             d = _audit_dict(ev)
             d["before"] = json.dumps(d["before"], sort_keys=True) if d["before"] is not None else ""
             d["after"] = json.dumps(d["after"], sort_keys=True) if d["after"] is not None else ""
-            writer.writerow([d[c] for c in AUDIT_COLS])
+            writer.writerow([d[c] for c in cols])
             count += 1
     elif fmt == "json":
         out.write("[\n")
@@ -232,6 +264,9 @@ APPROVAL_COLS = [
     "reason",
     "channel_id",
     "message_ts",
+    *MANIFEST_COLS,
+    "content_hash",
+    "signature_hash",
 ]
 
 
@@ -241,7 +276,7 @@ def export_approvals(session: Session, out: IO[str], *, study: str | None = None
     writer.writerow(APPROVAL_COLS)
     records = approval_log.history(session, study_id=_study_id(session, study))
     for rec in records:
-        row = rec.as_dict()
+        row = rec.as_dict() | _manifest_cells(signatures.manifest(rec))
         row["summary"] = json.dumps(row["summary"], sort_keys=True)
         writer.writerow([row[c] for c in APPROVAL_COLS])
     return len(records)

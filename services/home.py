@@ -12,7 +12,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import actions, approval_log, milestones
+from crobot.services import actions, approval_log, milestones, signatures
 from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord
 from crobot.services.lookup import org_studies, vendor_org_ids
@@ -28,6 +28,7 @@ from crobot.storage.models import (
 )
 
 MAX_ITEMS = 20  # per section: Home views hold at most 100 blocks
+MAX_DECIDED = 5  # recent decisions shown, each with its signature manifest
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,10 @@ class HomeModel:
     open_actions: list[ActionItem] = field(default_factory=list)
     overdue_actions: list[ActionItem] = field(default_factory=list)
     approvals: list[ApprovalRecord] = field(default_factory=list)
+    decided: list[ApprovalRecord] = field(default_factory=list)  # newest first
     studies: list[StudyLine] = field(default_factory=list)
+    signer: bool = False  # an approver on one of their studies: may set a signing PIN
+    has_pin: bool = False
 
 
 def home_for(session: Session, actor: Actor, *, today: date) -> HomeModel:
@@ -91,7 +95,15 @@ def home_for(session: Session, actor: Actor, *, today: date) -> HomeModel:
         mine = actions.list_for(session, my.audience, today=today, owner=actor.key, limit=MAX_ITEMS)
         model.overdue_actions += [a for a in mine if a.due_date < today]
         model.open_actions += [a for a in mine if a.due_date >= today]
+        model.decided += approval_log.records(
+            session,
+            approval_filter(my.audience),
+            Approval.state != ApprovalState.PENDING,
+            limit=MAX_DECIDED,
+            newest_first=True,
+        )
         if is_approver(actor, my.study):
+            model.signer = True
             # Under four eyes one's own submissions wait for someone else, not for you.
             not_own = [Approval.requested_by != actor.label] if my.study.four_eyes else []
             model.approvals += approval_log.records(
@@ -108,4 +120,7 @@ def home_for(session: Session, actor: Actor, *, today: date) -> HomeModel:
     del model.overdue_actions[MAX_ITEMS:]
     del model.open_actions[MAX_ITEMS:]
     del model.approvals[MAX_ITEMS:]
+    model.decided.sort(key=lambda r: (r.decided_at or r.requested_at, r.id), reverse=True)
+    del model.decided[MAX_DECIDED:]
+    model.has_pin = model.signer and signatures.has_pin(session, actor)
     return model

@@ -131,6 +131,13 @@ class SubjectType(enum.StrEnum):
     MILESTONE = "milestone"
 
 
+class SignatureMode(enum.StrEnum):
+    """How a study's decisions are made: a click (acknowledged) or a Part 11 signature."""
+
+    ACKNOWLEDGE = "acknowledge"  # the Slack identity alone: an acknowledgement, not signed
+    PART11 = "part11"  # the Slack identity and the signer's PIN (21 CFR 11.200)
+
+
 class DigestRunState(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
@@ -164,6 +171,12 @@ class Study(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
     # Four eyes: even a sponsor approver's own entries wait, and for a second approver.
     four_eyes: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Part 11 mode: a decision needs the approver's signing PIN too (services/signatures.py).
+    signatures: Mapped[SignatureMode] = mapped_column(
+        _enum(SignatureMode, "signature_mode"),
+        default=SignatureMode.ACKNOWLEDGE,
+        server_default=SignatureMode.ACKNOWLEDGE.value,
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sponsor: Mapped[Organization] = relationship(lazy="joined")
@@ -365,6 +378,14 @@ class Approval(Base):
     # Where the Approve/Reject message lives, so it can be updated in place.
     channel_id: Mapped[str | None] = mapped_column(String(32))
     message_ts: Mapped[str | None] = mapped_column(String(32))
+    # The decision as a signature (services/signatures.py, 21 CFR 11.50 / 11.70): the
+    # signer's printed name and zone at signing, how it was made (acknowledge | part11),
+    # the SHA-256 of exactly what was decided, and of that bound to signer, time, meaning.
+    signer_name: Mapped[str | None] = mapped_column(String(120))
+    signer_tz: Mapped[str | None] = mapped_column(String(64))
+    signature_method: Mapped[str | None] = mapped_column(String(20))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    signature_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditEvent(Base):
@@ -420,6 +441,22 @@ class AuditAnchor(Base):
     channel_id: Mapped[str] = mapped_column(String(32))
     slack_ts: Mapped[str] = mapped_column(String(32))
     posted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SigningPin(Base):
+    """A person's signing PIN (the second component of a Part 11 signature), as a salted
+    scrypt hash only, and its wrong-attempt count and lock."""
+
+    __tablename__ = "signing_pins"
+    __table_args__ = (UniqueConstraint("team_id", "user_id", name="uq_signing_pin"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    pin_hash: Mapped[str] = mapped_column(String(200))  # scrypt$n$r$p$salt$hash
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
 
 
 class DigestRun(Base):

@@ -17,7 +17,7 @@ from crobot.bot.app import build_web_client
 from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError, acting_as
 from crobot.bot.cli.progress import Progress
 from crobot.digests.delivery import Delivery, delivery_client
-from crobot.services import anchors, audit, export
+from crobot.services import anchors, audit, export, signatures
 from crobot.services.errors import UserError
 from crobot.services.kpi_import import import_csv
 from crobot.services.runtime import Runtime
@@ -48,7 +48,11 @@ def register(sub: Any) -> None:
 
     aud = sub.add_parser("audit", help="the hash-chained audit trail")
     asub = aud.add_subparsers(dest="audit_command", required=True)
-    p = asub.add_parser("verify", help="check the hash chain; names the first broken link")
+    p = asub.add_parser(
+        "verify",
+        help="check the hash chain (names the first broken link) and that every signed "
+        "decision is bound to what it signed",
+    )
     p.add_argument(
         "--anchors",
         action="store_true",
@@ -113,11 +117,14 @@ def cmd_export(args: argparse.Namespace, ctx: CliContext) -> int:
 def cmd_audit_verify(args: argparse.Namespace, ctx: CliContext) -> int:
     with ctx.db.read() as session:
         result = audit.verify(session)
+        problems = signatures.verify_signatures(session)
     print(result.describe())
+    for problem in problems:
+        print(f"SIGNATURE BROKEN: {problem}")
     if result.unverifiable:
         return 2
     if not args.anchors:
-        return 0 if result.ok else 1
+        return 0 if result.ok and not problems else 1
     fetch = _anchor_reader(_slack_client(ctx))
     with ctx.db.read() as session:
         checks = anchors.check(session, fetch)
@@ -129,7 +136,7 @@ def cmd_audit_verify(args: argparse.Namespace, ctx: CliContext) -> int:
         if not bad
         else f"anchors: {bad} of {len(checks)} do not match the chain"
     )
-    return 0 if result.ok and not bad else 1
+    return 0 if result.ok and not problems and not bad else 1
 
 
 def cmd_audit_anchor(args: argparse.Namespace, ctx: CliContext) -> int:

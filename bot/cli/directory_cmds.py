@@ -6,12 +6,17 @@ import argparse
 from typing import Any
 
 from crobot.bot.cli.context import CliContext, run_service
-from crobot.services import directory
-from crobot.storage.models import OrgKind, Role
+from crobot.services import directory, signatures
+from crobot.storage.models import OrgKind, Role, SignatureMode
 
 FOUR_EYES_HELP = (
     "four eyes: even a sponsor approver's own KPI values and milestone completions wait "
     "for a second approver"
+)
+SIGNATURES_HELP = (
+    "how decisions are made: 'part11' (21 CFR Part 11 electronic signatures: the approver's "
+    "Slack identity plus their signing PIN) or 'acknowledge' (the Slack identity alone; "
+    "shown as acknowledged, not signed; the default)"
 )
 
 
@@ -32,12 +37,14 @@ def register(sub: Any) -> None:
     p.add_argument("--sponsor", required=True, help="sponsor organisation name")
     p.add_argument("--phase")
     p.add_argument("--four-eyes", action="store_true", help=FOUR_EYES_HELP)
+    p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
     p.set_defaults(func=cmd_study_add)
     p = ssub.add_parser("update", help="change a study's settings")
     p.add_argument("code", help="e.g. ONC-301")
     p.add_argument(
         "--four-eyes", action=argparse.BooleanOptionalAction, default=None, help=FOUR_EYES_HELP
     )
+    p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
     p.set_defaults(func=cmd_study_update)
     vendor = ssub.add_parser("vendor", help="vendors on a study")
     vsub = vendor.add_subparsers(dest="vendor_command", required=True)
@@ -57,6 +64,13 @@ def register(sub: Any) -> None:
     p.add_argument("--role", required=True, choices=[r.value for r in Role])
     p.add_argument("--tz", dest="timezone", help="IANA time zone, e.g. Asia/Kolkata")
     p.set_defaults(func=cmd_person_add)
+
+    p = psub.add_parser(
+        "reset-pin", help="remove a person's forgotten signing PIN (they set a new one in Home)"
+    )
+    p.add_argument("user_id", help="Slack user id (U...)")
+    p.add_argument("--team", required=True, dest="team_id", help="Slack team id (T...)")
+    p.set_defaults(func=cmd_person_reset_pin)
 
     channel = sub.add_parser("channel", help="link Slack channels to studies")
     csub = channel.add_subparsers(dest="channel_command", required=True)
@@ -81,16 +95,29 @@ def cmd_org_add(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def cmd_study_add(args: argparse.Namespace, ctx: CliContext) -> int:
     study = run_service(
-        ctx, directory.add_study, **_fields(args, "code", "title", "sponsor", "phase", "four_eyes")
+        ctx,
+        directory.add_study,
+        **_fields(args, "code", "title", "sponsor", "phase", "four_eyes", "signatures"),
     )
-    print(f"study {study.code} added" + (f" ({_four_eyes(True)})" if study.four_eyes else ""))
+    notes = [_four_eyes(True)] if study.four_eyes else []
+    if study.signatures == SignatureMode.PART11:
+        notes.append(_signatures(study.signatures))
+    print(f"study {study.code} added" + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 
 def cmd_study_update(args: argparse.Namespace, ctx: CliContext) -> int:
-    study = run_service(ctx, directory.update_study, **_fields(args, "code", "four_eyes"))
-    print(f"study {study.code}: {_four_eyes(study.four_eyes)}")
+    study = run_service(
+        ctx, directory.update_study, **_fields(args, "code", "four_eyes", "signatures")
+    )
+    print(f"study {study.code}: {_four_eyes(study.four_eyes)}; {_signatures(study.signatures)}")
     return 0
+
+
+def _signatures(mode: SignatureMode) -> str:
+    if mode == SignatureMode.PART11:
+        return "Part 11 signatures (every decision needs the approver's signing PIN)"
+    return "decisions acknowledged by Slack identity (not Part 11 signatures)"
 
 
 def _four_eyes(on: bool) -> str:
@@ -115,6 +142,12 @@ def cmd_person_add(args: argparse.Namespace, ctx: CliContext) -> int:
         f"{person.display_name} ({person.team_id}:{person.slack_user_id}) added as "
         f"{person.role.value}"
     )
+    return 0
+
+
+def cmd_person_reset_pin(args: argparse.Namespace, ctx: CliContext) -> int:
+    run_service(ctx, signatures.reset_pin, team_id=args.team_id, user_id=args.user_id)
+    print(f"signing PIN of {args.team_id}:{args.user_id} removed; they set a new one in Home")
     return 0
 
 

@@ -6,7 +6,9 @@ outbox) → `ack()`. The Reject button opens its modal there, because views.open
 click's trigger_id within 3 s; the modal's inline errors are the ack itself. A refused
 attempt (not an approver of the study, someone crobot does not know, no such request)
 writes nothing in that transaction; it is logged and audited (`approval.refused`) in one
-of its own, every attempt.
+of its own, every attempt. In a Part 11 study (services/signatures.py) Approve opens a
+modal asking the signing PIN and the reject modal asks it too; a wrong PIN, and every
+attempt while signing is locked, is counted and audited the same way.
 
 Lazy phase (`follow_up`, after the answer): kick the outbox so the decision shows at once,
 tell the clicker ephemerally why nothing changed, and refresh the App Home when the click
@@ -40,7 +42,7 @@ from crobot.handlers.payload import (
     positive_int,
     text,
 )
-from crobot.services import approval_log, approvals
+from crobot.services import approval_log, approvals, signatures
 from crobot.services.actor import resolve_actor
 from crobot.services.approval_log import Location
 from crobot.services.errors import Forbidden, NotFound, UserError
@@ -129,7 +131,13 @@ class Handoff:
 
 
 def _decide(
-    runtime: Runtime, click: Click, *, approve: bool, reason: str = "", via: str = "button"
+    runtime: Runtime,
+    click: Click,
+    *,
+    approve: bool,
+    reason: str = "",
+    via: str = "button",
+    pin: str | None = None,
 ) -> bool:
     """The decision, its audit event and its outbox rows in one transaction; whether it
     changed anything. A refusal (`UserError`) changes nothing; one of the decider leaves
@@ -140,7 +148,13 @@ def _decide(
         with runtime.db.write() as s:
             actor = resolve_actor(s, click.who.team_id, click.who.user_id)
             decision = approvals.decide(
-                s, actor, click.approval_id, approve=approve, reason=reason, seen_at=click.seen_at
+                s,
+                actor,
+                click.approval_id,
+                approve=approve,
+                reason=reason,
+                seen_at=click.seen_at,
+                pin=pin,
             )
             return decision.changed
     except UserError as exc:
@@ -150,8 +164,16 @@ def _decide(
 
 def _refused(runtime: Runtime, click: Click, exc: UserError, *, decision: str, via: str) -> None:
     """Leave a trace of an attempt refused for who made it (not an approver, someone crobot
-    does not know, no such request); the attempt's own transaction wrote nothing."""
-    if click.approval_id is None or not isinstance(exc, Forbidden | NotFound):
+    does not know, no such request) or for its signing PIN (wrong, or signing locked: it
+    counts towards the lock); the attempt's own transaction wrote nothing."""
+    if click.approval_id is None:
+        return
+    if isinstance(exc, signatures.PinRefused):
+        with runtime.db.write() as s:
+            actor = resolve_actor(s, click.who.team_id, click.who.user_id)
+            signatures.refused(s, actor, exc, subject="approval", subject_id=click.approval_id)
+        return
+    if not isinstance(exc, Forbidden | NotFound):
         return
     with runtime.db.write() as s:
         actor = resolve_actor(s, click.who.team_id, click.who.user_id)
@@ -160,10 +182,24 @@ def _refused(runtime: Runtime, click: Click, exc: UserError, *, decision: str, v
         )
 
 
-def on_approve(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+def _part11(runtime: Runtime, approval_id: int | None) -> bool:
+    """Whether the request's study decides by Part 11 signature (a modal asks the PIN)."""
+    if approval_id is None:
+        return False
+    with runtime.db.read() as s:
+        rec = approval_log.record(s, approval_id)
+        return rec is not None and rec.part11
+
+
+def on_approve(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    """Approve at once; in a Part 11 study open the signing modal (the PIN) instead."""
     click = Click.from_button(body, middleware.identity(context))
+    runtime = middleware.runtime(context)
+    if _part11(runtime, click.approval_id):
+        _open_modal(ack, body, context, client, click, approve=True)
+        return
     try:
-        result = Result(changed=_decide(middleware.runtime(context), click, approve=True))
+        result = Result(changed=_decide(runtime, click, approve=True))
     except UserError as exc:
         result = Result(error=error_text(exc))
     context[HANDOFF] = Handoff(click, result)
@@ -173,6 +209,20 @@ def on_approve(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
 def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     """Open the reason modal for a pending approval; anything else is told after the ack."""
     click = Click.from_button(body, middleware.identity(context))
+    _open_modal(ack, body, context, client, click, approve=False)
+
+
+def _open_modal(
+    ack: Ack,
+    body: dict[str, Any],
+    context: BoltContext,
+    client: WebClient,
+    click: Click,
+    *,
+    approve: bool,
+) -> None:
+    """The decision's modal for a pending approval the clicker may decide: the reason
+    (rejections), the signing PIN (Part 11 studies), or how to set a PIN (none set)."""
     runtime = middleware.runtime(context)
     trigger_id = text(body.get("trigger_id"))
     try:
@@ -183,8 +233,9 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebC
             approval = approvals.decidable(s, actor, click.approval_id, seen_at=click.seen_at)
             pending = approval.state == ApprovalState.PENDING
             rec = approval_log.record(s, approval.id) if pending else None
+            has_pin = signatures.has_pin(s, actor)
     except UserError as exc:
-        _refused(runtime, click, exc, decision="reject", via="button")
+        _refused(runtime, click, exc, decision="approve" if approve else "reject", via="button")
         context[HANDOFF] = Handoff(click, Result(error=error_text(exc)))
         ack()
         return
@@ -192,37 +243,60 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebC
         context[HANDOFF] = Handoff(click, Result(changed=False))
         ack()
         return
-    client.views_open(trigger_id=trigger_id, view=messages.reject_modal(rec, click.modal_meta()))
+    if rec.part11 and not has_pin:
+        view = messages.no_pin_modal()
+    elif approve:
+        view = messages.sign_modal(rec, click.modal_meta())
+    else:
+        view = messages.reject_modal(rec, click.modal_meta())
+    client.views_open(trigger_id=trigger_id, view=view)
     ack()
 
 
-def _refuse(ack: Ack, message: str) -> None:
-    """Nothing was stored; the modal stays open with the message on its one field."""
-    ack(
-        response_action="errors",
-        errors={messages.REASON_BLOCK: plain_str(message, MAX_INLINE_ERROR)},
-    )
+def _refuse(ack: Ack, message: str, block: str) -> None:
+    """Nothing was stored; the modal stays open with the message on one of its fields."""
+    ack(response_action="errors", errors={block: plain_str(message, MAX_INLINE_ERROR)})
+
+
+def _typed(values: dict[str, Any], block: str, action: str) -> str | None:
+    value = obj(obj(values.get(block)).get(action)).get("value")
+    return value if isinstance(value, str) else None
 
 
 def on_reject_submit(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    _on_submit(ack, body, context, approve=False)
+
+
+def on_sign_submit(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    _on_submit(ack, body, context, approve=True)
+
+
+def _on_submit(ack: Ack, body: dict[str, Any], context: BoltContext, *, approve: bool) -> None:
+    """A decision's modal submitted: the reason (rejections) and, in a Part 11 study, the
+    signing PIN; a refusal is shown on the field it is about."""
     view = obj(body.get("view"))
+    values = obj(obj(view.get("state")).get("values"))
+    has_pin_field = messages.PIN_BLOCK in values
+    fallback = messages.REASON_BLOCK if not approve else messages.PIN_BLOCK
     meta = metadata(view)
     click = None if meta is None else Click.from_modal(meta, middleware.identity(context))
     if click is None:
-        _refuse(ack, DAMAGED_FORM)
+        _refuse(ack, DAMAGED_FORM, fallback)
         return
-    values = obj(obj(view.get("state")).get("values"))
-    reason = obj(obj(values.get(messages.REASON_BLOCK)).get(messages.REASON_INPUT)).get("value")
     try:
         changed = _decide(
             middleware.runtime(context),
             click,
-            approve=False,
-            reason=reason if isinstance(reason, str) else "",
+            approve=approve,
+            reason=_typed(values, messages.REASON_BLOCK, messages.REASON_INPUT) or "",
             via="form",
+            pin=_typed(values, messages.PIN_BLOCK, messages.PIN_INPUT),
         )
     except UserError as exc:
-        _refuse(ack, exc.message)
+        if isinstance(exc, signatures.PinRefused):  # with how many tries are left, or why
+            _refuse(ack, str(exc), messages.PIN_BLOCK if has_pin_field else fallback)
+        else:
+            _refuse(ack, exc.message, fallback)
         return
     context[HANDOFF] = Handoff(click, Result(changed=changed))
     ack()

@@ -20,14 +20,23 @@ from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord, person_of
 from crobot.services.approvals import MAX_REASON
 from crobot.services.kpi_values import shown
+from crobot.services.signatures import APPROVED_MEANING, HOW_TO_SET, MAX_PIN, manifest
 from crobot.storage.models import ApprovalState
 
 APPROVE = "approval_approve"
 REJECT = "approval_reject"
 ACTIONS_BLOCK = "approval_actions"
 REJECT_MODAL = "approval_reject_modal"
+SIGN_MODAL = "approval_sign_modal"  # Part 11: approve with the signing PIN
 REASON_BLOCK = "reason"
 REASON_INPUT = "reason_input"
+PIN_BLOCK = "signing_pin"
+PIN_INPUT = "signing_pin_input"
+SIGNATURE_BLOCK = "approval_signature"
+PART11_NOTE = (
+    "21 CFR Part 11 study: a decision here is your electronic signature and asks for your "
+    "signing PIN."
+)
 
 
 def _num(value: object) -> str:
@@ -110,6 +119,26 @@ def decision_text(rec: ApprovalRecord, tz: str, *, by: Mrkdwn | None = None) -> 
     return text
 
 
+def signature_text(rec: ApprovalRecord) -> Mrkdwn | None:
+    """The decision's manifest (21 CFR 11.50): meaning, printed name, UTC and the signer's
+    local time; "signed" only for a Part 11 signature, else "acknowledged"."""
+    m = manifest(rec)
+    if m is None:
+        return None
+    text = fmt("*Meaning:* {}\n{} by {}", m.meaning, m.word.capitalize(), m.name)
+    if m.word != "signed":
+        text += Mrkdwn(" (Slack identity; not a Part 11 signature)")
+    text += fmt(" · {}", m.utc)
+    if m.local:
+        text += fmt(" · {}, signer's local time", m.local)
+    return text
+
+
+def signature_block(rec: ApprovalRecord) -> list[Block]:
+    text = signature_text(rec)
+    return [] if text is None else [bk.context(text, block_id=SIGNATURE_BLOCK)]
+
+
 def already_decided_text(rec: ApprovalRecord) -> Mrkdwn:
     verb = "approved" if rec.state == ApprovalState.APPROVED else "rejected"
     return fmt("This request was already {} by {}.", verb, _who(rec.decided_by))
@@ -140,11 +169,14 @@ def message_blocks(rec: ApprovalRecord, decider_tz: str | None = None) -> list[B
         ),
     ]
     if rec.pending:
+        if rec.part11:
+            blocks.append(bk.context(Mrkdwn(PART11_NOTE)))
         blocks.append(decide_buttons(rec.id))
     else:
         blocks.append(
             bk.section(decision_text(rec, decider_tz or "UTC"), block_id="approval_decision")
         )
+        blocks += signature_block(rec)
     return blocks
 
 
@@ -179,26 +211,78 @@ def submitter_notice(
                 block_id="approval_summary",
             ),
             bk.section(decision_text(rec, tz, by=decided_by), block_id="approval_decision"),
+            *signature_block(rec),
         ],
     )
 
 
+def _pin_input() -> Block:
+    return bk.input_block(
+        PIN_BLOCK,
+        "Your signing PIN",
+        bk.text_input(max_length=MAX_PIN),
+        action_id=PIN_INPUT,
+        hint="Your signature's second component, with your Slack identity. "
+        "5 wrong PINs lock signing for 15 minutes.",
+    )
+
+
 def reject_modal(rec: ApprovalRecord, meta: dict[str, Any]) -> Block:
+    """The reason for a rejection; in a Part 11 study also the signing PIN."""
+    blocks = [
+        bk.section(fmt("*{}* (#{})\n", rec.study, rec.id) + describe_change(rec)),
+        bk.input_block(
+            REASON_BLOCK,
+            "Reason",
+            bk.text_input(multiline=True, max_length=MAX_REASON),
+            action_id=REASON_INPUT,
+            hint="Say what is wrong so the vendor can fix it.",
+        ),
+    ]
+    if rec.part11:
+        blocks += [
+            bk.context(fmt("Signing means: _{}_.", "Rejected: <the reason above>")),
+            _pin_input(),
+        ]
     return bk.modal(
         REJECT_MODAL,
         "Reject submission",
+        blocks,
+        submit="Sign and reject" if rec.part11 else "Reject",
+        private_metadata=json.dumps(meta),
+    )
+
+
+def sign_modal(rec: ApprovalRecord, meta: dict[str, Any]) -> Block:
+    """Part 11: approve by signing with the PIN."""
+    return bk.modal(
+        SIGN_MODAL,
+        "Sign approval",
         [
             bk.section(fmt("*{}* (#{})\n", rec.study, rec.id) + describe_change(rec)),
-            bk.input_block(
-                REASON_BLOCK,
-                "Reason",
-                bk.text_input(multiline=True, max_length=MAX_REASON),
-                action_id=REASON_INPUT,
-                hint="Say what is wrong so the vendor can fix it.",
-            ),
+            bk.context(fmt("Signing means: _{}_.", APPROVED_MEANING)),
+            _pin_input(),
         ],
-        submit="Reject",
+        submit="Sign and approve",
         private_metadata=json.dumps(meta),
+    )
+
+
+def no_pin_modal() -> Block:
+    """Part 11 without a PIN: how to set one (nothing can be signed yet)."""
+    return bk.modal(
+        SIGN_MODAL,
+        "Signing PIN needed",
+        [
+            bk.section(
+                Mrkdwn(
+                    "This study uses 21 CFR Part 11 signatures: a decision needs your Slack "
+                    "identity *and* your signing PIN, and you have not set a PIN yet."
+                )
+            ),
+            bk.section(Mrkdwn(HOW_TO_SET)),
+        ],
+        close="Close",
     )
 
 

@@ -14,13 +14,14 @@ from slack_sdk import WebClient
 from crobot.handlers import middleware
 from crobot.handlers.blockkit import Mrkdwn, fmt
 from crobot.handlers.errors import error_text
+from crobot.handlers.home import pin
 from crobot.handlers.home.view import DONE, publish
 from crobot.handlers.payload import DAMAGED_BUTTON, button_id
 from crobot.services import actions
 from crobot.services.actor import resolve_actor
 from crobot.services.errors import UserError
 
-NOTICE = "crobot_home_notice"
+NOTICE = pin.NOTICE
 
 
 def ack_event(ack: Ack) -> None:
@@ -62,3 +63,5 @@ def republish(context: BoltContext, client: WebClient) -> None:
 def register(app: App) -> None:
     app.event("app_home_opened")(ack=ack_event, lazy=[on_home_opened])
     app.action(DONE)(ack=on_done, lazy=[republish])
+    app.action(pin.SET_PIN)(ack=pin.on_set_pin, lazy=[republish])
+    app.view(pin.PIN_MODAL)(ack=pin.on_pin_submit, lazy=[republish])

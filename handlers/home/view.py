@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from crobot.handlers import blockkit as bk
 from crobot.handlers.approvals import messages
 from crobot.handlers.blockkit import Block, Mrkdwn, fmt, wording
+from crobot.handlers.home.pin import SET_PIN
 from crobot.handlers.middleware import Identity
 from crobot.handlers.user_tz import user_timezone
 from crobot.services.actor import resolve_actor
@@ -71,6 +72,24 @@ def render(model: HomeModel, notice: Mrkdwn | None) -> Block:
             )
             block_id = f"{messages.ACTIONS_BLOCK}:{rec.id}"
             blocks.append(messages.decide_buttons(rec.id, block_id=block_id))
+    if model.decided:
+        blocks.append(bk.header("Recent decisions"))
+        for rec in model.decided:
+            line = fmt("*{}* (#{}) ", rec.study, rec.id) + messages.plain_summary(rec)
+            blocks.append(bk.section(line))
+            blocks += messages.signature_block(rec)
+    if model.signer:
+        label = "Change signing PIN" if model.has_pin else "Set signing PIN"
+        state = "is set" if model.has_pin else "is not set yet"
+        blocks.append(
+            bk.section(
+                Mrkdwn(
+                    f"Your signing PIN {state}. In 21 CFR Part 11 studies a decision is your "
+                    "electronic signature: your Slack identity and this PIN."
+                ),
+                accessory=bk.button(label, SET_PIN, "pin"),
+            )
+        )
     blocks.append(bk.header("Your studies"))
     blocks += [_study_line(entry) for entry in model.studies] or [
         bk.context(Mrkdwn("You are not on any study yet."))

@@ -1,0 +1,54 @@
+"""Every action crobot writes to the audit trail, and what kind of change it records.
+
+EU Annex 11 §9 and 21 CFR 11.10(e): every change records who (the actor's team and user),
+what (action, subject), when (UTC) and the previous value. The kind says what an event
+must carry beyond that:
+
+- `CREATE` — a new record: no previous value exists;
+- `UPDATE` — an existing record changed: `before` holds its previous value;
+- `UPSERT` — creates the record the first time, changes it afterwards (then with `before`);
+- `EVENT` — something happened that changes no record's data (a message sent, a refused
+  attempt): who, what and when.
+
+tests/test_audit_actions.py collects the action of every `audit.record` call in the code
+and fails for one missing here, and drives every write path to check its events.
+"""
+
+from __future__ import annotations
+
+CREATE, UPDATE, UPSERT, EVENT = "create", "update", "upsert", "event"
+
+ACTIONS: dict[str, str] = {
+    # directory (services/directory.py)
+    "org.create": CREATE,
+    "study.create": CREATE,
+    "study.update": UPDATE,
+    "study.vendor.add": CREATE,
+    "person.create": CREATE,
+    "channel.link": UPSERT,
+    # work items (services/actions.py, milestones.py, kpis.py)
+    "action.create": CREATE,
+    "action.done": UPDATE,
+    "milestone.create": CREATE,
+    "milestone.update": UPDATE,
+    "kpi.report": CREATE,
+    "kpi.correct": UPDATE,  # a new row superseding the current value: `before` is that value
+    # approvals (services/approvals.py, approval_log.py)
+    "approval.request": CREATE,
+    "approval.approve": UPDATE,
+    "approval.reject": UPDATE,
+    "approval.message.post": UPSERT,  # the first post becomes the approval's message
+    "approval.message.update": EVENT,
+    "approval.notify": EVENT,
+    "approval.refused": EVENT,
+    # digest schedules (digests/schedule.py)
+    "digest.schedule": UPDATE,
+    "digest.off": UPDATE,
+    "digest.charts": UPDATE,
+    # signing PINs (services/signatures.py)
+    "signature.pin_set": UPSERT,
+    "signature.pin_reset": UPDATE,  # removed by an administrator: `before` says which
+    "signature.pin_wrong": UPDATE,
+    "signature.locked": UPDATE,
+    "signature.refused_locked": EVENT,
+}
