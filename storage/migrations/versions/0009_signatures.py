@@ -71,4 +71,7 @@ def downgrade() -> None:
         for name, _ in reversed(APPROVAL_COLUMNS):
             batch.drop_column(name)
     with op.batch_alter_table('studies') as batch:
+        # The enum's CHECK goes first: SQLite's table copy would otherwise keep a check on
+        # a column it no longer has.
+        batch.drop_constraint('signature_mode', type_='check')
         batch.drop_column('signatures')
