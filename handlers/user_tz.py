@@ -13,10 +13,32 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from crobot.services.actor import Actor
-from crobot.services.runtime import Runtime
+from crobot.services.runtime import NotInstalled, Runtime
 from crobot.services.user_tz import known_timezone, remember_timezone, valid_zone
 
 log = logging.getLogger(__name__)
+
+
+def workspace_client(runtime: Runtime, base: WebClient, team_id: str) -> WebClient | None:
+    """The client that asks Slack about a user of `team_id`. One workspace: `base`.
+    Several: a client with that workspace's own bot token, which sees the user's whole
+    profile (another workspace's bot sees a Slack Connect stranger without `tz`); None
+    when crobot is not installed there."""
+    if runtime.bot_token is None:
+        return base
+    try:
+        token = runtime.bot_token(team_id)
+    except NotInstalled:
+        return None
+    except Exception as exc:  # the store or Slack's token endpoint: try again later
+        log.warning("no bot token for workspace %s: %s", team_id, type(exc).__name__)
+        return None
+    return WebClient(
+        token=token,
+        base_url=base.base_url,
+        timeout=base.timeout,
+        retry_handlers=list(base.retry_handlers),
+    )
 
 
 def fetch_timezone(runtime: Runtime, client: WebClient, team_id: str, user_id: str) -> str | None:
@@ -46,5 +68,6 @@ def user_timezone(runtime: Runtime, client: WebClient, actor: Actor) -> str:
     with runtime.db.read() as s:
         tz = known_timezone(s, actor, now=runtime.now())
     if tz is None:
-        tz = fetch_timezone(runtime, client, actor.team_id, actor.user_id)
+        own = workspace_client(runtime, client, actor.team_id) or client
+        tz = fetch_timezone(runtime, own, actor.team_id, actor.user_id)
     return tz or runtime.default_tz
