@@ -59,6 +59,7 @@ from crobot.digests.targets import GONE_PREFIX, target_team
 from crobot.handlers import blockkit as bk
 from crobot.handlers import installs
 from crobot.handlers.approvals import posts as approval_posts
+from crobot.handlers.user_tz import with_token
 from crobot.services import approval_log
 from crobot.services.lookup import sponsor_channels
 from crobot.services.runtime import NotInstalled, Runtime
@@ -434,13 +435,7 @@ class Delivery:
             log.warning("no bot token for workspace %s yet: %s", team, type(exc).__name__)
             retry_at = self.runtime.now() + self.lease
             return Outcome(run_id, "pending", detail="no token", retry_at=retry_at)
-        base = self.client
-        client = WebClient(
-            token=token,
-            base_url=base.base_url,
-            timeout=base.timeout,
-            retry_handlers=list(base.retry_handlers),
-        )
+        client = with_token(self.client, token)
         return replace(self, client=client, team_id=team)._deliver(run_id)
 
     def _finish(

@@ -33,6 +33,11 @@ def workspace_client(runtime: Runtime, base: WebClient, team_id: str) -> WebClie
     except Exception as exc:  # the store or Slack's token endpoint: try again later
         log.warning("no bot token for workspace %s: %s", team_id, type(exc).__name__)
         return None
+    return with_token(base, token)
+
+
+def with_token(base: WebClient, token: str) -> WebClient:
+    """`base` (its Slack API URL, timeout and retry handlers) with another bot token."""
     return WebClient(
         token=token,
         base_url=base.base_url,

@@ -1,0 +1,413 @@
+"""Several workspaces: OAuth installs, partners' own installations, shared channels,
+token rotation before background posts, and uninstalls — through real HTTP: the OAuth
+pages and signed Slack requests to the running bot, and a fake Slack serving two
+workspaces (each token answers for its own team)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from slack_sdk import WebClient
+from sqlalchemy import select
+
+from crobot.bot.app import ConfigError, require_tokens
+from crobot.bot.scheduling import DigestScheduler
+from crobot.bot.settings import Settings
+from crobot.bot.workspaces import BOT_SCOPES
+from crobot.services import directory
+from crobot.services.actor import SYSTEM
+from crobot.services.runtime import Runtime
+from crobot.storage.models import (
+    INSTALLATIONS_TABLE,
+    ChannelLink,
+    DigestRun,
+    DigestRunState,
+    Person,
+    Role,
+)
+from tests.bot_server import RunningBot, running_bot
+from tests.conftest import C_APEX, C_SPONSOR, World
+from tests.digest_helpers import Clock, seed
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SIGNING_SECRET, post, signed_headers
+from tests.slash_helpers import NOW, SlashClient
+
+CLIENT_ID, CLIENT_SECRET = "1111.2222", "client-secret-for-tests"
+SPONSOR_TEAM, CRO_TEAM, OTHER_TEAM = "T1", "TAPEX", "TOTHER"
+MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yml"
+
+
+def oauth_settings(db_url: str, fake: FakeSlack) -> Settings:
+    return Settings(
+        CROBOT_DATABASE_URL=db_url,
+        SLACK_CLIENT_ID=CLIENT_ID,
+        SLACK_CLIENT_SECRET=SecretStr(CLIENT_SECRET),
+        SLACK_SIGNING_SECRET=SecretStr(SIGNING_SECRET),
+        CROBOT_SLACK_API_URL=fake.base_url,
+        CROBOT_SCHEDULER=False,
+    )
+
+
+@contextmanager
+def oauth_bot(world: World, fake: FakeSlack, clock: Clock | None = None) -> Iterator[RunningBot]:
+    for team in (SPONSOR_TEAM, CRO_TEAM, OTHER_TEAM):
+        fake.add_workspace(team, name=f"{team} workspace")
+    runtime = Runtime(world.db, now=clock or (lambda: NOW))
+    with running_bot(oauth_settings(world.db.url, fake), runtime) as bot:
+        yield bot
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    req = urllib.request.Request(url, headers=headers or {}, method="GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, _lower(resp.headers.items()), resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, _lower(err.headers.items()), err.read().decode()
+
+
+def _lower(items: list[tuple[str, str]]) -> dict[str, str]:
+    return {k.lower(): v for k, v in items}
+
+
+def start_install(bot: RunningBot) -> tuple[str, str]:
+    """Open the "Add to Slack" page: the state it issued, and its cookie."""
+    status, headers, html = get(bot.url + "/slack/install")
+    assert status == 200
+    cookie = headers["set-cookie"].split(";")[0]
+    name, _, state = cookie.partition("=")
+    assert name == "slack-app-oauth-state" and state
+    assert f"state={state}" in html and "client_id=" + CLIENT_ID in html
+    return state, cookie
+
+
+def finish_install(bot: RunningBot, code: str, state: str, cookie: str | None) -> int:
+    headers = {"Cookie": cookie} if cookie else {}
+    status, _, _ = get(f"{bot.url}/slack/oauth_redirect?code={code}&state={state}", headers)
+    return status
+
+
+def install(
+    bot: RunningBot, fake: FakeSlack, team: str, installer: str, expires_in: int | None = None
+) -> None:
+    """The whole flow, as the workspace admin's browser goes through it."""
+    state, cookie = start_install(bot)
+    assert finish_install(bot, fake.grant_code(team, installer, expires_in), state, cookie) == 200
+
+
+def installations(world: World) -> list[tuple[str, str | None, str]]:
+    c = INSTALLATIONS_TABLE.c
+    with world.db.read() as s:
+        rows = s.execute(select(c.team_id, c.bot_token, c.client_id).order_by(c.id)).all()
+    return [(str(r[0]), r[1], str(r[2])) for r in rows]
+
+
+def register(world: World, org: str, team: str) -> None:
+    with world.db.write() as s:
+        directory.update_org(s, SYSTEM, name=org, slack_team_id=team)
+
+
+def scheduler(world: World, fake: FakeSlack, clock: Clock) -> DigestScheduler:
+    """A scheduler as `crobot serve` builds it in OAuth mode (jobs called directly)."""
+    from crobot.bot.workspaces import Workspaces
+
+    settings = oauth_settings(world.db.url, fake)
+    runtime = Runtime(world.db, now=clock, bot_token=Workspaces(settings, world.db).bot_token)
+    return DigestScheduler(settings, runtime, WebClient(base_url=fake.base_url))
+
+
+def link(world: World, channel: str, team: str, audience: str) -> int:
+    with world.db.write() as s:
+        made = directory.link_channel(
+            s,
+            SYSTEM,
+            team_id=team,
+            channel_id=channel,
+            study="ONC-301",
+            audience=audience,
+            timezone="UTC",
+        )
+        made.created_at = datetime(2026, 1, 1, tzinfo=UTC)
+        return made.id
+
+
+# --- the OAuth flow -------------------------------------------------------------------
+
+
+def test_oauth_flow_stores_an_installation_and_refuses_forged_or_reused_state(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    with oauth_bot(world, fake_slack) as bot:
+        state, cookie = start_install(bot)
+        code = fake_slack.grant_code(CRO_TEAM, "UCROADMIN")
+        assert finish_install(bot, code, state, cookie) == 200
+        exchange = fake_slack.calls_to("oauth.v2.access")
+        assert [c.params.get("code") for c in exchange] == [code]
+        stored = installations(world)
+        assert [(team, client) for team, _, client in stored] == [(CRO_TEAM, CLIENT_ID)]
+        assert stored[0][1] in fake_slack.tokens_of(CRO_TEAM)
+
+        # The same state again (a replayed redirect): refused, nothing exchanged or stored.
+        again = fake_slack.grant_code(CRO_TEAM, "UCROADMIN")
+        assert finish_install(bot, again, state, cookie) == 401
+        # A state crobot never issued, even with a matching cookie: refused.
+        forged = "0f0f0f0f-0000-4000-8000-000000000000"
+        cookie_forged = f"slack-app-oauth-state={forged}"
+        assert finish_install(bot, again, forged, cookie_forged) == 401
+        # A genuine state from another browser (no cookie): refused too.
+        state2, _ = start_install(bot)
+        assert finish_install(bot, again, state2, None) == 400
+        assert len(fake_slack.calls_to("oauth.v2.access")) == 1
+        assert len(installations(world)) == 1
+
+
+# --- an installation grants nothing by itself -----------------------------------------
+
+
+def test_cro_user_runs_status_through_the_cros_installation_and_sees_only_apex(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    seed(world, 2)
+    with oauth_bot(world, fake_slack) as bot:
+        install(bot, fake_slack, SPONSOR_TEAM, "UAPPROVER")
+        install(bot, fake_slack, CRO_TEAM, "UCROADMIN")
+        register(world, "Apex CRO", CRO_TEAM)
+        fake_slack.add_user("UCRO1", tz="Asia/Kolkata", name="Chitra Cro", team_id=CRO_TEAM)
+        fake_slack.add_user("UCROGUEST", name="Gus Guest", team_id=CRO_TEAM, is_restricted=True)
+        cro_token = installations(world)[1][1]
+        slash = SlashClient(bot, fake_slack)
+        before = len(fake_slack.state.calls)
+
+        # In the Slack Connect channel the sponsor linked (C_APEX, from T1).
+        answer = slash.send("status", user="UCRO1", channel=C_APEX, team=CRO_TEAM)
+        assert answer.status == 200
+        assert "APEXDATA" in answer.text
+        assert "LABDATA" not in answer.text and "SPONSORDATA" not in answer.text
+        # Through the CRO's installation: its token, and nobody else's, was used.
+        used = {fake_slack.team_of(c) for c in fake_slack.state.calls[before:]}
+        assert used == {CRO_TEAM}
+        assert any(
+            c.headers.get("Authorization") == f"Bearer {cro_token}"
+            for c in fake_slack.calls_to("users.info")
+        )
+        # Recognised on first use as a member of the organisation that registered it.
+        with world.db.read() as s:
+            cro = s.scalars(
+                select(Person).where(Person.team_id == CRO_TEAM, Person.slack_user_id == "UCRO1")
+            ).one()
+            assert (cro.org_id, cro.role, cro.display_name) == (
+                world.apex_id,
+                Role.VENDOR_MEMBER,
+                "Chitra Cro",
+            )
+
+        # A guest of the CRO's workspace is not a member: told how to get access, no data.
+        guest = slash.send("status", user="UCROGUEST", channel=C_APEX, team=CRO_TEAM)
+        assert "does not know you" in guest.text and "APEXDATA" not in guest.text
+        with world.db.read() as s:
+            assert s.scalars(select(Person).where(Person.slack_user_id == "UCROGUEST")).all() == []
+
+
+def test_a_workspace_that_installed_but_is_not_registered_sees_nothing(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    seed(world, 1)
+    with oauth_bot(world, fake_slack) as bot:
+        install(bot, fake_slack, OTHER_TEAM, "UOTHERADMIN")
+        fake_slack.add_user("UOTHER", tz="Europe/Paris", team_id=OTHER_TEAM)
+        slash = SlashClient(bot, fake_slack)
+        for text in ("status", "status ONC-301", "action list", "milestone list ONC-301"):
+            answer = slash.send(text, user="UOTHER", channel="COTHER", team=OTHER_TEAM)
+            assert "does not know you" in answer.text, text
+            for word in ("ONC-301", "APEXDATA", "LABDATA", "SPONSORDATA"):
+                assert word not in answer.text.replace("status ONC-301", ""), (text, word)
+        with world.db.read() as s:
+            assert s.scalars(select(Person).where(Person.team_id == OTHER_TEAM)).all() == []
+
+
+# --- shared channels -------------------------------------------------------------------
+
+
+def test_a_shared_channel_gets_one_digest_a_period_from_the_copy_that_linked_it(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    clock = Clock(NOW)
+    with oauth_bot(world, fake_slack, clock) as bot:
+        install(bot, fake_slack, SPONSOR_TEAM, "UAPPROVER")
+        install(bot, fake_slack, CRO_TEAM, "UCROADMIN")
+    register(world, "Apex CRO", CRO_TEAM)
+    shared = link(world, "CSHARED", SPONSOR_TEAM, "joint:Apex CRO")
+    with world.db.write() as s:  # linked once, by its id, whichever side links it
+        with pytest.raises(Exception, match="already linked from Slack workspace T1"):
+            directory.link_channel(
+                s, SYSTEM, team_id=CRO_TEAM, channel_id="CSHARED", study="ONC-301", audience="joint"
+            )
+    # Both copies' processes run their scheduler against the one database.
+    copies = [scheduler(world, fake_slack, clock), scheduler(world, fake_slack, clock)]
+    monday = datetime(2026, 11, 30, 9, 1, tzinfo=UTC)
+    for week in range(3):
+        clock.set(monday + timedelta(weeks=week))
+        for copy in copies:
+            copy._digest(shared)
+    posts = fake_slack.posted("CSHARED")
+    assert len(posts) == 3
+    assert {p["posted_by_team"] for p in posts} == {SPONSOR_TEAM}
+    keys = [p["metadata"]["event_payload"]["run_key"].split("|")[1] for p in posts]
+    assert keys == ["2026-11-30T09:00", "2026-12-07T09:00", "2026-12-14T09:00"]
+
+
+# --- token rotation ----------------------------------------------------------------------
+
+
+def test_a_token_about_to_expire_is_rotated_before_a_scheduled_post(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    clock = Clock(datetime(2026, 11, 30, 14, 1, tzinfo=UTC))  # Monday 09:01 in New York
+    with oauth_bot(world, fake_slack, clock) as bot:
+        install(bot, fake_slack, SPONSOR_TEAM, "UAPPROVER", expires_in=600)  # 10 minutes
+    old = installations(world)[0][1]
+    assert old is not None and old.startswith("xoxe.xoxb-")
+    before = len(fake_slack.state.calls)
+    scheduler(world, fake_slack, clock)._digest(world_link(world, C_SPONSOR))
+
+    calls = fake_slack.state.calls[before:]
+    methods = [c.method for c in calls]
+    assert "chat.postMessage" in methods
+    refresh = methods.index("oauth.v2.access")
+    assert refresh < methods.index("chat.postMessage")
+    assert calls[refresh].params["grant_type"] == "refresh_token"
+    new = installations(world)[0][1]
+    assert new not in (None, old) and new in fake_slack.tokens_of(SPONSOR_TEAM)
+    post_call = calls[methods.index("chat.postMessage")]
+    assert post_call.headers["Authorization"] == f"Bearer {new}"
+    # Fresh now (12 h): the next post uses it without another refresh.
+    clock.advance(timedelta(weeks=1))
+    scheduler(world, fake_slack, clock)._digest(world_link(world, C_SPONSOR))
+    assert len(fake_slack.calls_to("oauth.v2.access")) == 2  # the install, one refresh
+    assert len(fake_slack.posted(C_SPONSOR)) == 2
+
+
+def world_link(world: World, channel: str) -> int:
+    with world.db.read() as s:
+        return int(s.scalars(select(ChannelLink.id).where(ChannelLink.channel_id == channel)).one())
+
+
+# --- uninstall ---------------------------------------------------------------------------
+
+
+def uninstalled_event(team: str, event_id: str) -> str:
+    return json.dumps(
+        {
+            "token": "legacy-unused",
+            "team_id": team,
+            "api_app_id": "A1",
+            "event": {"type": "app_uninstalled", "event_ts": "1764500000.000100"},
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": 1764500000,
+        }
+    )
+
+
+def send_event(bot: RunningBot, body: str, *, retry: int = 0, ts: int | None = None) -> int:
+    headers = {**signed_headers(body, timestamp=ts), "Content-Type": "application/json"}
+    if retry:
+        headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+    status, _ = post(bot.events_url, body, headers)
+    return status
+
+
+def test_after_app_uninstalled_nothing_more_is_posted_to_that_workspace(
+    world: World, fake_slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    clock = Clock(datetime(2026, 11, 30, 9, 1, tzinfo=UTC))
+    register(world, "Apex CRO", CRO_TEAM)
+    home = link(world, "CAPEXHOME", CRO_TEAM, "vendor:Apex CRO")  # in the CRO's workspace
+    with oauth_bot(world, fake_slack, clock) as bot:
+        install(bot, fake_slack, SPONSOR_TEAM, "UAPPROVER")
+        install(bot, fake_slack, CRO_TEAM, "UCROADMIN")
+        sched = scheduler(world, fake_slack, clock)
+        sched._digest(home)
+        assert [p["posted_by_team"] for p in fake_slack.posted("CAPEXHOME")] == [CRO_TEAM]
+
+        fake_slack.uninstall(CRO_TEAM)
+        event = uninstalled_event(CRO_TEAM, "Ev0UNINSTALL")
+        assert send_event(bot, event) == 200
+        fake_slack.wait_for("chat.postMessage", count=2)
+        # Slack re-sends the event (a new signature): the sponsor is still told once.
+        assert send_event(bot, event, retry=1, ts=int(time.time()) - 1) == 200
+        _wait_sent(world, f"gone:{CRO_TEAM}")
+        assert [team for team, _, _ in installations(world)] == [SPONSOR_TEAM]
+
+    notices = fake_slack.posted(C_SPONSOR)
+    assert len(notices) == 1 and notices[0]["posted_by_team"] == SPONSOR_TEAM
+    assert "TAPEX" in notices[0]["text"] and "Apex CRO" in notices[0]["text"]
+
+    caplog.set_level(logging.INFO)
+    posts_before = len(fake_slack.calls_to("chat.postMessage"))
+    for week in (1, 2):
+        clock.set(datetime(2026, 11, 30, 9, 1, tzinfo=UTC) + timedelta(weeks=week))
+        sched._digest(home)
+    assert len(fake_slack.calls_to("chat.postMessage")) == posts_before
+    assert len(fake_slack.posted("CAPEXHOME")) == 1
+    with world.db.read() as s:
+        runs = s.scalars(select(DigestRun).where(DigestRun.channel_link_id == home)).all()
+    assert [r.state for r in sorted(runs, key=lambda r: r.id)] == [
+        DigestRunState.SENT,
+        DigestRunState.SKIPPED,
+        DigestRunState.SKIPPED,
+    ]
+    said = [r for r in caplog.records if "not installed in Slack workspace TAPEX" in r.message]
+    assert len(said) == 1
+
+
+def _wait_sent(world: World, target: str, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with world.db.read() as s:
+            states = set(s.scalars(select(DigestRun.state).where(DigestRun.target == target)))
+        if states == {DigestRunState.SENT}:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{target} not sent: {states}")
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def test_manifest_has_the_scopes_redirect_url_rotation_and_events() -> None:
+    text = MANIFEST.read_text(encoding="utf-8")
+    bot_scopes = re.search(r"\n    bot:\n((?:      - .*\n|      #.*\n)+)", text)
+    assert bot_scopes is not None
+    listed = re.findall(r"      - (\S+)", bot_scopes.group(1))
+    assert tuple(listed) == BOT_SCOPES
+    assert re.search(r"redirect_urls:\n\s+- https://\S+/slack/oauth_redirect", text)
+    assert "token_rotation_enabled: true" in text
+    assert re.search(r"- app_uninstalled\n", text) and re.search(r"- tokens_revoked\n", text)
+
+
+def test_oauth_settings_are_checked_at_start(world: World, fake_slack: FakeSlack) -> None:
+    settings = oauth_settings(world.db.url, fake_slack)
+    require_tokens(settings)  # client id, secret and signing secret: fine
+    with pytest.raises(ConfigError, match="--socket"):
+        require_tokens(settings, socket=True)
+    both = settings.model_copy(update={"slack_bot_token": SecretStr("xoxb-1")})
+    with pytest.raises(ConfigError, match="both set"):
+        require_tokens(both)
+    half = settings.model_copy(update={"slack_client_secret": None})
+    with pytest.raises(ConfigError, match="SLACK_CLIENT_SECRET is not set"):
+        require_tokens(half)
