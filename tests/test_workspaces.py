@@ -411,3 +411,79 @@ def test_oauth_settings_are_checked_at_start(world: World, fake_slack: FakeSlack
     half = settings.model_copy(update={"slack_client_secret": None})
     with pytest.raises(ConfigError, match="SLACK_CLIENT_SECRET is not set"):
         require_tokens(half)
+
+
+def test_tokens_revoked_deletes_the_workspaces_tokens(world: World, fake_slack: FakeSlack) -> None:
+    with oauth_bot(world, fake_slack) as bot:
+        install(bot, fake_slack, SPONSOR_TEAM, "UAPPROVER")
+        install(bot, fake_slack, CRO_TEAM, "UCROADMIN")
+        fake_slack.uninstall(CRO_TEAM)
+        body = json.dumps(
+            {
+                "team_id": CRO_TEAM,
+                "api_app_id": "A1",
+                "event": {"type": "tokens_revoked", "tokens": {"bot": ["UBOTTAPEX"]}},
+                "type": "event_callback",
+                "event_id": "Ev0REVOKED",
+                "event_time": 1764500000,
+            }
+        )
+        assert send_event(bot, body) == 200
+        assert [team for team, _, _ in installations(world)] == [SPONSOR_TEAM]
+
+
+# --- time zones across workspaces ---------------------------------------------------------
+
+
+def test_a_strangers_zone_falls_back_to_the_recorded_one_then_the_channels(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    from crobot.bot.workspaces import Workspaces
+    from crobot.handlers.user_tz import user_timezone
+    from crobot.services.user_tz import remember_timezone
+
+    register(world, "Apex CRO", CRO_TEAM)
+    world.add_person(CRO_TEAM, "UEXT", "Apex CRO", "vendor_member")
+    fake_slack.add_user("UEXT", tz="Asia/Tokyo", team_id=CRO_TEAM)
+    with oauth_bot(world, fake_slack) as bot:
+        install(bot, fake_slack, SPONSOR_TEAM, "UAPPROVER")
+        settings = oauth_settings(world.db.url, fake_slack)
+        runtime = Runtime(world.db, now=lambda: NOW)
+        runtime.bot_token = Workspaces(settings, world.db).bot_token
+        sponsor_side = WebClient(token=installations(world)[0][1], base_url=fake_slack.base_url)
+        ext = world.actor("UEXT", team_id=CRO_TEAM)
+
+        # Only the sponsor's copy is installed: Slack shows the user as a stranger there.
+        assert user_timezone(runtime, sponsor_side, ext, channel_tz="Asia/Kolkata") == (
+            "Asia/Kolkata"  # nothing recorded: the channel's zone
+        )
+        asked = fake_slack.calls_to("users.info")[-1]
+        assert fake_slack.team_of(asked) == SPONSOR_TEAM
+        with world.db.write() as s:  # Slack's answer of three days ago, through their side
+            remember_timezone(s, CRO_TEAM, "UEXT", "Asia/Singapore", now=NOW - timedelta(days=3))
+        assert user_timezone(runtime, sponsor_side, ext, channel_tz="Asia/Kolkata") == (
+            "Asia/Singapore"  # the zone recorded for them
+        )
+
+        # The CRO installs its copy: Slack is asked through it, and answers with the zone.
+        install(bot, fake_slack, CRO_TEAM, "UCROADMIN")
+        assert user_timezone(runtime, sponsor_side, ext, channel_tz="Asia/Kolkata") == "Asia/Tokyo"
+        assert fake_slack.team_of(fake_slack.calls_to("users.info")[-1]) == CRO_TEAM
+
+
+def test_org_update_registers_a_workspace_and_grid(cli_env: object, world: World) -> None:
+    from crobot.bot.cli import main
+
+    assert main(["org", "update", "Apex CRO", "--slack-team", CRO_TEAM]) == 0
+    assert main(["org", "update", "CentraLab", "--enterprise", "E0LABGRID"]) == 0
+    # A workspace or Grid belongs to one organisation; T1 holds other organisations' people.
+    assert main(["org", "update", "CentraLab", "--slack-team", CRO_TEAM]) != 0
+    assert main(["org", "update", "Helix Pharma", "--enterprise", "E0LABGRID"]) != 0
+    assert main(["org", "update", "Helix Pharma", "--slack-team", "T1"]) != 0
+    assert main(["org", "add", "Beta CMO", "--kind", "cmo", "--enterprise", "E0LABGRID"]) != 0
+    with world.db.read() as s:
+        from crobot.services.directory import member_org
+
+        assert getattr(member_org(s, CRO_TEAM, None), "name", None) == "Apex CRO"
+        assert getattr(member_org(s, "T0ANY", "E0LABGRID"), "name", None) == "CentraLab"
+        assert member_org(s, "T0ANY", "E0OTHER") is None
