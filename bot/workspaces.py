@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from slack_bolt.authorization.authorize import InstallationStoreAuthorize
 from slack_bolt.oauth.oauth_settings import OAuthSettings
@@ -75,7 +76,8 @@ class Workspaces:
             client_id=self.client_id, client_secret=self._secret, client=self.api
         )
         self._lock = threading.Lock()
-        self._said_gone: set[str] = set()
+        self._said_gone: set[str] = set()  # workspaces whose absence was logged
+        self._said_lock = threading.Lock()
 
     # --- Bolt -------------------------------------------------------------------------
     def oauth_settings(self) -> OAuthSettings:
@@ -135,18 +137,25 @@ class Workspaces:
     def bot_token(self, team_id: str) -> str:
         """The workspace's bot token, refreshed first if it expires within ROTATE_MINUTES;
         NotInstalled when there is none (said once in the log, until installed again)."""
-        with self._lock:  # one rotation at a time in this process
-            inst = self.installation(team_id)
-            if inst is None or not inst.bot_token:
-                if team_id not in self._said_gone:
-                    self._said_gone.add(team_id)
-                    log.warning(
-                        "crobot is not installed in Slack workspace %s: nothing is posted "
-                        "there until it is installed again",
-                        team_id,
-                    )
-                raise NotInstalled(team_id)
+        inst = self.installation(team_id)
+        if inst is None or not inst.bot_token:
+            with self._said_lock:
+                first = team_id not in self._said_gone
+                self._said_gone.add(team_id)
+            if first:
+                log.warning(
+                    "crobot is not installed in Slack workspace %s: nothing is posted "
+                    "there until it is installed again",
+                    team_id,
+                )
+            raise NotInstalled(team_id)
+        with self._said_lock:
             self._said_gone.discard(team_id)
+        expires = inst.bot_token_expires_at
+        if expires is None or expires > time.time() + ROTATE_MINUTES * 60:
+            return inst.bot_token
+        with self._lock:  # one rotation at a time in this process
+            inst = self.installation(team_id) or inst  # another thread may have rotated it
             try:
                 fresh = self.rotator.perform_token_rotation(
                     installation=inst, minutes_before_expiration=ROTATE_MINUTES
@@ -156,7 +165,7 @@ class Workspaces:
                 log.warning("could not refresh the token of workspace %s: %s", team_id, exc)
                 raise NotInstalled(team_id) from exc
             if fresh is None or not fresh.bot_token:
-                return inst.bot_token
+                return str(inst.bot_token)
             self.store.save(fresh)
             log.info("refreshed the bot token of Slack workspace %s", team_id)
             return fresh.bot_token
