@@ -488,3 +488,58 @@ def test_org_update_registers_a_workspace_and_grid(cli_env: object, world: World
         assert getattr(member_org(s, CRO_TEAM, None), "name", None) == "Apex CRO"
         assert getattr(member_org(s, "T0ANY", "E0LABGRID"), "name", None) == "CentraLab"
         assert member_org(s, "T0ANY", "E0OTHER") is None
+
+
+def test_an_external_users_click_is_judged_by_their_own_workspace_and_user(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    """A user of the CRO's workspace whose user id looks like the sponsor approver's clicks
+    Approve on the sponsor's request (a shared channel): refused, judged as TAPEX:UAPPROVER."""
+    from crobot.storage.models import Approval, ApprovalState, AuditEvent
+    from tests.approval_support import block_action, pending_kpi, send, wait_until
+
+    register(world, "Apex CRO", CRO_TEAM)
+    with oauth_bot(world, fake_slack) as bot:
+        install(bot, fake_slack, SPONSOR_TEAM, "UAPPROVER")
+        install(bot, fake_slack, CRO_TEAM, "UCROADMIN")
+        fake_slack.add_user("UAPPROVER", tz="America/New_York", team_id=SPONSOR_TEAM)
+        aid = pending_kpi(world, 12)
+        bot.runtime.approval_requested(aid)
+
+        def posted() -> Approval | None:
+            with world.db.read() as s:
+                a = s.get_one(Approval, aid)
+                return a if a.message_ts else None
+
+        request = wait_until(posted)
+        assert fake_slack.posted(C_SPONSOR)[0]["posted_by_team"] == SPONSOR_TEAM
+        msg: dict[str, object] = {
+            "channel": request.channel_id,
+            "ts": request.message_ts,
+            "text": "",
+            "blocks": [],
+        }
+
+        # Received by the sponsor's installation (the message's workspace), from a CRO user.
+        outsider = block_action("approval_approve", aid, user="UAPPROVER", msg=msg)
+        outsider["user"]["team_id"] = CRO_TEAM
+        assert send(bot, outsider)[0] == 200
+        told = wait_until(lambda: fake_slack.calls_to("chat.postEphemeral"))
+        assert told[0].params["user"] == "UAPPROVER"
+        assert fake_slack.team_of(told[0]) == SPONSOR_TEAM
+        with world.db.read() as s:
+            assert s.get_one(Approval, aid).state == ApprovalState.PENDING
+            refused = s.scalars(
+                select(AuditEvent.actor).where(AuditEvent.action == "approval.refused")
+            ).all()
+            assert list(refused) == [f"{CRO_TEAM}:UAPPROVER"]
+            # Not made a member through another workspace's installation either.
+            assert s.scalars(select(Person).where(Person.team_id == CRO_TEAM)).all() == []
+
+        # The sponsor's approver (T1, UAPPROVER) decides it.
+        mine = block_action("approval_approve", aid, user="UAPPROVER", msg=msg)
+        assert send(bot, mine)[0] == 200
+        decided = wait_until(lambda: fake_slack.calls_to("chat.update"))
+        assert fake_slack.team_of(decided[0]) == SPONSOR_TEAM
+        with world.db.read() as s:
+            assert s.get_one(Approval, aid).state == ApprovalState.APPROVED
