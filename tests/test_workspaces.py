@@ -496,7 +496,13 @@ def test_an_external_users_click_is_judged_by_their_own_workspace_and_user(
     """A user of the CRO's workspace whose user id looks like the sponsor approver's clicks
     Approve on the sponsor's request (a shared channel): refused, judged as TAPEX:UAPPROVER."""
     from crobot.storage.models import Approval, ApprovalState, AuditEvent
-    from tests.approval_support import block_action, pending_kpi, send, wait_until
+    from tests.approval_support import (
+        block_action,
+        pending_kpi,
+        posted_request,
+        send,
+        wait_until,
+    )
 
     register(world, "Apex CRO", CRO_TEAM)
     with oauth_bot(world, fake_slack) as bot:
@@ -504,21 +510,8 @@ def test_an_external_users_click_is_judged_by_their_own_workspace_and_user(
         install(bot, fake_slack, CRO_TEAM, "UCROADMIN")
         fake_slack.add_user("UAPPROVER", tz="America/New_York", team_id=SPONSOR_TEAM)
         aid = pending_kpi(world, 12)
-        bot.runtime.approval_requested(aid)
-
-        def posted() -> Approval | None:
-            with world.db.read() as s:
-                a = s.get_one(Approval, aid)
-                return a if a.message_ts else None
-
-        request = wait_until(posted)
+        msg: dict[str, object] = {**posted_request(bot, world, aid), "text": "", "blocks": []}
         assert fake_slack.posted(C_SPONSOR)[0]["posted_by_team"] == SPONSOR_TEAM
-        msg: dict[str, object] = {
-            "channel": request.channel_id,
-            "ts": request.message_ts,
-            "text": "",
-            "blocks": [],
-        }
 
         # Received by the sponsor's installation (the message's workspace), from a CRO user.
         outsider = block_action("approval_approve", aid, user="UAPPROVER", msg=msg)
