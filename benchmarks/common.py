@@ -124,6 +124,18 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def redact(url: str) -> str:
     """A database URL fit to print: no password."""
     from sqlalchemy.engine import make_url

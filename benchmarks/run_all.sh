@@ -11,3 +11,4 @@ $PY -m benchmarks.generate --url "$URL" --kpi-rows "$ROWS" --fresh
 $PY -m benchmarks.kpi_query --url "$URL"
 $PY -m benchmarks.slash_roundtrip --url "$URL"
 $PY -m benchmarks.digest_fanout --url "$URL"
+$PY -m benchmarks.replica_chaos --url "$URL"

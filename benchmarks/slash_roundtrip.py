@@ -47,6 +47,7 @@ from benchmarks.common import (
     peak_rss_mb,
     ratio,
     redact,
+    stop_process,
 )
 from crobot.storage.db import Database
 from crobot.storage.models import (
@@ -162,12 +163,7 @@ def wait_healthy(server: Server, timeout: float = 60) -> None:
 
 
 def stop(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait()
+    stop_process(server.proc)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from types import FrameType
 
 import uvicorn
@@ -30,7 +31,11 @@ Stop = Callable[[], None]
 
 def build(settings: Settings) -> tuple[Runtime, App]:
     db = Database(settings.database_url)
-    runtime = Runtime(db, default_tz=settings.default_tz)
+    runtime = Runtime(
+        db,
+        default_tz=settings.default_tz,
+        outbox_lease=timedelta(seconds=settings.outbox_lease_seconds),
+    )
     return runtime, create_app(settings, runtime)
 
 

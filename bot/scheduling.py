@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 SYNC_MINUTES = 10  # a full rebuild, in case a change was missed
 CHANGE_POLL_SECONDS = 5  # schedule changes made by other processes (replicas, the CLI)
-SWEEP_SECONDS = 60  # outbox rows still pending (approval posts whose kick failed, crashes)
 
 
 class DigestScheduler:
@@ -62,7 +61,12 @@ class DigestScheduler:
         self.runtime = runtime
         self.client = client
         self.grace = timedelta(hours=settings.digest_grace_hours)
-        self.delivery = delivery or Delivery(runtime, delivery_client(client))
+        self.delivery = delivery or Delivery(
+            runtime, delivery_client(client), lease=runtime.outbox_lease
+        )
+        # Outbox rows still pending (approval posts whose kick failed, a dead replica's
+        # expired claims): CROBOT_OUTBOX_SWEEP_SECONDS.
+        self.sweep_seconds = settings.outbox_sweep_seconds
         self.runner = DigestRunner(runtime, self.delivery, self.grace)
         self._links_version: tuple[object, ...] | None = None
         self.scheduler = scheduler or BackgroundScheduler(
@@ -84,7 +88,11 @@ class DigestScheduler:
         # Recovery runs on a job thread so that start-up never waits for Slack.
         self.scheduler.add_job(self.recover, id="recover", replace_existing=True)
         self.scheduler.add_job(
-            self.sweep, "interval", seconds=SWEEP_SECONDS, id="outbox", replace_existing=True
+            self.sweep,
+            "interval",
+            seconds=self.sweep_seconds,
+            id="outbox",
+            replace_existing=True,
         )
         self.scheduler.add_job(
             self.ask_owner_zones, "interval", hours=1, id="zones", replace_existing=True

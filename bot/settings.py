@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = Field(default=True, alias="CROBOT_SCHEDULER")
     digest_grace_hours: float = Field(default=6.0, alias="CROBOT_DIGEST_GRACE_HOURS")
     listener_workers: int = Field(default=16, alias="CROBOT_LISTENER_WORKERS", ge=1, le=256)
+    # How long a claimed outbox row (a digest, a notice, an approval post) belongs to the
+    # process that claimed it; after that any scheduler may take it over (a dead replica).
+    outbox_lease_seconds: float = Field(default=120.0, alias="CROBOT_OUTBOX_LEASE_SECONDS", gt=0)
+    # How often each scheduler looks for pending outbox rows (expired claims, failed kicks).
+    outbox_sweep_seconds: float = Field(default=60.0, alias="CROBOT_OUTBOX_SWEEP_SECONDS", gt=0)
 
     @property
     def oauth(self) -> bool:

@@ -95,7 +95,8 @@ def _deliver_now(runtime: Runtime, app: App, target: str) -> None:
     from crobot.digests.delivery import Delivery, delivery_client
 
     try:
-        Delivery(runtime, delivery_client(app.client)).resume_pending(target)
+        delivery = Delivery(runtime, delivery_client(app.client), lease=runtime.outbox_lease)
+        delivery.resume_pending(target)
     except Exception:  # the rows stay pending for the scheduler's sweep
         log.exception("telling the sponsor about %s failed", target)
 

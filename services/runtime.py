@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from crobot.storage.db import Database
@@ -28,6 +28,9 @@ class Runtime:
     db: Database
     default_tz: str = "UTC"
     now: Callable[[], datetime] = field(default=_utcnow)
+    # How long an outbox claim is this process's own (CROBOT_OUTBOX_LEASE_SECONDS): every
+    # Delivery a process builds uses it, so all of them agree when a claim has expired.
+    outbox_lease: timedelta = timedelta(minutes=2)
 
     # Several workspaces (OAuth installs): the bot token for a workspace (team id), fresh
     # (rotated if about to expire), or NotInstalled. None: one workspace, the app's token.

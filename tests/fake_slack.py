@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +52,49 @@ class Fault:
 
 
 @dataclass
+class Hold:
+    """Calls to `method` (that `match`, if given) wait until released, as if Slack were
+    stuck on them: a process can be caught mid-post. Before the effect (default) nothing
+    is performed while held; with `after_effect` the call is performed (a message is in
+    the history) and only the answer is held. `release(perform=False)` drops the held
+    connections unanswered, and for a call held before its effect never performs it (a
+    request whose sender died)."""
+
+    method: str
+    match: Callable[[Call], bool] | None = None
+    after_effect: bool = False
+    held: list[Call] = field(default_factory=list)
+    _released: threading.Event = field(default_factory=threading.Event)
+    _perform: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def matches(self, call: Call) -> bool:
+        if self._released.is_set() or call.method != self.method:
+            return False
+        return self.match is None or self.match(call)
+
+    def wait(self, call: Call) -> bool:
+        """Block the caller's request until released; True if it is then to be performed."""
+        with self._lock:
+            self.held.append(call)
+        self._released.wait()
+        return self._perform
+
+    def release(self, *, perform: bool = True) -> None:
+        self._perform = perform
+        self._released.set()
+
+    def wait_held(self, count: int = 1, timeout: float = 10.0) -> list[Call]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.held) >= count:
+                    return list(self.held)
+            time.sleep(0.01)
+        raise AssertionError(f"expected {count} held call(s) to {self.method}, got {self.held}")
+
+
+@dataclass
 class FakeSlackState:
     calls: list[Call] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -67,6 +110,7 @@ class FakeSlackState:
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     injected: Counter[str] = field(default_factory=Counter)
     pace_seconds: float = 0.0  # per-call service time, to model a throttled Slack
+    holds: list[Hold] = field(default_factory=list)
     workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)  # team id -> info
     tokens: dict[str, Token] = field(default_factory=dict)  # access token -> its grant
     refresh_tokens: dict[str, Token] = field(default_factory=dict)
@@ -118,6 +162,9 @@ class FakeSlack:
             self.state.tokens.clear()
             self.state.refresh_tokens.clear()
             self.state.codes.clear()
+            holds, self.state.holds = self.state.holds, []
+        for hold in holds:  # a test's stuck requests never leak into the next one
+            hold.release(perform=False)
 
     def add_user(
         self,
@@ -179,6 +226,19 @@ class FakeSlack:
         with self.state.lock:
             self.state.chaos.append((prefix, rate))
             self.state.rng.seed(seed)
+
+    def hold(
+        self,
+        method: str,
+        match: Callable[[Call], bool] | None = None,
+        *,
+        after_effect: bool = False,
+    ) -> Hold:
+        """Hold matching calls until `Hold.release` (see `Hold`)."""
+        hold = Hold(method, match, after_effect)
+        with self.state.lock:
+            self.state.holds.append(hold)
+        return hold
 
     def fail(self, method: str, **kwargs: Any) -> None:
         with self.state.lock:
@@ -268,6 +328,10 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
             if fault and fault.delay:
                 time.sleep(fault.delay)
             self._call = Call(method, params, dict(self.headers), time.time())
+            hold = self._take_hold(self._call)
+            if hold is not None and not hold.after_effect and not hold.wait(self._call):
+                self._drop()
+                return
             with state.lock:
                 state.calls.append(self._call)
             if fault and fault.reset:
@@ -283,6 +347,9 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
             body = self._dispatch(method, params)
             if fault and fault.after_effect:
                 self._fail(fault)
+                return
+            if hold is not None and hold.after_effect and not hold.wait(self._call):
+                self._drop()
                 return
             self._send(200, body)
 
@@ -315,6 +382,19 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                 state.refresh_tokens[refresh] = grant
                 out.update(refresh_token=refresh, expires_in=expires_in)
             return out
+
+        def _take_hold(self, call: Call) -> Hold | None:
+            with state.lock:
+                return next((h for h in state.holds if h.matches(call)), None)
+
+        def _drop(self) -> None:
+            """Close the connection without an answer (the caller is gone)."""
+            self._call.status = 0
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
 
         def _take_fault(self, method: str) -> Fault | None:
             with state.lock:
@@ -360,7 +440,10 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the caller is gone (killed mid-call)
 
         def _dispatch(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
             if method.startswith("/upload/"):

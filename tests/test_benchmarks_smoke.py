@@ -86,3 +86,13 @@ def test_digest_fanout_runs(bench_url: str) -> None:
     out = run("digest_fanout.py", "--url", bench_url, "--chart-samples", "0")
     assert "12 digests in" in out
     assert "exactly once" in out and "NOT exactly once" not in out
+
+
+def test_replica_chaos_runs(bench_url: str) -> None:
+    # Two `crobot serve` processes on the tiny SQLite portfolio, one killed per round.
+    out = run(
+        "replica_chaos.py", "--url", bench_url, "--channels", "6", "--rounds", "2",
+        "--lease", "2", "--sweep", "1", "--kill-window", "1", "--pace", "0.05",
+    )  # fmt: skip
+    assert "kills 2, lost 0, duplicated 0" in out
+    assert "exactly once" in out and "NOT exactly once" not in out

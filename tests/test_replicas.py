@@ -80,16 +80,25 @@ OUTCOME = re.compile(r"digest for link (\d+) \([^)]*\): (\w+)")
 
 
 def _start(
-    world: World, fake: FakeSlack, tmp_path: Path, name: str, *, scheduler: bool = True
+    world: World,
+    fake: FakeSlack,
+    tmp_path: Path,
+    name: str,
+    *,
+    scheduler: bool = True,
+    token: str = "xoxb-test-token",
+    extra_env: dict[str, str] | None = None,
 ) -> Replica:
+    """A `crobot serve` process; `token` tells its Slack calls apart in the fake's log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CROBOT_", "SLACK_"))}
     env.update(
         CROBOT_DATABASE_URL=world.db.url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_BOT_TOKEN=token,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         CROBOT_SLACK_API_URL=fake.base_url,
         CROBOT_SCHEDULER="true" if scheduler else "false",
         CROBOT_LOG_LEVEL="INFO",
+        **(extra_env or {}),
     )
     workdir = tmp_path / name
     workdir.mkdir()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -40,7 +40,11 @@ def register(sub: Any) -> None:
 
 
 def _runtime(ctx: CliContext) -> Runtime:
-    return Runtime(ctx.db, default_tz=ctx.settings.default_tz)
+    return Runtime(
+        ctx.db,
+        default_tz=ctx.settings.default_tz,
+        outbox_lease=timedelta(seconds=ctx.settings.outbox_lease_seconds),
+    )
 
 
 def _link(ctx: CliContext, channel: str, team: str | None) -> ChannelLink:
@@ -78,7 +82,7 @@ def cmd_send(args: argparse.Namespace, ctx: CliContext) -> int:
     elif token is None or not token.get_secret_value():
         raise CliError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...).")
     client = delivery_client(build_web_client(ctx.settings))
-    runner = DigestRunner(runtime, Delivery(runtime, client))
+    runner = DigestRunner(runtime, Delivery(runtime, client, lease=runtime.outbox_lease))
     outcome = runner.send(link.id, now=args.now)
     print(f"{args.channel}: {outcome.state}" + (f" ts={outcome.ts}" if outcome.ts else ""))
     if outcome.detail:

@@ -25,7 +25,12 @@ class ApprovalOutbox:
     def __init__(self, runtime: Runtime, client: WebClient, *, workers: int = 2) -> None:
         # A request, its decision's notice and a neighbour's request may come close
         # together in one sponsor channel: a short burst is within Slack's limits.
-        self.delivery = Delivery(runtime, delivery_client(client), pacer=ChannelPacer(burst=3))
+        self.delivery = Delivery(
+            runtime,
+            delivery_client(client),
+            lease=runtime.outbox_lease,
+            pacer=ChannelPacer(burst=3),
+        )
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crobot-outbox")
 
     def kick(self, approval_id: int) -> None:
