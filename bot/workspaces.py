@@ -25,12 +25,12 @@ from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from slack_sdk.oauth.token_rotation import TokenRotator
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from crobot.bot.settings import Settings
 from crobot.services.runtime import NotInstalled
 from crobot.storage.db import Database
-from crobot.storage.models import INSTALLATIONS_TABLE, Organization
+from crobot.storage.models import INSTALLATIONS_TABLE, Organization, Person
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Workspaces:
     # --- background posts ---------------------------------------------------------------
     def installation(self, team_id: str) -> Installation | None:
         """The workspace's latest installation: its own (also inside an Enterprise Grid),
-        else an org-wide one of the Grid its registered organisation belongs to."""
+        else an org-wide one of the Grid of the organisation it belongs to."""
         c = INSTALLATIONS_TABLE.c
         with self.db.read() as s:
             enterprise = s.execute(
@@ -120,11 +120,18 @@ class Workspaces:
                 .order_by(c.installed_at.desc())
                 .limit(1)
             ).first()
+            # The Grid of the organisation that registered the workspace, or (registered by
+            # its Grid alone) of the organisation whose people work in it.
             grid = s.scalars(
-                select(Organization.slack_enterprise_id).where(
-                    Organization.slack_team_id == team_id,
+                select(Organization.slack_enterprise_id)
+                .where(
                     Organization.slack_enterprise_id.is_not(None),
+                    or_(
+                        Organization.slack_team_id == team_id,
+                        Organization.id.in_(select(Person.org_id).where(Person.team_id == team_id)),
+                    ),
                 )
+                .order_by(Organization.slack_team_id.is_(None))
             ).first()
         if enterprise is not None:
             return self.store.find_installation(enterprise_id=enterprise[0], team_id=team_id)

@@ -536,3 +536,34 @@ def test_an_external_users_click_is_judged_by_their_own_workspace_and_user(
         assert fake_slack.team_of(decided[0]) == SPONSOR_TEAM
         with world.db.read() as s:
             assert s.get_one(Approval, aid).state == ApprovalState.APPROVED
+
+
+def test_an_org_wide_grid_installation_serves_the_grids_workspaces(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    from slack_sdk.oauth.installation_store import Installation
+
+    from crobot.bot.workspaces import Workspaces
+    from crobot.services.runtime import NotInstalled
+
+    with world.db.write() as s:
+        directory.update_org(s, SYSTEM, name="CentraLab", slack_enterprise_id="E0LAB")
+    world.add_person("T0LABEU", "ULABEU", "CentraLab", "vendor_member")
+    workspaces = Workspaces(oauth_settings(world.db.url, fake_slack), world.db)
+    workspaces.store.save(
+        Installation(
+            app_id="A1",
+            enterprise_id="E0LAB",
+            team_id=None,
+            bot_token="xoxb-grid-token",
+            bot_user_id="UBOTGRID",
+            user_id="ULABADMIN",
+            is_enterprise_install=True,
+        )
+    )
+    assert workspaces.bot_token("T0LABEU") == "xoxb-grid-token"
+    with pytest.raises(NotInstalled):
+        workspaces.bot_token("T0ELSEWHERE")
+    workspaces.delete(enterprise_id="E0LAB", team_id=None)
+    with pytest.raises(NotInstalled):
+        workspaces.bot_token("T0LABEU")
