@@ -54,7 +54,7 @@ class Members:
         except (SlackApiError, OSError) as exc:
             log.warning("users.info for a first-time user failed: %s", type(exc).__name__)
             return
-        if _not_a_member(user, who.team_id):
+        if _not_a_member(user, who.team_id, enterprise_id):
             log.info("%s:%s is a guest or not a person; not made a member", *key)
             return
         name = str(user.get("real_name") or user.get("name") or who.user_id)
@@ -77,9 +77,11 @@ class Members:
             self._known.add(key)
 
 
-def _not_a_member(user: dict[str, object], team_id: str) -> bool:
-    """Guests, bots, deactivated accounts, and anyone Slack shows from another workspace."""
+def _not_a_member(user: dict[str, object], team_id: str, enterprise_id: str | None) -> bool:
+    """Guests, bots, deactivated accounts, and anyone Slack shows from another workspace
+    (inside an Enterprise Grid a user's home workspace may be another of the Grid's)."""
     flags = ("is_restricted", "is_ultra_restricted", "is_bot", "deleted", "is_stranger")
     if any(user.get(flag) for flag in flags):
         return True
-    return bool(user.get("team_id")) and user.get("team_id") != team_id
+    home = user.get("team_id")
+    return enterprise_id is None and bool(home) and home != team_id
