@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -39,6 +40,12 @@ def build_web_client(settings: Settings) -> WebClient:
 
 
 def require_tokens(settings: Settings, *, socket: bool = False) -> None:
+    if settings.oauth:
+        _require_oauth(settings, socket=socket)
+        return
+    if settings.slack_client_id or settings.slack_client_secret:
+        missing = "SLACK_CLIENT_SECRET" if settings.slack_client_id else "SLACK_CLIENT_ID"
+        raise ConfigError(f"{missing} is not set (OAuth installs need both client id and secret).")
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
     if not token:
         raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...).")
@@ -64,21 +71,55 @@ def require_audit_key(settings: Settings) -> None:
         raise ConfigError(f"audit trail: {exc}") from None
 
 
+def _require_oauth(settings: Settings, *, socket: bool) -> None:
+    if settings.slack_bot_token:
+        raise ConfigError(
+            "SLACK_BOT_TOKEN and SLACK_CLIENT_ID/SLACK_CLIENT_SECRET are both set: keep the "
+            "bot token for one workspace, or the client id and secret for OAuth installs."
+        )
+    if socket:
+        raise ConfigError(
+            "OAuth installs (SLACK_CLIENT_ID) need HTTP mode: Slack sends the installer back "
+            "to /slack/oauth_redirect. Run `crobot serve` without --socket."
+        )
+    if not settings.slack_signing_secret or not settings.slack_signing_secret.get_secret_value():
+        raise ConfigError("SLACK_SIGNING_SECRET is not set (HTTP mode verifies every request).")
+
+
 def create_app(settings: Settings, runtime: Runtime, *, client: WebClient | None = None) -> App:
+    """The Bolt app: one workspace with SLACK_BOT_TOKEN, or (SLACK_CLIENT_ID and
+    SLACK_CLIENT_SECRET) every workspace that installs crobot through OAuth."""
     client = client or build_web_client(settings)
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     )
+    oauth: dict[str, Any] = {}
+    workspaces = None
+    if settings.oauth:
+        from crobot.bot.workspaces import Workspaces
+
+        workspaces = Workspaces(settings, runtime.db)
+        oauth = {
+            "oauth_settings": workspaces.oauth_settings(),
+            "authorize": workspaces.authorize(),
+        }
+        runtime.bot_token = workspaces.bot_token
+    else:
+        # Tokens are checked by require_tokens; no auth.test round trip at import time.
+        oauth = {"token_verification_enabled": False}
     app = App(
         client=client,
         signing_secret=secret,
-        # Tokens are checked by require_tokens; no auth.test round trip at import time.
-        token_verification_enabled=False,
         # The ack is answered when the ack function returns; lazy listeners start after.
         process_before_response=True,
         listener_executor=ThreadPoolExecutor(
             max_workers=settings.listener_workers, thread_name_prefix="crobot-listener"
         ),
+        **oauth,
     )
     register_listeners(app, runtime)
+    if workspaces is not None:
+        from crobot.handlers import installs
+
+        installs.register(app, runtime, workspaces.delete)
     return app

@@ -45,6 +45,16 @@ class SlackASGI:
             await self._health(send)
         elif path == "/slack/events" and method == "POST":
             await self._slack(scope, receive, send)
+        elif (
+            method == "GET"
+            and (flow := self.app.oauth_flow) is not None
+            and path
+            in (
+                flow.install_path,
+                flow.redirect_uri_path,
+            )
+        ):
+            await self._oauth(scope, send)
         else:
             await _respond(send, 404, b'{"error":"not_found"}', "application/json")
 
@@ -79,17 +89,33 @@ class SlackASGI:
                 return
             if not message.get("more_body"):
                 break
-        headers: dict[str, str | Sequence[str]] = {}
-        for k, v in scope.get("headers", []):
-            name, value = k.decode("latin-1").lower(), v.decode("latin-1")
-            headers[name] = [*headers.get(name, []), value]
         req = BoltRequest(
             body=body.decode("utf-8", errors="replace"),
             query=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
+            headers=_headers(scope),
         )
         loop = asyncio.get_running_loop()
         resp = await loop.run_in_executor(self.pool, self._dispatch, req)
+        raw = resp.body.encode() if isinstance(resp.body, str) else resp.body
+        await _respond_headers(send, resp.status, raw, resp.headers)
+
+    async def _oauth(self, scope: Scope, send: Send) -> None:
+        """Bolt's OAuth flow (several workspaces): the "Add to Slack" page, which issues a
+        state (stored, and set as a cookie), and the redirect back from Slack, which
+        consumes that state once and exchanges the code (oauth.v2.access) for the
+        installation it stores."""
+        flow = self.app.oauth_flow
+        assert flow is not None
+        req = BoltRequest(
+            body="",
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=_headers(scope),
+        )
+        handle = (
+            flow.handle_installation if scope["path"] == flow.install_path else flow.handle_callback
+        )
+        loop = asyncio.get_running_loop()
+        resp = await loop.run_in_executor(self.pool, handle, req)
         raw = resp.body.encode() if isinstance(resp.body, str) else resp.body
         await _respond_headers(send, resp.status, raw, resp.headers)
 
@@ -116,6 +142,14 @@ SORRY_JSON = json.dumps(
         "text": "Sorry, something went wrong on our side. Nothing was changed; please try again.",
     }
 )
+
+
+def _headers(scope: Scope) -> dict[str, str | Sequence[str]]:
+    headers: dict[str, str | Sequence[str]] = {}
+    for k, v in scope.get("headers", []):
+        name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+        headers[name] = [*headers.get(name, []), value]
+    return headers
 
 
 async def _respond(send: Send, status: int, body: bytes, ctype: str) -> None:

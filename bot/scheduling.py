@@ -39,7 +39,7 @@ from crobot.digests.delivery import Delivery, Outcome, delivery_client
 from crobot.digests.nudges import NUDGE_HOUR, owner_zones
 from crobot.digests.runner import DigestRunner
 from crobot.digests.schedule import Schedule
-from crobot.handlers.user_tz import fetch_timezone
+from crobot.handlers.user_tz import fetch_timezone, workspace_client
 from crobot.services.runtime import Runtime
 from crobot.services.user_tz import owners_to_ask
 from crobot.storage.models import ChannelLink
@@ -157,10 +157,11 @@ class DigestScheduler:
         their nudge job runs at 09:00 where they are; re-sync if any zone was learnt."""
         with self.runtime.db.read() as s:
             unknown = owners_to_ask(s, now=self.runtime.now())
-        learnt = sum(
-            fetch_timezone(self.runtime, self.client, team, user) is not None
-            for team, user in unknown
-        )
+        learnt = 0
+        for team, user in unknown:
+            client = workspace_client(self.runtime, self.client, team)
+            if client is not None:
+                learnt += fetch_timezone(self.runtime, client, team, user) is not None
         if learnt:
             self.sync_jobs()
         return learnt

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    # OAuth distribution (installable into every partner's workspace): both set.
+    slack_client_id: str | None = Field(default=None, alias="SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = Field(default=None, alias="SLACK_CLIENT_SECRET")
+    slack_redirect_uri: str | None = Field(default=None, alias="SLACK_REDIRECT_URI")
     slack_api_url: str = Field(default=SLACK_API_URL, alias="CROBOT_SLACK_API_URL")
     default_tz: str = Field(default="UTC", alias="CROBOT_DEFAULT_TZ")
     log_level: str = Field(default="INFO", alias="CROBOT_LOG_LEVEL")
@@ -43,6 +47,12 @@ class Settings(BaseSettings):
     def audit_key_source(self) -> KeySource:
         key = self.audit_key.get_secret_value() if self.audit_key else None
         return KeySource(self.database_url, key, self.audit_key_file)
+
+    @property
+    def oauth(self) -> bool:
+        """Several workspaces, installed through OAuth (else one workspace, one token)."""
+        secret = self.slack_client_secret.get_secret_value() if self.slack_client_secret else ""
+        return bool(self.slack_client_id and secret)
 
     @field_validator("default_tz")
     @classmethod

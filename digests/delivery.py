@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from http.client import HTTPException
 from typing import Any
@@ -55,11 +55,14 @@ from crobot.digests import charts
 from crobot.digests.compose import compose
 from crobot.digests.nudges import compose_nudge
 from crobot.digests.render import render, render_detail, render_short
+from crobot.digests.targets import GONE_PREFIX, target_team
 from crobot.handlers import blockkit as bk
+from crobot.handlers import installs
 from crobot.handlers.approvals import posts as approval_posts
+from crobot.handlers.user_tz import with_token
 from crobot.services import anchors, approval_log
 from crobot.services.lookup import sponsor_channels
-from crobot.services.runtime import Runtime
+from crobot.services.runtime import NotInstalled, Runtime
 from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
 
 log = logging.getLogger(__name__)
@@ -218,6 +221,8 @@ class Delivery:
     sleep: Callable[[float], None] = time.sleep
     # Test hook: called after the claim is committed and before anything is posted.
     after_claim: Callable[[int], None] | None = None
+    # Several workspaces: the one this copy posts to (its client holds that bot token).
+    team_id: str | None = None
 
     # --- public API ---------------------------------------------------------------
     def send(self, target: str, period_key: str, *, link_id: int | None = None) -> Outcome:
@@ -359,6 +364,8 @@ class Delivery:
             return run
 
     def _deliver(self, run_id: int) -> Outcome:
+        if self.runtime.bot_token is not None and self.team_id is None:
+            return self._deliver_in_workspace(run_id)
         payload: Payload | None = None
         for try_no in range(self.max_tries):
             run = self._begin_attempt(run_id)
@@ -422,6 +429,30 @@ class Delivery:
             return Outcome(run_id, "sent", ts)
         retry_at = self.runtime.now() + self.lease
         return Outcome(run_id, "pending", detail="unknown outcome", retry_at=retry_at)
+
+    def _deliver_in_workspace(self, run_id: int) -> Outcome:
+        """Several workspaces: deliver with the bot token of the row's workspace, fetched
+        (and refreshed if about to expire) just before use; a workspace crobot is no longer
+        installed in gets nothing (the row is skipped, said once in the log)."""
+        assert self.runtime.bot_token is not None
+        with self.runtime.db.read() as s:
+            run = s.get(DigestRun, run_id)
+            team = target_team(s, run) if run is not None else None
+        if run is None:
+            return Outcome(run_id, "duplicate")
+        try:
+            if team is None:
+                raise NotInstalled("(none)")
+            token = self.runtime.bot_token(team)
+        except NotInstalled as exc:
+            self._finish(run_id, DigestRunState.SKIPPED, error=str(exc))
+            return Outcome(run_id, "skipped", detail=str(exc))
+        except Exception as exc:  # the store or Slack's token endpoint is unreachable now
+            log.warning("no bot token for workspace %s yet: %s", team, type(exc).__name__)
+            retry_at = self.runtime.now() + self.lease
+            return Outcome(run_id, "pending", detail="no token", retry_at=retry_at)
+        client = with_token(self.client, token)
+        return replace(self, client=client, team_id=team)._deliver(run_id)
 
     def _finish(
         self,
@@ -568,6 +599,9 @@ class Delivery:
             if approval_posts.DM_USER in msg:
                 msg["channel"] = self._open_dm(msg.pop(approval_posts.DM_USER))
             return Payload(**msg, metadata_event=APPROVAL_METADATA_EVENT)
+        if kind == GONE_PREFIX.rstrip(":"):
+            gone = installs.gone_payload(self.runtime, rest, run.period_key)
+            return Payload(**gone) if gone is not None else None
         raise _Permanent(f"unknown target {run.target}")
 
     def _open_dm(self, user: str) -> str:

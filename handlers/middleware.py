@@ -65,11 +65,22 @@ def identity(context: BoltContext) -> Identity:
 
 
 def install(app: App, rt: Runtime) -> None:
+    members = None
+    if rt.bot_token is not None:  # several workspaces: users are recognised on first use
+        from crobot.handlers.members import Members
+
+        members = Members(rt)
+
     def resolve(
         context: BoltContext, body: dict[str, Any], next: Callable[[], BoltResponse]
     ) -> BoltResponse:
         context[RUNTIME] = rt
-        context[IDENTITY] = identity_of(body)
+        who = context[IDENTITY] = identity_of(body)
+        # Only through the installation of the user's own workspace, which sees their
+        # whole profile (guest or not); an external user in a shared channel is judged by
+        # the (team, user) crobot already knows.
+        if members is not None and who.known and context.team_id == who.team_id:
+            members.recognise(context.client, who, context.enterprise_id)
         return next()
 
     app.middleware(resolve)

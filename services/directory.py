@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crobot.services import audit
-from crobot.services.actor import Actor
+from crobot.services.actor import SYSTEM, Actor
 from crobot.services.errors import UserError, validate
 from crobot.services.lookup import org_by_name, study_by_code, vendor_org_ids
 from crobot.services.zones import canonical_zone
@@ -45,6 +45,13 @@ class OrgCreate(_Input):
     name: Name
     kind: OrgKind
     slack_team_id: SlackId | None = None
+    slack_enterprise_id: SlackId | None = None
+
+
+class OrgUpdate(_Input):
+    name: Name
+    slack_team_id: SlackId | None = None
+    slack_enterprise_id: SlackId | None = None
 
 
 class StudyCreate(_Input):
@@ -116,6 +123,25 @@ def workspace_owner(session: Session, team_id: str) -> Organization | None:
     ).first()
 
 
+def enterprise_owner(session: Session, enterprise_id: str) -> Organization | None:
+    """The organisation that registered Enterprise Grid org `enterprise_id`, if any."""
+    return session.scalars(
+        select(Organization).where(Organization.slack_enterprise_id == enterprise_id)
+    ).first()
+
+
+def member_org(session: Session, team_id: str, enterprise_id: str | None) -> Organization | None:
+    """The organisation whose members are this workspace's users: the one that registered
+    the workspace, else (Enterprise Grid) the one that registered its Grid org without
+    naming a single workspace. An installation alone makes nobody a member."""
+    org = workspace_owner(session, team_id)
+    if org is None and enterprise_id:
+        org = enterprise_owner(session, enterprise_id)
+        if org is not None and org.slack_team_id not in (None, team_id):
+            return None
+    return org
+
+
 def check_workspace(session: Session, org: Organization, team_id: str) -> None:
     """A person's workspace belongs to their organisation: an organisation with a registered
     workspace has its people there, and a workspace registered to one organisation holds no
@@ -141,7 +167,14 @@ def add_org(session: Session, actor: Actor, **data: object) -> Organization:
         raise UserError(f"Organisation `{inp.name}` already exists.")
     if inp.slack_team_id and (owner := workspace_owner(session, inp.slack_team_id)):
         raise UserError(f"Slack workspace {inp.slack_team_id} is already `{owner.name}`'s.")
-    org = Organization(name=inp.name, kind=inp.kind, slack_team_id=inp.slack_team_id)
+    if inp.slack_enterprise_id and (owner := enterprise_owner(session, inp.slack_enterprise_id)):
+        raise UserError(f"Slack org {inp.slack_enterprise_id} is already `{owner.name}`'s.")
+    org = Organization(
+        name=inp.name,
+        kind=inp.kind,
+        slack_team_id=inp.slack_team_id,
+        slack_enterprise_id=inp.slack_enterprise_id,
+    )
     session.add(org)
     session.flush()
     audit.record(
@@ -150,9 +183,85 @@ def add_org(session: Session, actor: Actor, **data: object) -> Organization:
         "org.create",
         "organization",
         org.id,
-        after=audit.snapshot(org, "name", "kind", "slack_team_id"),
+        after=audit.snapshot(org, "name", "kind", "slack_team_id", "slack_enterprise_id"),
     )
     return org
+
+
+def update_org(session: Session, actor: Actor, **data: object) -> Organization:
+    """Register (or change) an organisation's Slack workspace and Enterprise Grid org:
+    from then on that workspace's users are its members (audited, old value kept)."""
+    inp = validate(OrgUpdate, data)
+    org = org_by_name(session, inp.name)
+    changes = inp.model_dump(exclude={"name"}, exclude_none=True)
+    if not changes:
+        raise UserError("Nothing to change.", "Give --slack-team T… and/or --enterprise E….")
+    team = changes.get("slack_team_id")
+    if team and (owner := workspace_owner(session, team)) and owner.id != org.id:
+        raise UserError(f"Slack workspace {team} is already `{owner.name}`'s.")
+    grid = changes.get("slack_enterprise_id")
+    if grid and (owner := enterprise_owner(session, grid)) and owner.id != org.id:
+        raise UserError(f"Slack org {grid} is already `{owner.name}`'s.")
+    if team:
+        others = session.scalars(
+            select(Person).where(Person.team_id == team, Person.org_id != org.id).limit(1)
+        ).first()
+        if others is not None:
+            raise UserError(
+                f"Slack workspace {team} already holds people of another organisation "
+                f"({others.team_id}:{others.slack_user_id}).",
+                "Check the team id: a workspace belongs to one organisation.",
+            )
+    before = audit.snapshot(org, *changes)
+    for name, value in changes.items():
+        setattr(org, name, value)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "org.update",
+        "organization",
+        org.id,
+        before=before,
+        after=audit.snapshot(org, *changes),
+    )
+    return org
+
+
+def enrol_member(
+    session: Session,
+    team_id: str,
+    user_id: str,
+    enterprise_id: str | None,
+    *,
+    display_name: str,
+) -> Person | None:
+    """A user of a registered workspace, on first use: a member of its organisation
+    (`sponsor_member` or `vendor_member`; higher roles are still given by `person add`).
+    None, and nothing stored, for a workspace no organisation registered. The caller has
+    already refused guests."""
+    org = member_org(session, team_id, enterprise_id)
+    if org is None:
+        return None
+    role = Role.SPONSOR_MEMBER if org.kind == OrgKind.SPONSOR else Role.VENDOR_MEMBER
+    person = Person(
+        team_id=team_id,
+        slack_user_id=user_id,
+        display_name=(display_name.strip() or user_id)[:120],
+        org_id=org.id,
+        role=role,
+    )
+    session.add(person)
+    session.flush()
+    audit.record(
+        session,
+        SYSTEM,
+        "person.enrol",
+        "person",
+        person.id,
+        after=audit.snapshot(person, "team_id", "slack_user_id", "display_name", "org_id", "role"),
+    )
+    return person
 
 
 def add_study(session: Session, actor: Actor, **data: object) -> Study:
@@ -290,6 +399,17 @@ def link_channel(session: Session, actor: Actor, **data: object) -> ChannelLink:
             ChannelLink.team_id == inp.team_id, ChannelLink.channel_id == inp.channel_id
         )
     ).first()
+    elsewhere = session.scalars(
+        select(ChannelLink.team_id).where(
+            ChannelLink.channel_id == inp.channel_id, ChannelLink.team_id != inp.team_id
+        )
+    ).first()
+    if link is None and elsewhere is not None:
+        # A shared (Slack Connect) channel has one id in every workspace: linked once.
+        raise UserError(
+            f"Channel {inp.channel_id} is already linked from Slack workspace {elsewhere}.",
+            f"Relink it with --team {elsewhere}: that workspace's crobot posts its digests.",
+        )
     before = None
     if link is None:
         link = ChannelLink(team_id=inp.team_id, channel_id=inp.channel_id)

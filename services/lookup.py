@@ -166,10 +166,21 @@ def person_named(
 
 
 def channel_link(session: Session, team_id: str, channel_id: str) -> ChannelLink | None:
-    return session.scalars(
+    """The channel's link. A channel is linked once, by its id, whichever workspace it is
+    seen from: a Slack Connect channel has the same id in every workspace sharing it, so a
+    command from the vendor's side of a channel the sponsor linked finds that link."""
+    own = session.scalars(
         select(ChannelLink).where(
             ChannelLink.team_id == team_id, ChannelLink.channel_id == channel_id
         )
+    ).first()
+    if own is not None:
+        return own
+    return session.scalars(
+        select(ChannelLink)
+        .where(ChannelLink.channel_id == channel_id)
+        .order_by(ChannelLink.id)
+        .limit(1)
     ).first()
 
 

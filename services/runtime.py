@@ -14,6 +14,15 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class NotInstalled(Exception):
+    """crobot has no (longer a) bot token for this Slack workspace: uninstalled, its
+    tokens revoked, or never installed there. Nothing can be sent to it."""
+
+    def __init__(self, team_id: str) -> None:
+        super().__init__(f"crobot is not installed in Slack workspace {team_id}")
+        self.team_id = team_id
+
+
 @dataclass
 class Runtime:
     db: Database
@@ -22,6 +31,10 @@ class Runtime:
     # How long an outbox claim is this process's own (CROBOT_OUTBOX_LEASE_SECONDS): every
     # Delivery a process builds uses it, so all of them agree when a claim has expired.
     outbox_lease: timedelta = timedelta(minutes=2)
+
+    # Several workspaces (OAuth installs): the bot token for a workspace (team id), fresh
+    # (rotated if about to expire), or NotInstalled. None: one workspace, the app's token.
+    bot_token: Callable[[str], str] | None = None
 
     # Observers told (after commit) that an approval has Slack work in the outbox (its
     # Approve/Reject post, or its decision to show): the approvals outbox delivers it now

@@ -48,6 +48,21 @@ def known_timezone(session: Session, actor: Actor, *, now: datetime) -> str | No
     return None
 
 
+def recorded_timezone(session: Session, actor: Actor) -> str | None:
+    """The zone last recorded for this user, however old: their registered one, else
+    Slack's last answer. What is left when Slack will not tell (a Slack Connect
+    stranger's profile carries no zone)."""
+    if actor.person is not None and valid_zone(actor.person.timezone):
+        return actor.person.timezone
+    row = session.scalars(
+        select(UserTimezoneCache.timezone).where(
+            UserTimezoneCache.team_id == actor.team_id,
+            UserTimezoneCache.user_id == actor.user_id,
+        )
+    ).first()
+    return valid_zone(row)
+
+
 def zone_for(
     session: Session, actor: Actor, link: ChannelLink | None, *, now: datetime, default: str
 ) -> tuple[str, bool]:

@@ -10,6 +10,8 @@ import enum
 from datetime import UTC, date, datetime
 from typing import Any
 
+from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -157,6 +159,8 @@ class Organization(Base):
     kind: Mapped[OrgKind] = mapped_column(_enum(OrgKind, "org_kind"))
     # Slack Connect: an organisation is recognised by its own workspace's team id.
     slack_team_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Enterprise Grid: the organisation's Slack org id; its workspaces' users are its members.
+    slack_enterprise_id: Mapped[str | None] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -212,7 +216,11 @@ class Person(Base):
 
 class ChannelLink(Base):
     __tablename__ = "channel_links"
-    __table_args__ = (UniqueConstraint("team_id", "channel_id", name="uq_channel_link"),)
+    __table_args__ = (
+        UniqueConstraint("team_id", "channel_id", name="uq_channel_link"),
+        # A shared channel is found by its id from any workspace (services/lookup.py).
+        Index("ix_channel_links_channel_id", "channel_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[str] = mapped_column(String(32))
@@ -524,3 +532,15 @@ class SeenRequest(Base):
 
     signature: Mapped[str] = mapped_column(String(80), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# Slack installations (OAuth distribution): slack_sdk's own store tables, built by its own
+# table builders so that the stores (bot/workspaces.py) and the migration (0010) agree.
+# Alembic creates them; nothing calls the stores' `create_tables()`.
+INSTALLATIONS_TABLE = SQLAlchemyInstallationStore.build_installations_table(
+    Base.metadata, "slack_installations"
+)
+BOTS_TABLE = SQLAlchemyInstallationStore.build_bots_table(Base.metadata, "slack_bots")
+OAUTH_STATES_TABLE = SQLAlchemyOAuthStateStore.build_oauth_states_table(
+    Base.metadata, "slack_oauth_states"
+)

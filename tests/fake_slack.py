@@ -3,6 +3,14 @@
 Point slack_sdk at it with `WebClient(base_url=server.base_url)` (or
 CROBOT_SLACK_API_URL). Messages posted are kept per channel so `conversations.history`
 can answer with them (metadata included), which exactly-once delivery relies on.
+
+Several workspaces: `add_workspace` registers a workspace; `grant_code` hands out an
+OAuth code that `oauth.v2.access` exchanges for a bot token of that workspace (rotating:
+with a refresh token and `expires_in`), and `oauth.v2.access` with
+`grant_type=refresh_token` (what slack_sdk's TokenRotator calls) issues the next one. A
+known token answers `auth.test` with its own workspace; a revoked (`uninstall`) or
+expired one is refused (`token_revoked`, `token_expired`) by every method. Any other
+token (the single-workspace tests' `xoxb-test-token`) is workspace T1, as before.
 """
 
 from __future__ import annotations
@@ -103,6 +111,18 @@ class FakeSlackState:
     injected: Counter[str] = field(default_factory=Counter)
     pace_seconds: float = 0.0  # per-call service time, to model a throttled Slack
     holds: list[Hold] = field(default_factory=list)
+    workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)  # team id -> info
+    tokens: dict[str, Token] = field(default_factory=dict)  # access token -> its grant
+    refresh_tokens: dict[str, Token] = field(default_factory=dict)
+    codes: dict[str, tuple[str, str, int | None]] = field(default_factory=dict)
+    token_counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+
+@dataclass
+class Token:
+    team_id: str
+    expires_at: float | None = None  # epoch seconds; None: never (no rotation)
+    revoked: bool = False
 
 
 class FakeSlack:
@@ -138,13 +158,23 @@ class FakeSlack:
             self.state.pace_seconds = 0.0
             self.state.chaos.clear()
             self.state.injected.clear()
+            self.state.workspaces.clear()
+            self.state.tokens.clear()
+            self.state.refresh_tokens.clear()
+            self.state.codes.clear()
             holds, self.state.holds = self.state.holds, []
         for hold in holds:  # a test's stuck requests never leak into the next one
             hold.release(perform=False)
 
     def add_user(
-        self, user_id: str, tz: str = "UTC", name: str | None = None, team_id: str = "T1"
+        self,
+        user_id: str,
+        tz: str = "UTC",
+        name: str | None = None,
+        team_id: str = "T1",
+        **flags: bool,
     ) -> None:
+        """A user; `flags` such as is_restricted=True (a guest) go into users.info."""
         self.state.users[user_id] = {
             "id": user_id,
             "team_id": team_id,
@@ -152,7 +182,45 @@ class FakeSlack:
             "real_name": name or user_id,
             "tz": tz,
             "tz_offset": 0,
+            **flags,
         }
+
+    # --- several workspaces -----------------------------------------------------------
+    def add_workspace(
+        self, team_id: str, name: str | None = None, enterprise_id: str | None = None
+    ) -> None:
+        with self.state.lock:
+            self.state.workspaces[team_id] = {
+                "id": team_id,
+                "name": name or team_id,
+                "enterprise_id": enterprise_id,
+            }
+
+    def grant_code(self, team_id: str, installer: str, expires_in: int | None = None) -> str:
+        """An OAuth code for installing crobot into `team_id` (by user `installer`);
+        `expires_in` set: the bot token rotates (expires, with a refresh token)."""
+        with self.state.lock:
+            code = f"code-{team_id}-{next(self.state.token_counter)}"
+            self.state.codes[code] = (team_id, installer, expires_in)
+            return code
+
+    def uninstall(self, team_id: str) -> None:
+        """Slack revokes every token of the workspace (before sending app_uninstalled)."""
+        with self.state.lock:
+            for token in self.state.tokens.values():
+                if token.team_id == team_id:
+                    token.revoked = True
+
+    def tokens_of(self, team_id: str) -> list[str]:
+        with self.state.lock:
+            return [t for t, g in self.state.tokens.items() if g.team_id == team_id]
+
+    def team_of(self, call: Call) -> str | None:
+        """The workspace whose token made `call` (None: no or an unknown token)."""
+        token = _bearer(call.headers)
+        with self.state.lock:
+            grant = self.state.tokens.get(token or "")
+            return grant.team_id if grant is not None else None
 
     def chaos(self, prefix: str, rate: float, seed: int = 0) -> None:
         with self.state.lock:
@@ -200,10 +268,10 @@ class FakeSlack:
 
 def _registry(handler: type[BaseHTTPRequestHandler]) -> dict[str, str]:
     """Web API method → the handler's `_m_` function: `_m_chat_postMessage` answers
-    `chat.postMessage` (a method name has one dot and no underscore). Anything else is
-    answered `unknown_method`, as Slack does."""
+    `chat.postMessage`, `_m_oauth_v2_access` answers `oauth.v2.access` (a method name has
+    dots and no underscore). Anything else is answered `unknown_method`, as Slack does."""
     return {
-        name.removeprefix("_m_").replace("_", ".", 1): name
+        name.removeprefix("_m_").replace("_", "."): name
         for name in dir(handler)
         if name.startswith("_m_")
     }
@@ -247,6 +315,13 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
             path = urlparse(self.path).path
             method = path.rsplit("/", 1)[-1] if path.startswith("/api/") else path
             params = self._params()
+            refused = self._token_refusal(method)
+            if refused is not None:
+                self._call = Call(method, params, dict(self.headers), time.time())
+                with state.lock:
+                    state.calls.append(self._call)
+                self._send(200, {"ok": False, "error": refused})
+                return
             fault = self._take_fault(method)
             if state.pace_seconds:
                 time.sleep(state.pace_seconds)
@@ -277,6 +352,36 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                 self._drop()
                 return
             self._send(200, body)
+
+        def _token_refusal(self, method: str) -> str | None:
+            token = _bearer(dict(self.headers))
+            with state.lock:
+                grant = state.tokens.get(token or "")
+            if grant is None or method.startswith("/"):
+                return None
+            if grant.revoked:
+                return "token_revoked"
+            if grant.expires_at is not None and grant.expires_at < time.time():
+                return "token_expired"
+            return None
+
+        def _grant(self) -> Token | None:
+            with state.lock:
+                return state.tokens.get(_bearer(dict(self.headers)) or "")
+
+        def _issue(self, team_id: str, expires_in: int | None) -> dict[str, Any]:
+            """A new bot token (and refresh token when rotating) for `team_id`."""
+            n = next(state.token_counter)
+            token = f"xoxb-{team_id}-{n}" if expires_in is None else f"xoxe.xoxb-{team_id}-{n}"
+            expires_at = None if expires_in is None else time.time() + expires_in
+            grant = Token(team_id, expires_at)
+            state.tokens[token] = grant
+            out: dict[str, Any] = {"access_token": token, "token_type": "bot"}
+            if expires_in is not None:
+                refresh = f"xoxe-1-{team_id}-{n}"
+                state.refresh_tokens[refresh] = grant
+                out.update(refresh_token=refresh, expires_in=expires_in)
+            return out
 
         def _take_hold(self, call: Call) -> Hold | None:
             with state.lock:
@@ -356,14 +461,51 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                 return f"{1700000000 + next(state.ts_counter)}.000100"
 
         def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
+            grant = self._grant()
+            team = grant.team_id if grant is not None else "T1"
+            info = state.workspaces.get(team) or {}
             return {
                 "ok": True,
                 "url": "https://fake.slack.com/",
-                "team": "Fake",
+                "team": info.get("name", "Fake"),
                 "user": "crobot",
-                "team_id": "T1",
-                "user_id": "UBOT",
-                "bot_id": "BBOT",
+                "team_id": team,
+                "user_id": "UBOT" if grant is None else f"UBOT{team}",
+                "bot_id": "BBOT" if grant is None else f"BBOT{team}",
+                **({"enterprise_id": info["enterprise_id"]} if info.get("enterprise_id") else {}),
+            }
+
+        def _m_oauth_v2_access(self, p: dict[str, Any]) -> dict[str, Any]:
+            if p.get("grant_type") == "refresh_token":
+                with state.lock:
+                    grant = state.refresh_tokens.pop(str(p.get("refresh_token")), None)
+                    if grant is None or grant.revoked:
+                        return {"ok": False, "error": "invalid_refresh_token"}
+                    issued = self._issue(grant.team_id, 43_200)  # Slack's 12 hours
+                info = state.workspaces.get(grant.team_id) or {}
+                return {
+                    "ok": True,
+                    **issued,
+                    "team": {"id": grant.team_id, "name": info.get("name")},
+                }
+            with state.lock:
+                found = state.codes.pop(str(p.get("code")), None)  # a code works once
+                if found is None:
+                    return {"ok": False, "error": "invalid_code"}
+                team_id, installer, expires_in = found
+                issued = self._issue(team_id, expires_in)
+            info = state.workspaces.get(team_id) or {"id": team_id, "name": team_id}
+            enterprise = info.get("enterprise_id")
+            return {
+                "ok": True,
+                "app_id": "A1",
+                "authed_user": {"id": installer},
+                "scope": "commands,chat:write",
+                "bot_user_id": f"UBOT{team_id}",
+                "team": {"id": team_id, "name": info.get("name")},
+                "enterprise": {"id": enterprise, "name": enterprise} if enterprise else None,
+                "is_enterprise_install": False,
+                **issued,
             }
 
         def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -383,6 +525,7 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
                 "thread_ts": p.get("thread_ts"),
                 "bot_id": "BBOT",
                 "type": "message",
+                "posted_by_team": grant.team_id if (grant := self._grant()) else None,
             }
             with state.lock:
                 state.messages.setdefault(channel, []).append(msg)
@@ -456,6 +599,11 @@ def _make_handler(state: FakeSlackState) -> type[BaseHTTPRequestHandler]:
             user = state.users.get(str(p.get("user")))
             if user is None:
                 return {"ok": False, "error": "user_not_found"}
+            grant = self._grant()
+            if grant is not None and user.get("team_id") != grant.team_id:
+                # Another workspace's user (Slack Connect) is a stranger: no zone, no flags.
+                seen = {k: user[k] for k in ("id", "team_id", "name") if k in user}
+                return {"ok": True, "user": {**seen, "is_stranger": True}}
             return {"ok": True, "user": user}
 
         def _m_views_open(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -506,6 +654,13 @@ def running_fake_slack() -> Iterator[FakeSlack]:
         yield server
     finally:
         server.stop()
+
+
+def _bearer(headers: dict[str, str]) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == "authorization" and value.startswith("Bearer "):
+            return value.removeprefix("Bearer ")
+    return None
 
 
 def _refusal(p: dict[str, Any]) -> str | None:

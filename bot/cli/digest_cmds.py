@@ -75,7 +75,11 @@ def cmd_send(args: argparse.Namespace, ctx: CliContext) -> int:
     runtime = _runtime(ctx)
     link = _link(ctx, args.channel, args.team)
     token = ctx.settings.slack_bot_token
-    if token is None or not token.get_secret_value():
+    if ctx.settings.oauth:  # posted with the linking workspace's installation token
+        from crobot.bot.workspaces import Workspaces
+
+        runtime.bot_token = Workspaces(ctx.settings, ctx.db).bot_token
+    elif token is None or not token.get_secret_value():
         raise CliError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-...).")
     client = delivery_client(build_web_client(ctx.settings))
     runner = DigestRunner(runtime, Delivery(runtime, client, lease=runtime.outbox_lease))

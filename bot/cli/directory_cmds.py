@@ -7,7 +7,7 @@ from typing import Any
 
 from crobot.bot.cli.context import CliContext, run_service
 from crobot.services import directory, signatures
-from crobot.storage.models import OrgKind, Role, SignatureMode
+from crobot.storage.models import Organization, OrgKind, Role, SignatureMode
 
 FOUR_EYES_HELP = (
     "four eyes: even a sponsor approver's own KPI values and milestone completions wait "
@@ -26,8 +26,14 @@ def register(sub: Any) -> None:
     p = osub.add_parser("add", help="add an organisation")
     p.add_argument("name")
     p.add_argument("--kind", required=True, choices=[k.value for k in OrgKind])
-    p.add_argument("--slack-team", dest="slack_team_id", help="its Slack workspace id (T...)")
+    _slack_ids(p)
     p.set_defaults(func=cmd_org_add)
+    p = osub.add_parser(
+        "update", help="register an organisation's Slack workspace (its users become members)"
+    )
+    p.add_argument("name")
+    _slack_ids(p)
+    p.set_defaults(func=cmd_org_update)
 
     study = sub.add_parser("study", help="studies and their vendors")
     ssub = study.add_subparsers(dest="study_command", required=True)
@@ -83,14 +89,45 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_channel_link)
 
 
+def _slack_ids(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--slack-team",
+        dest="slack_team_id",
+        help="its Slack workspace id (T...): that workspace's users are its members",
+    )
+    p.add_argument(
+        "--enterprise",
+        dest="slack_enterprise_id",
+        help="its Enterprise Grid org id (E...): every workspace of it, when no --slack-team",
+    )
+
+
 def _fields(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
 def cmd_org_add(args: argparse.Namespace, ctx: CliContext) -> int:
-    org = run_service(ctx, directory.add_org, **_fields(args, "name", "kind", "slack_team_id"))
-    print(f"organisation #{org.id} {org.name} ({org.kind.value}) added")
+    org = run_service(
+        ctx,
+        directory.add_org,
+        **_fields(args, "name", "kind", "slack_team_id", "slack_enterprise_id"),
+    )
+    print(f"organisation #{org.id} {org.name} ({org.kind.value}) added{_where(org)}")
     return 0
+
+
+def cmd_org_update(args: argparse.Namespace, ctx: CliContext) -> int:
+    org = run_service(
+        ctx, directory.update_org, **_fields(args, "name", "slack_team_id", "slack_enterprise_id")
+    )
+    print(f"organisation {org.name}:{_where(org) or ' no Slack workspace registered'}")
+    return 0
+
+
+def _where(org: Organization) -> str:
+    parts = [f"workspace {org.slack_team_id}"] if org.slack_team_id else []
+    parts += [f"Enterprise Grid org {org.slack_enterprise_id}"] if org.slack_enterprise_id else []
+    return f" (Slack {', '.join(parts)})" if parts else ""
 
 
 def cmd_study_add(args: argparse.Namespace, ctx: CliContext) -> int:

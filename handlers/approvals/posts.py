@@ -15,7 +15,7 @@ from crobot.handlers.approvals import messages
 from crobot.handlers.user_tz import user_timezone
 from crobot.services import approval_log
 from crobot.services.approval_log import DM, REQUEST, UPDATE, VENDOR, Work
-from crobot.services.lookup import vendor_channel
+from crobot.services.lookup import channel_link, vendor_channel
 from crobot.services.runtime import Runtime
 
 DM_USER = "dm"  # in a payload instead of "channel": open a DM with this user id first
@@ -36,6 +36,8 @@ def payload(runtime: Runtime, client: WebClient, target: str, key: str) -> dict[
         decider = approval_log.decider(s, rec)
         submitter = approval_log.submitter(s, rec) if work.kind == DM else None
         link = vendor_channel(s, rec.study_id, rec.org_id) if work.kind == VENDOR else None
+        # A decider Slack will not give a zone for: the time in the request channel's.
+        here = channel_link(s, "", work.channel) if work.kind == UPDATE else None
         decided_by = messages.printed_name(decider, rec.decided_by)
         channel_tz = link.timezone if link is not None else runtime.default_tz
     if work.kind == REQUEST:
@@ -43,7 +45,12 @@ def payload(runtime: Runtime, client: WebClient, target: str, key: str) -> dict[
     if rec.pending:
         return None  # decisions are final: a decision's rows never meet a pending request
     if work.kind == UPDATE:
-        tz = user_timezone(runtime, client, decider) if decider else runtime.default_tz
+        here_tz = here.timezone if here is not None else None
+        tz = (
+            user_timezone(runtime, client, decider, channel_tz=here_tz)
+            if decider
+            else runtime.default_tz
+        )
         return {"channel": work.channel, "ts": work.ts, **messages.request_message(rec, tz)}
     if work.kind == DM and submitter is not None:
         tz = user_timezone(runtime, client, submitter)
