@@ -1,4 +1,5 @@
-"""The approval state machine for vendor submissions (KPI values, milestone completions).
+"""The approval state machine for vendor submissions (KPI values, milestone completions,
+site enrolment reports — whose approval recomputes the enrolment forecast).
 
 pending --approve--> approved ; pending --reject(reason)--> rejected. A decision on a
 decided approval changes nothing and reports who decided (idempotent: double clicks,
@@ -30,6 +31,7 @@ from crobot.storage.models import (
     KpiUpdate,
     Milestone,
     MilestoneStatus,
+    SiteReport,
     Study,
     SubjectType,
     utcnow,
@@ -144,6 +146,15 @@ def _apply(session: Session, approval: Approval) -> None:
     if approval.subject_type == SubjectType.KPI_UPDATE:
         update = session.get_one(KpiUpdate, approval.subject_id)
         update.approval_state = approval.state
+        return
+    if approval.subject_type == SubjectType.SITE_REPORT:
+        report = session.get_one(SiteReport, approval.subject_id)
+        report.approval_state = approval.state
+        if approved:
+            from crobot.services import enrolment  # the forecast reads sites: imported late
+
+            session.flush()
+            enrolment.recompute(session, approval.study_id, utcnow().date())
         return
     milestone = session.get_one(Milestone, approval.subject_id)
     if approved:

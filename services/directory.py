@@ -46,6 +46,10 @@ class OrgCreate(_Input):
     slack_team_id: SlackId | None = None
 
 
+# Patients a study plans to enrol (what the enrolment forecast aims at).
+EnrolmentTarget = Annotated[int, Field(ge=1, le=10_000_000)]
+
+
 class StudyCreate(_Input):
     code: Annotated[
         str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*$", max_length=40)
@@ -54,11 +58,13 @@ class StudyCreate(_Input):
     sponsor: Name
     phase: Annotated[str, StringConstraints(max_length=20)] | None = None
     four_eyes: bool = False
+    enrolment_target: EnrolmentTarget | None = None
 
 
 class StudyUpdate(_Input):
     code: str
     four_eyes: bool | None = None
+    enrolment_target: EnrolmentTarget | None = None
 
 
 class StudyVendorCreate(_Input):
@@ -166,6 +172,7 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         sponsor_org_id=sponsor.id,
         phase=inp.phase,
         four_eyes=inp.four_eyes,
+        enrolment_target=inp.enrolment_target,
     )
     session.add(study)
     session.flush()
@@ -176,18 +183,23 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         "study",
         study.id,
         study_id=study.id,
-        after=audit.snapshot(study, "code", "title", "sponsor_org_id", "phase", "four_eyes"),
+        after=audit.snapshot(
+            study, "code", "title", "sponsor_org_id", "phase", "four_eyes", "enrolment_target"
+        ),
     )
     return study
 
 
 def update_study(session: Session, actor: Actor, **data: object) -> Study:
-    """Change a study's settings (today: four eyes); audited with the previous value."""
+    """Change a study's settings (four eyes, enrolment target); audited with the previous
+    value."""
     inp = validate(StudyUpdate, data)
     study = study_by_code(session, inp.code)
     changes = inp.model_dump(exclude={"code"}, exclude_none=True)
     if not changes:
-        raise UserError("Nothing to change.", "Give --four-eyes or --no-four-eyes.")
+        raise UserError(
+            "Nothing to change.", "Give --four-eyes, --no-four-eyes or --enrolment-target N."
+        )
     before = audit.snapshot(study, *changes)
     for name, value in changes.items():
         setattr(study, name, value)

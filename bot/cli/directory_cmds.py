@@ -15,6 +15,9 @@ FOUR_EYES_HELP = (
 )
 
 
+TARGET_HELP = "patients the study plans to enrol (what `crobot forecast` aims at)"
+
+
 def register(sub: Any) -> None:
     org = sub.add_parser("org", help="organisations (sponsor, CROs, CMOs, labs)")
     osub = org.add_subparsers(dest="org_command", required=True)
@@ -32,12 +35,14 @@ def register(sub: Any) -> None:
     p.add_argument("--sponsor", required=True, help="sponsor organisation name")
     p.add_argument("--phase")
     p.add_argument("--four-eyes", action="store_true", help=FOUR_EYES_HELP)
+    p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
     p.set_defaults(func=cmd_study_add)
     p = ssub.add_parser("update", help="change a study's settings")
     p.add_argument("code", help="e.g. ONC-301")
     p.add_argument(
         "--four-eyes", action=argparse.BooleanOptionalAction, default=None, help=FOUR_EYES_HELP
     )
+    p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
     p.set_defaults(func=cmd_study_update)
     vendor = ssub.add_parser("vendor", help="vendors on a study")
     vsub = vendor.add_subparsers(dest="vendor_command", required=True)
@@ -81,15 +86,23 @@ def cmd_org_add(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def cmd_study_add(args: argparse.Namespace, ctx: CliContext) -> int:
     study = run_service(
-        ctx, directory.add_study, **_fields(args, "code", "title", "sponsor", "phase", "four_eyes")
+        ctx,
+        directory.add_study,
+        **_fields(args, "code", "title", "sponsor", "phase", "four_eyes", "enrolment_target"),
     )
     print(f"study {study.code} added" + (f" ({_four_eyes(True)})" if study.four_eyes else ""))
+    if study.enrolment_target:
+        print(f"enrolment target: {study.enrolment_target} patients")
     return 0
 
 
 def cmd_study_update(args: argparse.Namespace, ctx: CliContext) -> int:
-    study = run_service(ctx, directory.update_study, **_fields(args, "code", "four_eyes"))
+    study = run_service(
+        ctx, directory.update_study, **_fields(args, "code", "four_eyes", "enrolment_target")
+    )
     print(f"study {study.code}: {_four_eyes(study.four_eyes)}")
+    if study.enrolment_target:
+        print(f"enrolment target: {study.enrolment_target} patients")
     return 0
 
 
