@@ -15,6 +15,7 @@ right after the commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -107,8 +108,10 @@ def decide(
     approve: bool,
     reason: str | None = None,
     seen_at: Location | None = None,
+    today: date | None = None,
 ) -> Decision:
-    """Decide a pending approval; `seen_at` is the copy of the request the decider used."""
+    """Decide a pending approval; `seen_at` is the copy of the request the decider used;
+    `today` is the date the enrolment forecast is recomputed as of (default: UTC's)."""
     approval = decidable(session, actor, approval_id, seen_at=seen_at)
     if approval.state != ApprovalState.PENDING:
         return Decision(approval, changed=False)
@@ -124,7 +127,7 @@ def decide(
     approval.decided_by = actor.label
     approval.decided_at = utcnow()
     approval.reason = reason
-    _apply(session, approval)
+    _apply(session, approval, today or utcnow().date())
     session.flush()
     audit.record(
         session,
@@ -140,7 +143,7 @@ def decide(
     return Decision(approval, changed=True)
 
 
-def _apply(session: Session, approval: Approval) -> None:
+def _apply(session: Session, approval: Approval, today: date) -> None:
     """Carry the decision onto its subject."""
     approved = approval.state == ApprovalState.APPROVED
     if approval.subject_type == SubjectType.KPI_UPDATE:
@@ -154,7 +157,7 @@ def _apply(session: Session, approval: Approval) -> None:
             from crobot.services import enrolment  # the forecast reads sites: imported late
 
             session.flush()
-            enrolment.recompute(session, approval.study_id, utcnow().date())
+            enrolment.recompute(session, approval.study_id, today)
         return
     milestone = session.get_one(Milestone, approval.subject_id)
     if approved:

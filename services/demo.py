@@ -136,10 +136,11 @@ def _entrant(session: Session, org: str | None) -> Actor:
     return resolve_actor(session, TEAM, ENTRANTS[org or SPONSOR])
 
 
-def _accept(session: Session, approval_id: int | None) -> None:
+def _accept(session: Session, approval_id: int | None, today: date | None = None) -> None:
     """The history was accepted by the demo approver, as it would have been in Slack."""
     if approval_id is not None:
-        approvals.decide(session, resolve_actor(session, TEAM, APPROVER), approval_id, approve=True)
+        approver = resolve_actor(session, TEAM, APPROVER)
+        approvals.decide(session, approver, approval_id, approve=True, today=today)
 
 
 def _milestones(session: Session, t: date) -> None:
@@ -245,7 +246,7 @@ def _sites(session: Session, t: date) -> None:
                 enrolled=int(rng.poisson(per_week)),
                 period=iso_week_label(week),
             )
-            _accept(session, rep.approval_id)
+            _accept(session, rep.approval_id, t)
             week += timedelta(weeks=1)
 
 

@@ -140,7 +140,13 @@ def _decide(
         with runtime.db.write() as s:
             actor = resolve_actor(s, click.who.team_id, click.who.user_id)
             decision = approvals.decide(
-                s, actor, click.approval_id, approve=approve, reason=reason, seen_at=click.seen_at
+                s,
+                actor,
+                click.approval_id,
+                approve=approve,
+                reason=reason,
+                seen_at=click.seen_at,
+                today=runtime.today(),
             )
             return decision.changed
     except UserError as exc:
