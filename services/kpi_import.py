@@ -15,7 +15,7 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -42,25 +42,53 @@ def import_csv(
     today: date,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
+    studies = read_rows(
+        text,
+        REQUIRED,
+        OPTIONAL,
+        lambda row: _store(session, actor, row, today),
+        command_hint=kpis.REPORT_HINT,
+        progress=progress,
+    )
+    return ImportResult(len(studies), set(studies))
+
+
+T = TypeVar("T")
+
+
+def read_rows(
+    text: str,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    store: Callable[[Row], T],
+    *,
+    command_hint: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[T]:
+    """Check the header, `store` every row (each in its own savepoint, so that a failing
+    row leaves nothing behind), and refuse the whole file, naming each bad row's line, if
+    any row failed; the caller's transaction then rolls back. What `store` returned, per
+    row. `command_hint` is the slash command's "write it as …", no help for a file."""
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip().lower() for h in next(reader, [])]
-    check_header(header, REQUIRED, OPTIONAL)
+    check_header(header, required, optional)
     rows = list(records(reader, header))
     errors: list[Msg] = []
-    studies: set[str] = set()
+    out: list[T] = []
     for index, (line, row) in enumerate(rows):
         try:
-            studies.add(_store(session, actor, row, today))
+            if isinstance(row, UserError):
+                raise row
+            out.append(store(row))
         except UserError as exc:
-            # The command's "write it as /cro kpi report …" is no help for a file.
-            text_of = exc.message if exc.hint == kpis.REPORT_HINT else str(exc)
+            text_of = exc.message if exc.hint == command_hint else str(exc)
             errors.append(msg(f"line {line}: {{}}", text_of))
         if progress:
             progress(index + 1, len(rows))
     refuse_bad_rows(errors)
     if not rows:
         raise UserError("The file has no data rows.")
-    return ImportResult(len(rows), studies)
+    return out
 
 
 def refuse_bad_rows(errors: list[Msg]) -> None:
@@ -73,10 +101,8 @@ def refuse_bad_rows(errors: list[Msg]) -> None:
     raise UserError(msg(f"{len(errors)} bad row(s); nothing was imported:\n{lines}{more}", *shown))
 
 
-def _store(session: Session, actor: Actor, row: Row | UserError, today: date) -> str:
+def _store(session: Session, actor: Actor, row: Row, today: date) -> str:
     """Report one row's value (in a savepoint: a failing row leaves nothing behind)."""
-    if isinstance(row, UserError):
-        raise row
     with session.begin_nested():
         kpis.report(
             session,

@@ -14,8 +14,6 @@ forecast is recomputed.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from datetime import date
 
@@ -24,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from crobot.services import enrolment, sites
 from crobot.services.actor import Actor
-from crobot.services.errors import Msg, UserError, msg
-from crobot.services.kpi_import import ImportResult, Row, check_header, records, refuse_bad_rows
+from crobot.services.errors import UserError, msg
+from crobot.services.kpi_import import ImportResult, Row, read_rows
 from crobot.services.lookup import org_by_name, study_named_by
 from crobot.storage.models import Site
 
@@ -41,30 +39,16 @@ def import_csv(
     today: date,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in next(reader, [])]
-    check_header(header, REQUIRED, OPTIONAL)
-    rows = list(records(reader, header))
-    errors: list[Msg] = []
-    studies: dict[str, int] = {}
-    for index, (line, row) in enumerate(rows):
-        try:
-            if isinstance(row, UserError):
-                raise row
-            with session.begin_nested():  # a failing row leaves nothing behind
-                code, study_id = _store(session, actor, row, today)
-            studies[code] = study_id
-        except UserError as exc:
-            text_of = exc.message if exc.hint == sites.REPORT_HINT else str(exc)
-            errors.append(msg(f"line {line}: {{}}", text_of))
-        if progress:
-            progress(index + 1, len(rows))
-    refuse_bad_rows(errors)
-    if not rows:
-        raise UserError("The file has no data rows.")
-    for study_id in studies.values():
+    def store(row: Row) -> tuple[str, int]:
+        with session.begin_nested():  # a failing row leaves nothing behind
+            return _store(session, actor, row, today)
+
+    done = read_rows(
+        text, REQUIRED, OPTIONAL, store, command_hint=sites.REPORT_HINT, progress=progress
+    )
+    for study_id in sorted({study_id for _, study_id in done}):
         enrolment.recompute(session, study_id, today)
-    return ImportResult(len(rows), set(studies))
+    return ImportResult(len(done), {code for code, _ in done})
 
 
 def _date(raw: str, what: str) -> date | None:

@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
+
+from sqlalchemy.orm import Session
 
 from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError
 from crobot.bot.cli.progress import Progress
 from crobot.services import audit, export
+from crobot.services.actor import Actor
 from crobot.services.errors import UserError
-from crobot.services.kpi_import import import_csv
+from crobot.services.kpi_import import ImportResult, import_csv
 from crobot.services.runtime import Runtime
+
+
+class Importer(Protocol):
+    def __call__(
+        self,
+        session: Session,
+        actor: Actor,
+        text: str,
+        *,
+        today: date,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportResult: ...
 
 
 def register(sub: Any) -> None:
@@ -53,21 +69,28 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
 
 
 def cmd_kpi_import(args: argparse.Namespace, ctx: CliContext) -> int:
+    result = run_import(args.file, ctx, import_csv)
+    print(f"imported {result.rows} KPI value(s) for {', '.join(sorted(result.studies))}")
+    return 0
+
+
+def run_import(path: Path, ctx: CliContext, importer: Importer) -> ImportResult:
+    """Read a CSV file and import it in one transaction as the CLI operator, all rows or
+    none; a refused file is one CliError naming its bad rows."""
     try:
-        text = args.file.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
     today = Runtime(ctx.db, ctx.settings.default_tz).today()
     progress = Progress("validating and importing rows")
     try:
         with ctx.db.write() as session:
-            result = import_csv(session, CLI_ACTOR, text, today=today, progress=progress.update)
+            result = importer(session, CLI_ACTOR, text, today=today, progress=progress.update)
     except UserError as exc:
         progress.done()
-        raise CliError(f"{args.file}: {exc}") from None
+        raise CliError(f"{path}: {exc}") from None
     progress.done()
-    print(f"imported {result.rows} KPI value(s) for {', '.join(sorted(result.studies))}")
-    return 0
+    return result
 
 
 def cmd_export(args: argparse.Namespace, ctx: CliContext) -> int:

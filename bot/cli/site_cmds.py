@@ -8,8 +8,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError
-from crobot.bot.cli.progress import Progress
+from crobot.bot.cli.context import CliContext, CliError
+from crobot.bot.cli.data_cmds import run_import
 from crobot.services import forecast_text
 from crobot.services.enrolment import study_forecast
 from crobot.services.errors import UserError
@@ -45,19 +45,7 @@ def _iso_date(raw: str) -> date:
 
 
 def cmd_site_import(args: argparse.Namespace, ctx: CliContext) -> int:
-    try:
-        text = args.file.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
-    today = Runtime(ctx.db, ctx.settings.default_tz).today()
-    progress = Progress("validating and importing rows")
-    try:
-        with ctx.db.write() as session:
-            result = import_csv(session, CLI_ACTOR, text, today=today, progress=progress.update)
-    except UserError as exc:
-        progress.done()
-        raise CliError(f"{args.file}: {exc}") from None
-    progress.done()
+    result = run_import(args.file, ctx, import_csv)
     print(f"imported {result.rows} site row(s) for {', '.join(sorted(result.studies))}")
     return 0
 
