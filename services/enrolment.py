@@ -126,9 +126,11 @@ def model_sites(
 
 
 def milestone_targets(
-    session: Session, study_id: int, audience: Audience | None = None
+    session: Session, study_id: int, audience: Audience | None = None, *, lock: bool = False
 ) -> list[Milestone]:
-    """Open enrolment milestones (with a target count), by planned date."""
+    """Open enrolment milestones (with a target count), by planned date; `lock`: locked
+    and read afresh, so that two recomputations at once flag (and announce) a milestone
+    once — the second sees the first's status."""
     stmt = select(Milestone).where(
         Milestone.study_id == study_id,
         Milestone.target_count.is_not(None),
@@ -136,7 +138,10 @@ def milestone_targets(
     )
     if audience is not None:
         stmt = stmt.where(milestone_filter(audience))
-    return list(session.scalars(stmt.order_by(Milestone.planned_date, Milestone.id)))
+    stmt = stmt.order_by(Milestone.planned_date, Milestone.id)
+    if lock:
+        stmt = stmt.with_for_update(of=Milestone).execution_options(populate_existing=True)
+    return list(session.scalars(stmt))
 
 
 def _targets(milestones: list[Milestone]) -> list[recruitment.MilestoneTarget]:
@@ -217,7 +222,7 @@ def recompute(session: Session, study_id: int, today: date) -> list[Flag]:
     study = session.get(Study, study_id)
     if study is None:
         return []
-    ms = [m for m in milestone_targets(session, study_id) if not m.status_pinned]
+    ms = [m for m in milestone_targets(session, study_id, lock=True) if not m.status_pinned]
     if not ms:
         return []
     sites, _ = model_sites(session, study_id, today)

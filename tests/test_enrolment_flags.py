@@ -5,6 +5,7 @@ pinned by hand is left alone."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from slack_sdk import WebClient
@@ -187,3 +188,25 @@ def test_digest_has_one_forecast_line(world: World) -> None:
     assert line.startswith("• 90/200 enrolled") and "FALLBACK" not in line
     assert "from the sites this channel sees" in apex
     assert "Enrolment forecast" not in lab
+
+
+def test_two_recomputations_at_once_flag_and_announce_once(world: World) -> None:
+    history(world, 6, 10)
+    _milestone(world, 400, 60)
+    barrier = threading.Barrier(2)
+    flags: list[list[enrolment.Flag]] = []
+
+    def run() -> None:
+        barrier.wait()
+        flags.append(_recompute(world))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(len(f) for f in flags) == [0, 1]
+    with world.db.read() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == enrolment.AT_RISK))
+        assert len(list(events)) == 1
+    assert len(_forecast_rows(world)) == 2  # the sponsor channel and Apex's, once each
