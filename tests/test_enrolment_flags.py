@@ -36,6 +36,7 @@ from tests.conftest import (
     World,
 )
 from tests.fake_slack import FakeSlack
+from tests.slack_payloads import validate_calls
 from tests.slash_helpers import NOW, SlashClient
 from tests.test_sites import history, set_target
 
@@ -105,6 +106,7 @@ def test_at_risk_is_flagged_announced_once_and_recovers(
         (post,) = _news(fake_slack, channel)
         assert "*LPI* is now *at risk*" in post and "P50 for 400 patients" in post
     assert _news(fake_slack, C_LAB) == [] and _news(fake_slack, C_JOINT) == []
+    assert validate_calls(fake_slack.calls_to("chat.postMessage")) >= 2
     # Recomputing again changes nothing and announces nothing more.
     assert _recompute(world) == []
     _deliver(world, fake_slack)

@@ -17,6 +17,7 @@ from crobot.services.actor import SYSTEM
 from crobot.services.kpi_catalog import iso_week_label
 from crobot.storage.db import Database
 from crobot.storage.models import Approval, Site, SiteReport, Study, SubjectType
+from tests.approval_support import wait_until
 from tests.conftest import (
     APEX_PM,
     APPROVER,
@@ -29,6 +30,7 @@ from tests.conftest import (
     World,
 )
 from tests.dbstate import assert_unchanged, snapshot
+from tests.slack_payloads import message_problems, validate_calls
 from tests.slash_helpers import SlashClient
 
 MONDAY = TODAY - timedelta(days=TODAY.weekday())
@@ -100,6 +102,15 @@ def test_site_add_report_and_list_through_slack(world: World, slash: SlashClient
     assert "first site activated 2026-10-05" in a.text
     a = slash.send("site list ONC-301", LAB_PM, C_LAB)
     assert "DE01" not in a.text and "0 site(s)" in a.text
+    # The approvers are asked in the sponsor channel, as for a KPI value.
+    request = wait_until(
+        lambda: [m for m in slash.fake.posted(C_SPONSOR) if "site DE01" in m["text"]]
+    )
+    assert request[0]["text"].endswith("site DE01 2026-W47: 3 enrolled")
+    shown = json.dumps(request[0]["blocks"], ensure_ascii=False)
+    assert "Enrolment at site *DE01* (Charité Berlin)" in shown and "→ *3* patient(s)" in shown
+    assert message_problems(request[0]) == []
+    assert validate_calls(slash.fake.calls_to("chat.postMessage")) > 0
 
 
 @pytest.mark.parametrize(
@@ -167,6 +178,7 @@ def test_forecast_through_slack_model_and_fallback(world: World, slash: SlashCli
     assert "Enrolment forecast — ONC-301" in a.text
     assert "Poisson–gamma" in a.text and "FALLBACK" not in a.text
     assert "P50 2027-" in a.text and "P10" in a.text and "P90" in a.text
+    assert a.deferred and message_problems(a.payload) == []
     # A vendor's view: its own sites only, said so.
     a = slash.send("forecast ONC-301", APEX_PM, C_APEX)
     assert "Computed from the sites you can see" in a.text
@@ -179,6 +191,7 @@ def test_forecast_fallback_is_labelled(world: World, slash: SlashClient) -> None
     set_target(world, 100)
     a = slash.send("forecast", SPONSOR, C_SPONSOR)
     assert "FALLBACK" in a.text and "pooled Poisson" in a.text
+    assert message_problems(a.payload) == []
     assert "3 active site(s), 4 week(s) of data" in a.text
 
 
