@@ -6,7 +6,16 @@ sites it needs); the fallback model is labelled whenever it is used.
 
 from __future__ import annotations
 
-from crobot.handlers.blockkit import Block, Mrkdwn, context, fmt, header, lines_block, section
+from crobot.handlers.blockkit import (
+    Block,
+    Mrkdwn,
+    context,
+    fmt,
+    header,
+    lines_block,
+    section,
+    wording,
+)
 from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.handlers.commands.common import audience_note, reader_audience, study_for
 from crobot.services import forecast_text
@@ -31,14 +40,14 @@ def forecast_command(ctx: CommandContext, args: list[str]) -> Reply:
     blocks: list[Block] = [header(f"Enrolment forecast — {sf.study}")]
     warning = forecast_text.fallback_line(sf)
     if warning is not None:
-        blocks.append(section(fmt(":warning: *{}*", warning)))
-    blocks.append(section(fmt("*{}*", head)))
-    blocks.append(context(fmt("{}", forecast_text.model_line(sf))))
-    lines = [fmt("{}", forecast_text.milestone_line(m)) for m in sf.forecast.milestones]
+        blocks.append(section(Mrkdwn(":warning: *") + wording(warning) + Mrkdwn("*")))
+    blocks.append(section(Mrkdwn("*") + wording(head) + Mrkdwn("*")))
+    blocks.append(context(wording(forecast_text.model_line(sf))))
+    lines = [wording(forecast_text.milestone_line(m)) for m in sf.forecast.milestones]
     if lines:
         blocks.append(section(Mrkdwn("*Enrolment milestones*")))
         blocks += lines_block(lines, budget=30)
     extra = " ".join(forecast_text.notes(sf))
     blocks.append(context(note, fmt("{} {}", forecast_text.INTERVAL, extra)))
-    text = fmt("{}", head) + (fmt(" — {}", warning) if warning is not None else Mrkdwn(""))
+    text = wording(head) + (Mrkdwn(" — ") + wording(warning) if warning is not None else Mrkdwn(""))
     return Reply(text, blocks)
