@@ -49,6 +49,9 @@ ADD_HINT = (
     "[planned:YYYY-MM-DD] [activated:YYYY-MM-DD]`."
 )
 REPORT_HINT = "Write it as `/cro site report STUDY SITE enrolled N [period:2026-W47]`."
+UPDATE_HINT = (
+    "Write it as `/cro site update STUDY SITE [planned:DATE] [activated:DATE] [closed:DATE]`."
+)
 FIELDS = ("code", "name", "country", "org_id", "planned_activation", "activated_on", "status")
 REPORT_FIELDS = ("site_id", "period_label", "enrolled", "approval_state", "supersedes_id")
 MAX_ENROLLED = 100_000  # patients at one site in one period: more is a typo
@@ -177,6 +180,61 @@ def activate(session: Session, actor: Actor, site: Site, on: date, *, today: dat
     )
 
 
+def update(
+    session: Session,
+    actor: Actor,
+    *,
+    today: date,
+    study: str,
+    site: str,
+    planned: date | None = None,
+    activated: date | None = None,
+    closed: date | None = None,
+) -> Site:
+    """Re-plan, activate or close a site (closing stops its recruitment in the forecast)."""
+    st = study_named_by(session, actor, study)
+    found = site_named(session, st, site, actor_audience(session, actor, st))
+    require_org_write(actor, st, vendor_org_ids(session, st.id), found.org_id)
+    if planned is None and activated is None and closed is None:
+        raise UserError("Nothing to change.", UPDATE_HINT)
+    for when, what in ((activated, "activation"), (closed, "closing")):
+        if when is not None and when > today:
+            raise UserError(f"The {what} date {when} is in the future.", UPDATE_HINT)
+    if activated is not None and found.activated_on not in (None, activated):
+        raise UserError(
+            msg("Site {} was activated on {}.", found.code, found.activated_on),
+            "An activation date, once given, stays.",
+            field="activated",
+        )
+    opened = activated or found.activated_on
+    if closed is not None and (opened is None or closed < opened):
+        raise UserError(
+            msg("Site {} cannot close before it was activated.", found.code), field="closed"
+        )
+    before = audit.snapshot(found, *FIELDS, "closed_on")
+    if planned is not None:
+        found.planned_activation = planned
+    if activated is not None:
+        found.activated_on, found.status = activated, SiteStatus.ACTIVE
+    if closed is not None:
+        found.closed_on, found.status = closed, SiteStatus.CLOSED
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "site.update",
+        "site",
+        found.id,
+        study_id=st.id,
+        before=before,
+        after=audit.snapshot(found, *FIELDS, "closed_on"),
+    )
+    from crobot.services import enrolment  # the forecast reads sites: imported late
+
+    enrolment.recompute(session, st.id, today)
+    return found
+
+
 def actor_audience(session: Session, actor: Actor, study: Study) -> Audience | None:
     """Whose sites `actor` may name: None for the sponsor's authority (every site)."""
     if actor.trusted:
@@ -265,7 +323,11 @@ def report(
     if found.activated_on is None:
         raise UserError(
             msg("Site {} is not active yet: it has no activation date.", found.code),
-            "Import it with its `activated` date first (`crobot site import`).",
+            msg(
+                "Give its activation date first: `/cro site update {} {} activated:DATE`.",
+                st.code,
+                found.code,
+            ),
             field="site",
         )
     if found.activated_on > period_end(per):

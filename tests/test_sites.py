@@ -16,7 +16,7 @@ from crobot.services import approvals, milestones, sites
 from crobot.services.actor import SYSTEM
 from crobot.services.kpi_catalog import iso_week_label
 from crobot.storage.db import Database
-from crobot.storage.models import Approval, Site, SiteReport, Study, SubjectType
+from crobot.storage.models import Approval, AuditEvent, Site, SiteReport, Study, SubjectType
 from tests.approval_support import wait_until
 from tests.conftest import (
     APEX_PM,
@@ -294,3 +294,33 @@ def test_cli_forecast_json_shape(
     assert main(["forecast", "ONC-301", "--target", "0"]) == 2
     assert main(["forecast", "NOPE-1"]) == 2
     assert "There is no study" in capsys.readouterr().err
+
+
+def test_a_planned_site_is_activated_then_reports_and_closes(
+    world: World, slash: SlashClient
+) -> None:
+    a = slash.send(
+        'site add ONC-301 PL01 "Warsaw" country:PL org:"Apex CRO" planned:2026-12-01',
+        APEX_PM,
+        C_APEX,
+    )
+    assert "planned 2026-12-01" in a.text
+    before = snapshot(world.db)
+    a = slash.send("site report ONC-301 PL01 enrolled 1", APEX_PM, C_APEX)
+    assert "not active yet" in a.text and "site update ONC-301 PL01 activated:DATE" in a.text
+    a = slash.send("site update ONC-301 PL01 activated:2026-11-30", APEX_PM, C_APEX)
+    assert "is in the future" in a.text
+    a = slash.send("site update ONC-301 PL01 activated:2026-11-02", LAB_PM, C_LAB)
+    assert "no site `PL01` of yours" in a.text
+    assert_unchanged(world.db, before)
+    a = slash.send("site update ONC-301 PL01 activated:2026-11-02", APEX_PM, C_APEX)
+    assert "active · activated 2026-11-02" in a.text, a.text
+    a = slash.send("site report ONC-301 PL01 enrolled 1", APEX_PM, C_APEX)
+    assert "*1* patient(s)" in a.text
+    a = slash.send("site update ONC-301 PL01 closed:2026-11-01", APEX_PM, C_APEX)
+    assert "cannot close before it was activated" in a.text
+    a = slash.send("site update ONC-301 PL01 closed:2026-11-24", APEX_PM, C_APEX)
+    assert "closed · activated 2026-11-02, closed 2026-11-24" in a.text
+    with world.db.read() as s:
+        actions = [e.action for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
+    assert actions.count("site.update") == 2

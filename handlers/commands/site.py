@@ -19,12 +19,14 @@ from crobot.services import sites
 from crobot.services.command_parser import classify
 from crobot.services.countries import COUNTRIES
 from crobot.services.errors import UserError, msg
+from crobot.storage.models import Site
 
 ADD_HINT = sites.ADD_HINT
 REPORT_HINT = sites.REPORT_HINT
 LIST_HINT = "Write it as `/cro site list [STUDY]`."
-WRITE_VERBS = frozenset({"add", "report"})
-GROUP_HINT = "Use `/cro site add`, `report` or `list` (`/cro help`)."
+UPDATE_HINT = sites.UPDATE_HINT
+WRITE_VERBS = frozenset({"add", "update", "report"})
+GROUP_HINT = "Use `/cro site add`, `update`, `report` or `list` (`/cro help site`)."
 
 
 def site_command(ctx: CommandContext, args: list[str]) -> Reply:
@@ -71,6 +73,47 @@ def _add(ctx: CommandContext, words: list[str]) -> Reply:
         summary = fmt("{} added site {} to {}", ctx.mention, site.code, study.code)
     # Sites follow their organisation's visibility: the answer is the person's own.
     return Reply(summary, [section(fmt(":hospital: {}", text)), context(by(ctx))])
+
+
+def _update(ctx: CommandContext, words: list[str]) -> Reply:
+    p = classify(words, options=("planned", "activated", "closed"), hint=UPDATE_HINT)
+    if p.mentions:
+        raise UserError("Site updates take no mention.", UPDATE_HINT)
+    code, rest = split_study(ctx, p.positionals, full=2, hint=UPDATE_HINT)
+    with ctx.runtime.db.write() as s:
+        study = study_for(s, ctx, code, UPDATE_HINT)
+        site = sites.update(
+            s,
+            ctx.actor,
+            today=ctx.today(),
+            study=study.code,
+            site=rest[0],
+            planned=date_option(ctx, p.option("planned"), "planned activation date"),
+            activated=date_option(ctx, p.option("activated"), "activation date"),
+            closed=date_option(ctx, p.option("closed"), "closing date"),
+        )
+        text = _site_line(site)
+        summary = fmt("{} updated site {} on {}", ctx.mention, site.code, study.code)
+    return Reply(summary, [section(fmt(":hospital: {}", text)), context(by(ctx))])
+
+
+def _site_line(site: Site) -> Mrkdwn:
+    when = (
+        fmt("activated {}", site.activated_on)
+        if site.activated_on
+        else fmt("planned {}", site.planned_activation or "—")
+    )
+    if site.closed_on:
+        when += fmt(", closed {}", site.closed_on)
+    return fmt(
+        "*{}* {} · {} · {} · {} · {}",
+        site.code,
+        site.name,
+        site.country,
+        site.org.name,
+        site.status.value,
+        when,
+    )
 
 
 def _report(ctx: CommandContext, words: list[str]) -> Reply:
@@ -124,26 +167,8 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
         roll = sites.rollup(rows)
         lines = []
         for r in rows:
-            site = r.site
-            when = (
-                fmt("activated {}", site.activated_on)
-                if site.activated_on
-                else fmt("planned {}", site.planned_activation or "—")
-            )
             pending = fmt(" ({} pending approval)", r.pending) if r.pending else Mrkdwn("")
-            lines.append(
-                fmt(
-                    "*{}* {} · {} · {} · {} · {} · {} enrolled{}",
-                    site.code,
-                    site.name,
-                    site.country,
-                    site.org.name,
-                    site.status.value,
-                    when,
-                    r.enrolled,
-                    pending,
-                )
-            )
+            lines.append(_site_line(r.site) + fmt(" · {} enrolled{}", r.enrolled, pending))
     title = f"{study.code}: {roll.sites} site(s), {roll.enrolled} enrolled"
     first = roll.first_activated.isoformat() if roll.first_activated else "—"
     last = roll.all_activated.isoformat() if roll.all_activated else "not yet"
@@ -155,4 +180,4 @@ def _list(ctx: CommandContext, words: list[str]) -> Reply:
     return Reply(Mrkdwn("\n").join([title, *lines[:20]]), blocks)
 
 
-VERBS: dict[str, Verb] = {"add": _add, "report": _report, "list": _list}
+VERBS: dict[str, Verb] = {"add": _add, "update": _update, "report": _report, "list": _list}
