@@ -6,7 +6,9 @@ Queries per digest (independent of how many milestones, actions or KPI values ex
 3. open action items with their owner's display name,
 4. every KPI's points for the trend window (`services.kpis.latest_per_kpi`),
 5. the KPI definitions,
-6. pending approvals with their total count (sponsor channels only).
+6. pending approvals with their total count (sponsor channels only),
+7. the study's sites this audience sees, and — only when there are some — their current
+   reports, the reports awaiting approval and the enrolment milestones (the forecast line).
 The channel link itself is loaded by the caller (one more query, with its study joined).
 
 The audience rule is applied in those queries through `services.visibility`; nothing is
@@ -23,6 +25,8 @@ from sqlalchemy import ColumnElement, Over, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from crobot.services import kpis as kpi_service
+from crobot.services.enrolment import study_forecast
+from crobot.services.errors import UserError
 from crobot.services.kpis import Point, Trend
 from crobot.services.visibility import (
     Audience,
@@ -120,6 +124,19 @@ class ApprovalRow:
     requested_at: datetime  # in the channel's zone
 
 
+@dataclass(frozen=True)
+class ForecastLine:
+    """The study's enrolment forecast in one line (services/enrolment.py)."""
+
+    enrolled: int
+    target: int
+    p10: date | None
+    p50: date | None
+    p90: date | None
+    fallback: bool  # the pooled-Poisson fallback, said so in the line
+    own_sites: bool  # computed from the sites this audience sees, not the whole study
+
+
 @dataclass
 class DigestView:
     study_code: str
@@ -142,6 +159,7 @@ class DigestView:
     kpis: list[KpiView] = field(default_factory=list)
     approvals: list[ApprovalRow] = field(default_factory=list)
     pending_approvals: int = 0
+    forecast: ForecastLine | None = None
 
     @property
     def today(self) -> date:
@@ -184,7 +202,24 @@ def compose(
     _kpis(session, view, aud, today)
     if aud.scope == Scope.SPONSOR:
         _approvals(session, view, aud, zone)
+    _forecast(session, view, link, aud, today)
     return view
+
+
+def _forecast(
+    session: Session, view: DigestView, link: ChannelLink, aud: Audience, today: date
+) -> None:
+    """The enrolment forecast line, when the study has a target and sites with data."""
+    if link.study.enrolment_target is None:
+        return
+    try:
+        sf = study_forecast(session, link.study, as_of=today, audience=aud)
+    except UserError:
+        return  # no site with enrolment data this audience sees: no line
+    f = sf.forecast
+    view.forecast = ForecastLine(
+        f.enrolled, f.target, f.p10, f.p50, f.p90, f.is_fallback, not sf.whole_study
+    )
 
 
 def _milestones(

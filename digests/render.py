@@ -96,6 +96,7 @@ def environment() -> Environment:
         when=_when,
         num=_num,
         signed=_signed,
+        iso=lambda value: value.isoformat() if value else "beyond the horizon",
         pending_mark=lambda point: Mrkdwn(pending_mark(point)),  # crobot's words: spaces kept
     )
     return env
@@ -192,6 +193,9 @@ def sections(view: DigestView) -> list[Section]:
             out.append(_listed(key, heading, lines, max(total, len(rows)), "milestones"))
     if view.owners:
         out.append(_actions(view))
+    if view.forecast is not None:
+        lines = [_macro("forecast", view.forecast)]
+        out.append(_listed("forecast", "Enrolment forecast", lines, 1, "lines"))
     if view.kpis:
         lines = [_macro("kpi", k, t) for k in view.kpis for t in k.trends]
         out.append(_listed("kpis", "KPIs", lines[:KPI_LINES], len(lines), "KPI lines"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from crobot.services import anchors, approval_log
+from crobot.services import anchors, approval_log, enrolment
 from crobot.services.approval_log import DM, Work
 from crobot.services.lookup import sponsor_channels
 from crobot.storage.models import (
@@ -100,6 +100,9 @@ def target_team(session: Session, run: DigestRun) -> str | None:
     if kind == anchors.TARGET_PREFIX.rstrip(":"):
         channels = sponsor_channels(session, int(rest))  # as `anchors.head_for` picks
         return channel_team(session, channels[0]) if channels else None
+    if kind == enrolment.TARGET_PREFIX.rstrip(":"):
+        # period key `<audit seq>:<channel>` (services/enrolment.py): that channel's side.
+        return channel_team(session, run.period_key.partition(":")[2])
     if kind == GONE_PREFIX.rstrip(":"):
         link = gone_channel(session, rest, gone_study(run.period_key))
         return link.team_id if link is not None else None

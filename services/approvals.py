@@ -1,4 +1,5 @@
-"""The approval state machine for vendor submissions (KPI values, milestone completions).
+"""The approval state machine for vendor submissions (KPI values, milestone completions,
+site enrolment reports — whose approval recomputes the enrolment forecast).
 
 pending --approve--> approved ; pending --reject(reason)--> rejected. A decision on a
 decided approval changes nothing and reports who decided (idempotent: double clicks,
@@ -14,6 +15,7 @@ right after the commit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -31,6 +33,7 @@ from crobot.storage.models import (
     Milestone,
     MilestoneStatus,
     SignatureMode,
+    SiteReport,
     Study,
     SubjectType,
     utcnow,
@@ -108,8 +111,10 @@ def decide(
     reason: str | None = None,
     seen_at: Location | None = None,
     pin: str | None = None,
+    today: date | None = None,
 ) -> Decision:
-    """Decide a pending approval; `seen_at` is the copy of the request the decider used.
+    """Decide a pending approval; `seen_at` is the copy of the request the decider used;
+    `today` is the date the enrolment forecast is recomputed as of (default: UTC's).
 
     In a Part 11 study the decision is a signature and needs the decider's signing `pin`
     (`signatures.PinRefused` otherwise: nothing is decided); elsewhere it is acknowledged.
@@ -134,7 +139,7 @@ def decide(
     approval.reason = reason
     method = signatures.SIGNED if part11 else signatures.ACKNOWLEDGED
     signatures.sign(session, approval, actor, method=method)
-    _apply(session, approval)
+    _apply(session, approval, today or utcnow().date())
     session.flush()
     audit.record(
         session,
@@ -153,12 +158,21 @@ def decide(
     return Decision(approval, changed=True)
 
 
-def _apply(session: Session, approval: Approval) -> None:
+def _apply(session: Session, approval: Approval, today: date) -> None:
     """Carry the decision onto its subject."""
     approved = approval.state == ApprovalState.APPROVED
     if approval.subject_type == SubjectType.KPI_UPDATE:
         update = session.get_one(KpiUpdate, approval.subject_id)
         update.approval_state = approval.state
+        return
+    if approval.subject_type == SubjectType.SITE_REPORT:
+        report = session.get_one(SiteReport, approval.subject_id)
+        report.approval_state = approval.state
+        if approved:
+            from crobot.services import enrolment  # the forecast reads sites: imported late
+
+            session.flush()
+            enrolment.recompute(session, approval.study_id, today)
         return
     milestone = session.get_one(Milestone, approval.subject_id)
     if approved:

@@ -21,10 +21,12 @@ CREATE, UPDATE, UPSERT, EVENT = "create", "update", "upsert", "event"
 ACTIONS: dict[str, str] = {
     # directory (services/directory.py)
     "org.create": CREATE,
+    "org.update": UPDATE,  # its Slack workspace / Enterprise Grid org registered
     "study.create": CREATE,
     "study.update": UPDATE,
     "study.vendor.add": CREATE,
     "person.create": CREATE,
+    "person.enrol": CREATE,  # a registered workspace's user, recognised on first use
     "channel.link": UPSERT,
     # work items (services/actions.py, milestones.py, kpis.py)
     "action.create": CREATE,
@@ -33,6 +35,14 @@ ACTIONS: dict[str, str] = {
     "milestone.update": UPDATE,
     "kpi.report": CREATE,
     "kpi.correct": UPDATE,  # a new row superseding the current value: `before` is that value
+    # sites and the enrolment forecast (services/sites.py, enrolment.py)
+    "site.create": CREATE,
+    "site.activate": UPDATE,
+    "site.update": UPDATE,
+    "site.report": CREATE,
+    "site.correct": UPDATE,  # as kpi.correct
+    "milestone.forecast_at_risk": UPDATE,
+    "milestone.forecast_recovered": UPDATE,
     # approvals (services/approvals.py, approval_log.py)
     "approval.request": CREATE,
     "approval.approve": UPDATE,

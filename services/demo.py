@@ -1,6 +1,8 @@
 """A sample study for `crobot demo`: a sponsor, a CRO and a central lab on DEMO-301, with
-milestones, action items and 12 weeks of KPI history relative to today. Loading is
-idempotent: a second run finds DEMO-301 and changes nothing."""
+milestones, action items, 12 weeks of KPI history relative to today, and 14 sites (12
+active, 2 planned) with weekly enrolment since their activation, so that
+`crobot forecast DEMO-301` forecasts its 300 patients. Loading is idempotent: a second
+run finds DEMO-301 and changes nothing."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import random
 from collections.abc import Callable
 from datetime import date, timedelta
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import actions, approvals, directory, kpis, milestones
+from crobot.services import actions, approvals, directory, enrolment, kpis, milestones, sites
 from crobot.services.actor import SYSTEM, Actor, resolve_actor
 from crobot.services.kpi_catalog import iso_week_label, seed_definitions
 from crobot.storage.models import Organization, Study
@@ -32,6 +35,24 @@ CHANNELS = [
     ("CDEMOJOINT", "joint", "Europe/Berlin"),
 ]
 WEEKS = 12
+TARGET = 300
+# (code, name, country, days since activation — negative: planned that many days ahead)
+SITES = [
+    ("DE01", "Charité Berlin", "DE", 112),
+    ("FR01", "Institut Gustave Roussy", "FR", 105),
+    ("ES01", "Hospital Vall d'Hebron", "ES", 98),
+    ("IT01", "Istituto Nazionale Tumori", "IT", 91),
+    ("PL01", "Narodowy Instytut Onkologii", "PL", 84),
+    ("NL01", "Antoni van Leeuwenhoek", "NL", 77),
+    ("BE01", "UZ Leuven", "BE", 70),
+    ("US01", "MD Anderson", "US", 63),
+    ("US02", "Dana-Farber", "US", 56),
+    ("CA01", "Princess Margaret", "CA", 49),
+    ("GB01", "The Royal Marsden", "GB", 42),
+    ("CZ01", "Masaryk Memorial", "CZ", 35),
+    ("JP01", "National Cancer Center Tokyo", "JP", -14),
+    ("AU01", "Peter MacCallum", "AU", -28),
+]
 
 
 def is_loaded(session: Session) -> bool:
@@ -46,12 +67,17 @@ def load(session: Session, *, today: date, progress: Callable[[str], None] | Non
     seed_definitions(session)
     say("organisations, study, people and channels")
     _directory(session)
+    say(f"{len(SITES)} sites and their weekly enrolment")
+    _sites(session, today)
     say("milestones")
     _milestones(session, today)
     say("action items")
     _actions(session, today)
     say(f"{WEEKS} weeks of KPI history")
     _kpis(session, today)
+    say("enrolment forecast")
+    study_id = session.scalars(select(Study.id).where(Study.code == STUDY)).one()
+    enrolment.recompute(session, study_id, today)
     return True
 
 
@@ -67,6 +93,7 @@ def _directory(session: Session) -> None:
         title="Phase 3 study of HX-17 in NSCLC (demo)",
         sponsor=SPONSOR,
         phase="3",
+        enrolment_target=TARGET,
     )
     directory.add_study_vendor(
         session, SYSTEM, study=STUDY, vendor=CRO, scope="monitoring, data management"
@@ -109,10 +136,11 @@ def _entrant(session: Session, org: str | None) -> Actor:
     return resolve_actor(session, TEAM, ENTRANTS[org or SPONSOR])
 
 
-def _accept(session: Session, approval_id: int | None) -> None:
+def _accept(session: Session, approval_id: int | None, today: date | None = None) -> None:
     """The history was accepted by the demo approver, as it would have been in Slack."""
     if approval_id is not None:
-        approvals.decide(session, resolve_actor(session, TEAM, APPROVER), approval_id, approve=True)
+        approver = resolve_actor(session, TEAM, APPROVER)
+        approvals.decide(session, approver, approval_id, approve=True, today=today)
 
 
 def _milestones(session: Session, t: date) -> None:
@@ -139,13 +167,14 @@ def _milestones(session: Session, t: date) -> None:
             session, _entrant(session, org), today=t, id=ms.id, status="done", actual=t + d(actual)
         )
         _accept(session, change.approval_id)
-    upcoming = [
-        ("50% enrolment", CRO, 20, 34, "at_risk"),
-        ("Central lab validation report", LAB, 10, None, None),
-        ("Interim database lock", CRO, 90, None, None),
-        ("Last patient in", None, 150, None, None),
+    # The enrolment milestones (a patient count) are left to the forecast to flag.
+    upcoming: list[tuple[str, str | None, int, int | None, str | None, int | None]] = [
+        ("50% enrolment", CRO, 90, None, None, TARGET // 2),
+        ("Central lab validation report", LAB, 10, None, None, None),
+        ("Interim database lock", CRO, 120, 134, "at_risk", None),
+        ("Last patient in", None, 150, None, None, TARGET),
     ]
-    for name, org, planned, forecast, status in upcoming:
+    for name, org, planned, forecast, status, count in upcoming:
         ms = milestones.add(
             session,
             SYSTEM,
@@ -155,6 +184,7 @@ def _milestones(session: Session, t: date) -> None:
             planned=t + d(planned),
             org=org,
             shared=org is None,
+            count=count,
         )
         if forecast is not None or status is not None:
             milestones.update(
@@ -179,6 +209,45 @@ def _milestones(session: Session, t: date) -> None:
     milestones.update(
         session, _vendor(session, "UDEMOCRO"), today=t, id=late.id, status="done", actual=t - d(1)
     )
+
+
+def _sites(session: Session, t: date) -> None:
+    """Sites activated over the last 16 weeks, each recruiting at its own rate (drawn from
+    Gamma(2, 0.8): 2.5 patients a month on average), reported weekly by the CRO and
+    accepted by the demo approver; this week is still open, so not yet reported."""
+    rng = np.random.default_rng(301)
+    cro = _vendor(session, "UDEMOCRO")
+    monday = t - timedelta(days=t.weekday())
+    for code, name, country, days in SITES:
+        opened = t - timedelta(days=days) if days > 0 else None
+        site = sites.add(
+            session,
+            SYSTEM,
+            today=t,
+            study=STUDY,
+            code=code,
+            name=name,
+            country=country,
+            org=CRO,
+            planned=(t - timedelta(days=days + 7)) if days > 0 else t + timedelta(days=-days),
+            activated=opened,
+        )
+        if opened is None:
+            continue
+        per_week = float(rng.gamma(2.0, 1 / 0.8)) * 7 / (365.25 / 12)
+        week = opened - timedelta(days=opened.weekday())
+        while week < monday:
+            rep = sites.report(
+                session,
+                cro,
+                today=t,
+                study=STUDY,
+                site=site.code,
+                enrolled=int(rng.poisson(per_week)),
+                period=iso_week_label(week),
+            )
+            _accept(session, rep.approval_id, t)
+            week += timedelta(weeks=1)
 
 
 def _actions(session: Session, t: date) -> None:

@@ -54,6 +54,10 @@ class OrgUpdate(_Input):
     slack_enterprise_id: SlackId | None = None
 
 
+# Patients a study plans to enrol (what the enrolment forecast aims at).
+EnrolmentTarget = Annotated[int, Field(ge=1, le=10_000_000)]
+
+
 class StudyCreate(_Input):
     code: Annotated[
         str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*$", max_length=40)
@@ -63,12 +67,14 @@ class StudyCreate(_Input):
     phase: Annotated[str, StringConstraints(max_length=20)] | None = None
     four_eyes: bool = False
     signatures: SignatureMode = SignatureMode.ACKNOWLEDGE
+    enrolment_target: EnrolmentTarget | None = None
 
 
 class StudyUpdate(_Input):
     code: str
     four_eyes: bool | None = None
     signatures: SignatureMode | None = None
+    enrolment_target: EnrolmentTarget | None = None
 
 
 class StudyVendorCreate(_Input):
@@ -279,6 +285,7 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         phase=inp.phase,
         four_eyes=inp.four_eyes,
         signatures=inp.signatures,
+        enrolment_target=inp.enrolment_target,
     )
     session.add(study)
     session.flush()
@@ -290,20 +297,29 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         study.id,
         study_id=study.id,
         after=audit.snapshot(
-            study, "code", "title", "sponsor_org_id", "phase", "four_eyes", "signatures"
+            study,
+            "code",
+            "title",
+            "sponsor_org_id",
+            "phase",
+            "four_eyes",
+            "signatures",
+            "enrolment_target",
         ),
     )
     return study
 
 
 def update_study(session: Session, actor: Actor, **data: object) -> Study:
-    """Change a study's settings (four eyes, signatures); audited with the previous value."""
+    """Change a study's settings (four eyes, signatures, enrolment target); audited with
+    the previous value."""
     inp = validate(StudyUpdate, data)
     study = study_by_code(session, inp.code)
     changes = inp.model_dump(exclude={"code"}, exclude_none=True)
     if not changes:
         raise UserError(
-            "Nothing to change.", "Give --four-eyes, --no-four-eyes or --signatures MODE."
+            "Nothing to change.",
+            "Give --four-eyes, --no-four-eyes, --signatures MODE or --enrolment-target N.",
         )
     before = audit.snapshot(study, *changes)
     for name, value in changes.items():

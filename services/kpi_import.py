@@ -17,7 +17,7 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,6 @@ from crobot.services.errors import Msg, UserError, msg
 
 REQUIRED = ("study", "org", "kpi", "period", "value")
 OPTIONAL = ("note",)
-COLUMNS_HINT = f"The header must name: {', '.join(REQUIRED)}[, {', '.join(OPTIONAL)}]."
 MAX_REPORTED = 20
 
 
@@ -45,37 +44,67 @@ def import_csv(
     today: date,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
+    studies = read_rows(
+        text,
+        REQUIRED,
+        OPTIONAL,
+        lambda row: _store(session, actor, row, today),
+        command_hint=kpis.REPORT_HINT,
+        progress=progress,
+    )
+    return ImportResult(len(studies), set(studies))
+
+
+T = TypeVar("T")
+
+
+def read_rows(
+    text: str,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    store: Callable[[Row], T],
+    *,
+    command_hint: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[T]:
+    """Check the header, `store` every row (each in its own savepoint, so that a failing
+    row leaves nothing behind), and refuse the whole file, naming each bad row's line, if
+    any row failed; the caller's transaction then rolls back. What `store` returned, per
+    row. `command_hint` is the slash command's "write it as …", no help for a file."""
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip().lower() for h in next(reader, [])]
-    _check_header(header)
-    rows = list(_rows(reader, header))
+    check_header(header, required, optional)
+    rows = list(records(reader, header))
     errors: list[Msg] = []
-    studies: set[str] = set()
+    out: list[T] = []
     for index, (line, row) in enumerate(rows):
         try:
-            studies.add(_store(session, actor, row, today))
+            if isinstance(row, UserError):
+                raise row
+            out.append(store(row))
         except UserError as exc:
-            # The command's "write it as /cro kpi report …" is no help for a file.
-            text_of = exc.message if exc.hint == kpis.REPORT_HINT else str(exc)
+            text_of = exc.message if exc.hint == command_hint else str(exc)
             errors.append(msg(f"line {line}: {{}}", text_of))
         if progress:
             progress(index + 1, len(rows))
-    if errors:
-        shown = errors[:MAX_REPORTED]
-        more = f"\n… and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
-        lines = "\n".join("{}" for _ in shown)
-        raise UserError(
-            msg(f"{len(errors)} bad row(s); nothing was imported:\n{lines}{more}", *shown)
-        )
+    refuse_bad_rows(errors)
     if not rows:
         raise UserError("The file has no data rows.")
-    return ImportResult(len(rows), studies)
+    return out
 
 
-def _store(session: Session, actor: Actor, row: Row | UserError, today: date) -> str:
+def refuse_bad_rows(errors: list[Msg]) -> None:
+    """Every bad row (the first MAX_REPORTED of them) in one error: nothing is imported."""
+    if not errors:
+        return
+    shown = errors[:MAX_REPORTED]
+    more = f"\n… and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
+    lines = "\n".join("{}" for _ in shown)
+    raise UserError(msg(f"{len(errors)} bad row(s); nothing was imported:\n{lines}{more}", *shown))
+
+
+def _store(session: Session, actor: Actor, row: Row, today: date) -> str:
     """Report one row's value (in a savepoint: a failing row leaves nothing behind)."""
-    if isinstance(row, UserError):
-        raise row
     if not row["org"]:
         # `/cro kpi report` takes the reporter's own organisation; a file names each one.
         raise UserError("The org is empty: name the organisation the value is for.")
@@ -94,16 +123,18 @@ def _store(session: Session, actor: Actor, row: Row | UserError, today: date) ->
     return row["study"].upper()
 
 
-def _check_header(header: list[str]) -> None:
-    unknown = [name or "(empty)" for name in header if name not in REQUIRED + OPTIONAL]
+def check_header(header: list[str], required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    hint = f"The header must name: {', '.join(required)}"
+    hint += f"[, {', '.join(optional)}]." if optional else "."
+    unknown = [name or "(empty)" for name in header if name not in required + optional]
     if unknown:
-        raise UserError(msg("line 1: unknown column(s): {}.", ", ".join(unknown)), COLUMNS_HINT)
+        raise UserError(msg("line 1: unknown column(s): {}.", ", ".join(unknown)), hint)
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
-        raise UserError(msg("line 1: column(s) named twice: {}.", ", ".join(twice)), COLUMNS_HINT)
-    missing = [c for c in REQUIRED if c not in header]
+        raise UserError(msg("line 1: column(s) named twice: {}.", ", ".join(twice)), hint)
+    missing = [c for c in required if c not in header]
     if missing:
-        raise UserError(f"line 1: missing column(s): {', '.join(missing)}.", COLUMNS_HINT)
+        raise UserError(f"line 1: missing column(s): {', '.join(missing)}.", hint)
 
 
 Row = dict[str, str]
@@ -117,7 +148,7 @@ class _Records(Protocol):
     def __iter__(self) -> Iterator[list[str]]: ...
 
 
-def _rows(reader: _Records, header: list[str]) -> Iterator[tuple[int, Row | UserError]]:
+def records(reader: _Records, header: list[str]) -> Iterator[tuple[int, Row | UserError]]:
     """(the line a record starts on, its cells by column — or why it cannot be read).
 
     A quoted cell may span lines, so a record starts one line after the previous one ended.

@@ -6,24 +6,35 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from crobot.services import approvals, audit, reachable
 from crobot.services.actor import Actor
-from crobot.services.errors import UserError, validate
+from crobot.services.errors import Forbidden, UserError, validate
 from crobot.services.lookup import org_by_name, study_named_by, vendor_org_ids
-from crobot.services.permissions import needs_approval, require_org_write
+from crobot.services.permissions import is_sponsor, needs_approval, require_org_write
 from crobot.services.visibility import Audience, milestone_filter
 from crobot.storage.models import Milestone, MilestoneStatus, SubjectType
 
-FIELDS = ("name", "org_id", "planned_date", "forecast_date", "actual_date", "status", "shared")
-ADD_HINT = 'Write it as `/cro milestone add STUDY "Name" planned:YYYY-MM-DD [org:ORG]`.'
-UPDATE_HINT = (
-    "Write it as `/cro milestone update ID forecast:YYYY-MM-DD`, `status:at_risk` or "
-    "`done [actual:DATE]`."
+FIELDS = (
+    "name",
+    "org_id",
+    "planned_date",
+    "forecast_date",
+    "actual_date",
+    "status",
+    "shared",
+    "target_count",
+    "status_pinned",
 )
+ADD_HINT = 'Write it as `/cro milestone add STUDY "Name" planned:YYYY-MM-DD [org:ORG] [count:N]`.'
+UPDATE_HINT = (
+    "Write it as `/cro milestone update ID forecast:YYYY-MM-DD`, `status:at_risk`, "
+    "`status:auto`, `count:N` or `done [actual:DATE]`."
+)
+Count = Annotated[int, Field(ge=1, le=10_000_000)]
 
 
 class MilestoneCreate(BaseModel):
@@ -33,6 +44,7 @@ class MilestoneCreate(BaseModel):
     planned: date
     org: str | None = None
     shared: bool = False
+    count: Count | None = None  # an enrolment milestone: patients enrolled by `planned`
 
 
 class MilestoneUpdate(BaseModel):
@@ -41,6 +53,8 @@ class MilestoneUpdate(BaseModel):
     forecast: date | None = None
     status: MilestoneStatus | None = None
     actual: date | None = None
+    count: Count | None = None
+    unpin: bool = False  # hand the status back to the enrolment forecast
 
 
 def add(
@@ -65,6 +79,7 @@ def add(
         name=inp.name,
         planned_date=inp.planned,
         shared=inp.shared,
+        target_count=inp.count,
         created_by=actor.label,
     )
     session.add(ms)
@@ -95,8 +110,16 @@ def update(session: Session, actor: Actor, *, today: date, **data: object) -> Mi
     inp = validate(MilestoneUpdate, data, UPDATE_HINT)
     ms = reachable.milestone(session, actor, inp.id)
     study = ms.study
-    if inp.forecast is None and inp.status is None and inp.actual is None:
+    if (
+        inp.forecast is None
+        and inp.status is None
+        and inp.actual is None
+        and inp.count is None
+        and not inp.unpin
+    ):
         raise UserError("Nothing to change.", UPDATE_HINT)
+    if inp.unpin and not is_sponsor(actor, study):
+        raise Forbidden("Only the sponsor's staff can hand a status back to the forecast.")
     if ms.status in (MilestoneStatus.APPROVED, MilestoneStatus.CANCELLED):
         raise UserError(f"Milestone #{ms.id} is {ms.status.value}; it can no longer change.")
     if ms.status == MilestoneStatus.DONE:
@@ -126,6 +149,15 @@ def update(session: Session, actor: Actor, *, today: date, **data: object) -> Mi
     from_status = ms.status
     if inp.forecast is not None:
         ms.forecast_date = inp.forecast
+    if inp.count is not None:
+        ms.target_count = inp.count
+    if inp.unpin:
+        ms.status_pinned = False
+    if status in (MilestoneStatus.PLANNED, MilestoneStatus.AT_RISK):
+        # A status set by hand is a person's judgement, not the forecast's; the sponsor's
+        # is pinned: the enrolment forecast no longer changes it.
+        ms.risk_reason = None
+        ms.status_pinned = ms.status_pinned or is_sponsor(actor, study)
     waits = False
     if status == MilestoneStatus.DONE:
         ms.actual_date = inp.actual or today

@@ -49,6 +49,7 @@ from crobot.storage.models import (
     Milestone,
     SignatureMode,
     SigningPin,
+    SiteReport,
     Study,
     SubjectType,
     utcnow,
@@ -160,6 +161,16 @@ def signed_content(session: Session, approval: Approval) -> dict[str, Any]:
             "period": update.period_label,
             "note": update.note,
             "submitter": _person(update.submitted_by),
+        }
+    elif approval.subject_type == SubjectType.SITE_REPORT:
+        report = session.get_one(SiteReport, approval.subject_id)
+        content |= {
+            "org_id": report.org_id,
+            "site": report.site.code,
+            "value": report.enrolled,
+            "period": report.period_label,
+            "note": None,
+            "submitter": _person(report.submitted_by),
         }
     else:
         ms = session.get_one(Milestone, approval.subject_id)

@@ -2,7 +2,12 @@
 
 This module is the only place the rule lives. Every listing query — slash-command
 replies, digests, exports scoped to an audience — builds its WHERE clause with
-`milestone_filter`, `action_filter`, `kpi_filter` or `approval_filter`.
+`milestone_filter`, `action_filter`, `kpi_filter`, `site_filter` or `approval_filter`.
+
+Sites follow the organisation that manages them: the sponsor sees every site, a vendor
+its own, a joint:X channel X's and the sponsor's own sites, a multi-vendor joint channel
+the sponsor's own sites; nobody else any. Outside the sponsor's view only approved
+enrolment reports count (`site_report_filter`).
 
 - sponsor: everything of the study, including pending and rejected submissions.
 - vendor:X: X's own rows (any approval state) and items marked shared. Never another
@@ -37,6 +42,8 @@ from crobot.storage.models import (
     KpiUpdate,
     Milestone,
     MilestoneStatus,
+    Site,
+    SiteReport,
     Study,
 )
 
@@ -148,6 +155,25 @@ def kpi_filter(aud: Audience) -> ColumnElement[bool]:
         study_level = KpiUpdate.org_id == aud.sponsor_org_id
         return and_(base, approved, or_(study_level, _joint_vendor(KpiUpdate.org_id, aud)))
     return and_(base, false())
+
+
+def site_filter(aud: Audience) -> ColumnElement[bool]:
+    base = Site.study_id == aud.study_id
+    if aud.scope == Scope.SPONSOR:
+        return base
+    if aud.scope == Scope.VENDOR:
+        return and_(base, Site.org_id == aud.org_id)
+    if aud.scope == Scope.JOINT:
+        return and_(base, or_(Site.org_id == aud.sponsor_org_id, _joint_vendor(Site.org_id, aud)))
+    return and_(base, false())
+
+
+def site_report_filter(aud: Audience) -> ColumnElement[bool]:
+    """The enrolment reports of the sites an audience sees (join `Site`): all of them for
+    the sponsor and the site's own vendor, approved ones for a joint channel."""
+    if aud.scope in (Scope.SPONSOR, Scope.VENDOR):
+        return site_filter(aud)
+    return and_(site_filter(aud), SiteReport.approval_state == ApprovalState.APPROVED)
 
 
 def approval_filter(aud: Audience) -> ColumnElement[bool]:

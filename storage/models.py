@@ -131,6 +131,13 @@ class ApprovalState(enum.StrEnum):
 class SubjectType(enum.StrEnum):
     KPI_UPDATE = "kpi_update"
     MILESTONE = "milestone"
+    SITE_REPORT = "site_report"
+
+
+class SiteStatus(enum.StrEnum):
+    PLANNED = "planned"
+    ACTIVE = "active"
+    CLOSED = "closed"
 
 
 class SignatureMode(enum.StrEnum):
@@ -181,6 +188,8 @@ class Study(Base):
         default=SignatureMode.ACKNOWLEDGE,
         server_default=SignatureMode.ACKNOWLEDGE.value,
     )
+    # Patients the study plans to enrol: what `crobot forecast` forecasts by default.
+    enrolment_target: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sponsor: Mapped[Organization] = relationship(lazy="joined")
@@ -260,12 +269,68 @@ class Milestone(Base):
     )
     # Study-level items every audience of the study may see.
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An enrolment milestone: patients enrolled by the planned date (the forecast's odds).
+    target_count: Mapped[int | None] = mapped_column(Integer)
+    # Why the enrolment forecast marked it at risk; NULL when it was not the forecast.
+    risk_reason: Mapped[str | None] = mapped_column(String(300))
+    # The sponsor set the status by hand: the forecast leaves it alone.
+    status_pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_by: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     org: Mapped[Organization | None] = relationship(lazy="joined")
     study: Mapped[Study] = relationship(lazy="joined")
+
+
+class Site(Base):
+    """A study site (hospital, clinic), managed by one organisation of the study."""
+
+    __tablename__ = "sites"
+    __table_args__ = (
+        UniqueConstraint("study_id", "code", name="uq_site_code"),
+        Index("ix_sites_study_org", "study_id", "org_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    code: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    country: Mapped[str] = mapped_column(String(2))  # ISO 3166-1 alpha-2
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    planned_activation: Mapped[date | None] = mapped_column(Date)
+    activated_on: Mapped[date | None] = mapped_column(Date)
+    closed_on: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[SiteStatus] = mapped_column(
+        _enum(SiteStatus, "site_status"), default=SiteStatus.PLANNED
+    )
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    org: Mapped[Organization] = relationship(lazy="joined")
+
+
+class SiteReport(Base):
+    """Patients a site enrolled in one period. Corrections are new rows, as KPI values."""
+
+    __tablename__ = "site_reports"
+    __table_args__ = (Index("ix_site_reports_site_period", "site_id", "period_start", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_label: Mapped[str] = mapped_column(String(12))
+    enrolled: Mapped[int] = mapped_column(Integer)
+    submitted_by: Mapped[str] = mapped_column(String(32))
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approval_state: Mapped[ApprovalState] = mapped_column(
+        _enum(ApprovalState, "site_report_state"), default=ApprovalState.APPROVED
+    )
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("site_reports.id"))
+
+    site: Mapped[Site] = relationship(lazy="joined")
 
 
 class ActionItem(Base):
@@ -479,7 +544,9 @@ class DigestRun(Base):
     - `approval:<approval id>` — an approval's Slack work: `period_key` is
       `request:<channel>` (the Approve/Reject post), `update:<channel>:<ts>` (showing the
       decision in that message), `dm:<team>:<user>` (the submitter told by DM) or
-      `vendor:<channel>` (the vendor's own channel told); see services/approval_log.py.
+      `vendor:<channel>` (the vendor's own channel told); see services/approval_log.py;
+    - `forecast:<milestone id>` — an enrolment milestone marked at risk or recovered by the
+      forecast, `period_key` `<audit seq>:<channel>`; see services/enrolment.py.
     A row is claimed by the process that inserts it (digests) or, when enqueued unclaimed
     (`claimed_by` NULL) by the transaction that made the work, by the first deliverer.
     """

@@ -24,14 +24,17 @@ from crobot.services import (
     approval_log,
     approvals,
     directory,
+    enrolment,
     kpis,
     milestones,
     signatures,
+    sites,
 )
 from crobot.services.actor import SYSTEM
 from crobot.services.audit_actions import ACTIONS, CREATE, EVENT, UPDATE, UPSERT
 from crobot.storage.models import Approval, AuditEvent, ChannelLink
 from tests.conftest import TODAY, World
+from tests.test_sites import history
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("services", "handlers", "digests", "bot", "storage")
@@ -144,6 +147,53 @@ def _drive_every_write_path(world: World) -> None:
         signatures.set_pin(s, approver, "654321", "654321", current="123456")
         signatures.set_pin(s, apex, "111111", "111111")
         signatures.reset_pin(s, SYSTEM, "T1", "UAPEX")
+    # Sites and the enrolment forecast: reports accepted, a correction, a site re-planned
+    # and activated, and a milestone flagged at risk and recovered.
+    history(world, 6, 10)
+    with world.db.write() as s:
+        sites.add(
+            s,
+            approver,
+            today=TODAY,
+            study="ONC-301",
+            code="FR01",
+            name="Lyon",
+            country="FR",
+            org="Apex CRO",
+            planned=TODAY + timedelta(days=30),
+        )
+        sites.update(s, approver, today=TODAY, study="ONC-301", site="FR01", planned=TODAY)
+        sites.update(s, approver, today=TODAY, study="ONC-301", site="FR01", activated=TODAY)
+        planned = sites.add(
+            s,
+            approver,
+            today=TODAY,
+            study="ONC-301",
+            code="FR02",
+            name="Lille",
+            country="FR",
+            org="Apex CRO",
+            planned=TODAY,
+        )
+        sites.activate(s, approver, planned, TODAY, today=TODAY)  # as the CSV import does
+        for enrolled in (2, 3):  # the second corrects the first
+            sites.report(s, approver, today=TODAY, study="ONC-301", site="FR02", enrolled=enrolled)
+        lpi = milestones.add(
+            s,
+            SYSTEM,
+            today=TODAY,
+            study="ONC-301",
+            name="LPI",
+            planned=TODAY + timedelta(60),
+            count=400,
+        )
+        enrolment.recompute(s, world.study_id, TODAY)  # 300 more in 60 days: at risk
+        lpi.target_count = 50
+        enrolment.recompute(s, world.study_id, TODAY)  # within reach: recovered
+    # A workspace registered to an organisation, and its user recognised on first use.
+    with world.db.write() as s:
+        directory.update_org(s, SYSTEM, name="CentraLab", slack_team_id="TLAB9")
+        assert directory.enrol_member(s, "TLAB9", "ULAB9", None, display_name="Lab tech")
     for attempt in range(signatures.MAX_ATTEMPTS + 1):  # the last one meets the lock
         with pytest.raises(signatures.PinRefused) as refused, world.db.write() as s:
             signatures.check_pin(s, approver, f"wrong-{attempt}")
@@ -193,5 +243,6 @@ def test_a_decision_records_why(world: World) -> None:
     with world.db.read() as s:
         approve = s.scalars(select(AuditEvent).where(AuditEvent.action == "approval.approve"))
         reject = s.scalars(select(AuditEvent).where(AuditEvent.action == "approval.reject"))
-        assert [(e.after or {})["meaning"] for e in approve] == [signatures.APPROVED_MEANING]
+        meanings = [(e.after or {}).get("meaning") for e in approve]
+        assert meanings and set(meanings) == {signatures.APPROVED_MEANING}  # every one of them
         assert [(e.after or {})["meaning"] for e in reject] == ["Rejected: Typo"]

@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, date
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
 
 from crobot.bot.app import build_web_client
 from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError, acting_as
 from crobot.bot.cli.progress import Progress
 from crobot.digests.delivery import Delivery, delivery_client
 from crobot.services import anchors, audit, export, signatures
+from crobot.services.actor import Actor
 from crobot.services.errors import UserError
-from crobot.services.kpi_import import import_csv
+from crobot.services.kpi_import import ImportResult, import_csv
 from crobot.services.runtime import Runtime
 from crobot.storage.models import DigestRun
+
+
+class Importer(Protocol):
+    def __call__(
+        self,
+        session: Session,
+        actor: Actor,
+        text: str,
+        *,
+        today: date,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportResult: ...
 
 
 def register(sub: Any) -> None:
@@ -82,22 +96,32 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
 
 
 def cmd_kpi_import(args: argparse.Namespace, ctx: CliContext) -> int:
+    result = run_import(args.file, ctx, import_csv, as_person=args.as_person)
+    print(f"imported {result.rows} KPI value(s) for {', '.join(sorted(result.studies))}")
+    return 0
+
+
+def run_import(
+    path: Path, ctx: CliContext, importer: Importer, *, as_person: str | None = None
+) -> ImportResult:
+    """Read a CSV file and import it in one transaction, all rows or none, as the CLI
+    operator or as the registered person `as_person` names; a refused file is one CliError
+    naming its bad rows."""
     try:
-        text = args.file.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
     today = Runtime(ctx.db, ctx.settings.default_tz).today()
     progress = Progress("validating and importing rows")
     try:
         with ctx.db.write() as session:
-            actor = acting_as(session, args.as_person) if args.as_person else CLI_ACTOR
-            result = import_csv(session, actor, text, today=today, progress=progress.update)
+            actor = acting_as(session, as_person) if as_person else CLI_ACTOR
+            result = importer(session, actor, text, today=today, progress=progress.update)
     except UserError as exc:
         progress.done()
-        raise CliError(f"{args.file}: {exc}") from None
+        raise CliError(f"{path}: {exc}") from None
     progress.done()
-    print(f"imported {result.rows} KPI value(s) for {', '.join(sorted(result.studies))}")
-    return 0
+    return result
 
 
 def cmd_export(args: argparse.Namespace, ctx: CliContext) -> int:

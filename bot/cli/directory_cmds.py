@@ -20,6 +20,9 @@ SIGNATURES_HELP = (
 )
 
 
+TARGET_HELP = "patients the study plans to enrol (what `crobot forecast` aims at)"
+
+
 def register(sub: Any) -> None:
     org = sub.add_parser("org", help="organisations (sponsor, CROs, CMOs, labs)")
     osub = org.add_subparsers(dest="org_command", required=True)
@@ -44,6 +47,7 @@ def register(sub: Any) -> None:
     p.add_argument("--phase")
     p.add_argument("--four-eyes", action="store_true", help=FOUR_EYES_HELP)
     p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
+    p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
     p.set_defaults(func=cmd_study_add)
     p = ssub.add_parser("update", help="change a study's settings")
     p.add_argument("code", help="e.g. ONC-301")
@@ -51,6 +55,7 @@ def register(sub: Any) -> None:
         "--four-eyes", action=argparse.BooleanOptionalAction, default=None, help=FOUR_EYES_HELP
     )
     p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
+    p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
     p.set_defaults(func=cmd_study_update)
     vendor = ssub.add_parser("vendor", help="vendors on a study")
     vsub = vendor.add_subparsers(dest="vendor_command", required=True)
@@ -134,20 +139,28 @@ def cmd_study_add(args: argparse.Namespace, ctx: CliContext) -> int:
     study = run_service(
         ctx,
         directory.add_study,
-        **_fields(args, "code", "title", "sponsor", "phase", "four_eyes", "signatures"),
+        **_fields(
+            args, "code", "title", "sponsor", "phase", "four_eyes", "signatures", "enrolment_target"
+        ),
     )
     notes = [_four_eyes(True)] if study.four_eyes else []
     if study.signatures == SignatureMode.PART11:
         notes.append(_signatures(study.signatures))
     print(f"study {study.code} added" + (f" ({'; '.join(notes)})" if notes else ""))
+    if study.enrolment_target:
+        print(f"enrolment target: {study.enrolment_target} patients")
     return 0
 
 
 def cmd_study_update(args: argparse.Namespace, ctx: CliContext) -> int:
     study = run_service(
-        ctx, directory.update_study, **_fields(args, "code", "four_eyes", "signatures")
+        ctx,
+        directory.update_study,
+        **_fields(args, "code", "four_eyes", "signatures", "enrolment_target"),
     )
     print(f"study {study.code}: {_four_eyes(study.four_eyes)}; {_signatures(study.signatures)}")
+    if study.enrolment_target:
+        print(f"enrolment target: {study.enrolment_target} patients")
     return 0
 
 

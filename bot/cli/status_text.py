@@ -47,7 +47,12 @@ def render_status(st: StudyStatus) -> str:
         lines.append("  no KPI values yet")
     lines += ["", f"Pending approvals: {st.pending_count}"]
     for ap in st.pending_approvals:
-        what = ap.summary.get("label") or ap.summary.get("milestone") or ap.subject_type.value
+        site = ap.summary.get("site")
+        what = (
+            ap.summary.get("label")
+            or ap.summary.get("milestone")
+            or (f"site {site} enrolment" if site else ap.subject_type.value)
+        )
         lines.append(f"  ? #{ap.id} {what}: requested by {ap.requested_by}")
     if st.pending_count > len(st.pending_approvals):
         lines.append(f"  … and {st.pending_count - len(st.pending_approvals)} more")

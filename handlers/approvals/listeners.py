@@ -155,6 +155,7 @@ def _decide(
                 reason=reason,
                 seen_at=click.seen_at,
                 pin=pin,
+                today=runtime.today(),
             )
             return decision.changed
     except UserError as exc:

@@ -65,6 +65,16 @@ def describe_change(rec: ApprovalRecord) -> Mrkdwn:
             _num(s.get("old")),
             _num(s.get("new")),
         )
+    elif s.get("kind") == "site_enrolment":
+        text = fmt(
+            "Enrolment at site *{}* ({}) for *{}*, period {}: {} → *{}* patient(s)",
+            s.get("site"),
+            s.get("site_name"),
+            rec.org,
+            s.get("period"),
+            _num(s.get("old")),
+            _num(s.get("new")),
+        )
     else:
         text = fmt(
             "Milestone *{}* ({}) reported done on {} (planned {}): {} → *done*",
@@ -83,6 +93,8 @@ def plain_summary(rec: ApprovalRecord) -> Mrkdwn:
     s = rec.summary
     if s.get("kind") == "kpi":
         return fmt("{} {}: {}", s.get("label", s.get("kpi")), s.get("period"), _num(s.get("new")))
+    if s.get("kind") == "site_enrolment":
+        return fmt("site {} {}: {} enrolled", s.get("site"), s.get("period"), _num(s.get("new")))
     return fmt("milestone {} done", s.get("milestone"))
 
 

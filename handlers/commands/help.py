@@ -19,9 +19,12 @@ TOPICS: dict[str, tuple[str, list[str]]] = {
     "milestone": (
         "Milestones",
         [
-            '`/cro milestone add STUDY "Name" planned:YYYY-MM-DD [org:ORG] [--shared]`',
+            '`/cro milestone add STUDY "Name" planned:YYYY-MM-DD [org:ORG] [count:N] [--shared]`',
             "`/cro milestone update ID forecast:DATE` · `status:at_risk` · `status:planned` "
-            "· `done [actual:DATE]`",
+            "· `status:auto` · `count:N` · `done [actual:DATE]`",
+            "`count:N` makes it an enrolment milestone (N patients by the planned date): the "
+            "forecast marks it at risk below 50% on-time odds, unless the sponsor pinned its "
+            "status by hand (`status:auto` hands it back).",
             "`/cro milestone list [STUDY] [--open|--late]`",
             "A `done` waits for a sponsor approver, unless an approver completes the "
             "sponsor's own milestone (and the study has no four eyes).",
@@ -46,6 +49,23 @@ TOPICS: dict[str, tuple[str, list[str]]] = {
             "own (and the study has no four eyes); corrections supersede.",
             "Values: `12`, `1.5` or `1,5`; `1,500` is 1500; `%` only for percentages; each "
             "KPI has a range (`/cro kpi list`).",
+        ],
+    ),
+    "site": (
+        "Sites and enrolment",
+        [
+            '`/cro site add STUDY SITE "Name" country:DE org:ORG [planned:DATE] [activated:DATE]`',
+            "`/cro site report STUDY SITE enrolled N [period:2026-W47]` — patients enrolled "
+            "in that period; waits for a sponsor approver as a KPI value does.",
+            "`/cro site list [STUDY]` — a vendor sees its own sites only.",
+        ],
+    ),
+    "forecast": (
+        "Enrolment forecast",
+        [
+            "`/cro forecast [STUDY]` — P10 / P50 / P90 dates to reach the enrolment target "
+            "(Poisson–gamma model; a labelled pooled-Poisson fallback with fewer than 5 "
+            "active sites or 8 weeks of data), and each enrolment milestone's on-time odds.",
         ],
     ),
     "digest": (

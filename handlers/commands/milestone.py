@@ -40,14 +40,21 @@ def line(m: Milestone) -> Mrkdwn:
         parts.append(fmt("forecast {}", m.forecast_date))
     if m.actual_date:
         parts.append(fmt("actual {}", m.actual_date))
-    parts.append(fmt("{}", m.status.value.replace("_", " ")))
+    if m.target_count:
+        parts.append(fmt("{} patients", m.target_count))
+    status = fmt("{}", m.status.value.replace("_", " "))
+    if m.status_pinned:
+        status += Mrkdwn(" (pinned)")
+    parts.append(status)
+    if m.risk_reason:
+        parts.append(fmt("_{}_", m.risk_reason))
     if m.org:
         parts.append(fmt("{}", m.org.name))
     return Mrkdwn(" · ").join(parts)
 
 
 def _add(ctx: CommandContext, words: list[str]) -> Reply:
-    p = classify(words, options=("planned", "org"), flags=("shared",), hint=ADD_HINT)
+    p = classify(words, options=("planned", "org", "count"), flags=("shared",), hint=ADD_HINT)
     if p.mentions:
         raise UserError("Milestones have no owner mention.", ADD_HINT)
     code, rest = split_study(ctx, p.positionals, full=2, hint=ADD_HINT)
@@ -65,6 +72,7 @@ def _add(ctx: CommandContext, words: list[str]) -> Reply:
             planned=planned,
             org=p.option("org"),
             shared="shared" in p.flags,
+            count=p.option("count"),
         )
         visible = is_visible(s, announce_audience(ctx, study), ms)
         text = fmt(
@@ -86,7 +94,7 @@ def _add(ctx: CommandContext, words: list[str]) -> Reply:
 
 
 def _update(ctx: CommandContext, words: list[str]) -> Reply:
-    p = classify(words, options=("forecast", "status", "actual"), hint=UPDATE_HINT)
+    p = classify(words, options=("forecast", "status", "actual", "count"), hint=UPDATE_HINT)
     if p.mentions:
         raise UserError("Milestone updates take no mention.", UPDATE_HINT)
     if not p.positionals:
@@ -101,6 +109,9 @@ def _update(ctx: CommandContext, words: list[str]) -> Reply:
             raise UserError("Give either `done` or `status:`, not both.", UPDATE_HINT)
         status_word = "done"
     status = None
+    unpin = status_word is not None and status_word.lower() == "auto"
+    if unpin:
+        status_word = None
     if status_word is not None:
         allowed = ("planned", "at_risk", "done", "cancelled")
         key = status_word.lower().replace("-", "_").replace(" ", "_")
@@ -120,6 +131,8 @@ def _update(ctx: CommandContext, words: list[str]) -> Reply:
             forecast=forecast,
             status=status,
             actual=actual,
+            count=p.option("count"),
+            unpin=unpin,
         )
         ms = change.milestone
         visible = is_visible(s, announce_audience(ctx, ms.study), ms)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from crobot.handlers import forms
 from crobot.handlers.blockkit import Mrkdwn
-from crobot.handlers.commands import action, digest, help, kpi, milestone, status
+from crobot.handlers.commands import action, digest, forecast, help, kpi, milestone, site, status
 from crobot.handlers.commands.base import CommandContext, Reply, Subcommand
 from crobot.handlers.commands.render import error_reply, notice
 from crobot.handlers.errors import UNAVAILABLE
@@ -70,8 +70,17 @@ TABLE: dict[str, Entry] = {
     "action": Entry(action.action_command, writes=action.WRITE_VERBS, forms=frozenset({"add"})),
     "kpi": Entry(kpi.kpi_command, writes=kpi.WRITE_VERBS, forms=frozenset({"report"})),
     "digest": Entry(digest.digest_command, deferred=True),
+    "site": Entry(site.site_command, writes=site.WRITE_VERBS),
+    # Thousands of simulated futures: answered after the ack, never against its 3 s.
+    "forecast": Entry(forecast.forecast_command, deferred=True),
 }
-ALIASES = {"milestones": "milestone", "actions": "action", "kpis": "kpi", "digests": "digest"}
+ALIASES = {
+    "milestones": "milestone",
+    "actions": "action",
+    "kpis": "kpi",
+    "digests": "digest",
+    "sites": "site",
+}
 USAGE = "Try `/cro help`."
 
 
