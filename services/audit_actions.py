@@ -21,10 +21,12 @@ CREATE, UPDATE, UPSERT, EVENT = "create", "update", "upsert", "event"
 ACTIONS: dict[str, str] = {
     # directory (services/directory.py)
     "org.create": CREATE,
+    "org.update": UPDATE,  # its Slack workspace / Enterprise Grid org registered
     "study.create": CREATE,
     "study.update": UPDATE,
     "study.vendor.add": CREATE,
     "person.create": CREATE,
+    "person.enrol": CREATE,  # a registered workspace's user, recognised on first use
     "channel.link": UPSERT,
     # work items (services/actions.py, milestones.py, kpis.py)
     "action.create": CREATE,

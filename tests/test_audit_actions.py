@@ -144,6 +144,10 @@ def _drive_every_write_path(world: World) -> None:
         signatures.set_pin(s, approver, "654321", "654321", current="123456")
         signatures.set_pin(s, apex, "111111", "111111")
         signatures.reset_pin(s, SYSTEM, "T1", "UAPEX")
+    # A workspace registered to an organisation, and its user recognised on first use.
+    with world.db.write() as s:
+        directory.update_org(s, SYSTEM, name="CentraLab", slack_team_id="TLAB9")
+        assert directory.enrol_member(s, "TLAB9", "ULAB9", None, display_name="Lab tech")
     for attempt in range(signatures.MAX_ATTEMPTS + 1):  # the last one meets the lock
         with pytest.raises(signatures.PinRefused) as refused, world.db.write() as s:
             signatures.check_pin(s, approver, f"wrong-{attempt}")
