@@ -46,6 +46,7 @@ BOT_SCOPES: tuple[str, ...] = (
     "channels:history",
     "groups:history",
     "im:history",
+    "app_mentions:read",  # plain-language questions (handlers/questions.py)
 )
 # Refresh a rotating token this long before it expires (Bolt's default, used for
 # requests and background posts alike).

@@ -215,9 +215,14 @@ def list_for(
     today: date,
     open_only: bool = False,
     late_only: bool = False,
+    org_id: int | None = None,
     limit: int = 200,
 ) -> list[Milestone]:
+    """Milestones the audience may see; `org_id` narrows to one organisation's (never
+    widens: the audience's filter still applies)."""
     stmt = select(Milestone).where(milestone_filter(audience))
+    if org_id is not None:
+        stmt = stmt.where(Milestone.org_id == org_id)
     if open_only or late_only:
         stmt = stmt.where(Milestone.status.in_(OPEN))
     if late_only:

@@ -23,6 +23,7 @@ from crobot.bot.runners import build, socket_handler
 from crobot.bot.settings import Settings
 from tests.bot_server import free_port
 from tests.conftest import APEX_PM, C_APEX, TEST_AUDIT_KEY, World
+from tests.dbstate import snapshot
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SIGNING_SECRET, command_body, post_signed
 
@@ -205,6 +206,22 @@ def test_console_one_shot_and_repl(
     out = capsys.readouterr().out
     assert "approval request #1" in out and "awaits the sponsor's approval" in out
     assert "Console kick-off" not in out.split("as ULAB")[1]  # Lab staff in Apex's channel
+
+
+def test_console_answers_plain_language_as_a_dm_would_and_writes_nothing(
+    world: World, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("CROBOT_DATABASE_URL", world.db.url)
+    argv = ["console", "--user", APEX_PM, "--channel", C_APEX, "-c"]
+    assert main([*argv, '/cro milestone add "Late kick-off" planned:+1w']) == 0
+    capsys.readouterr()
+    before = snapshot(world.db)
+    assert main([*argv, "what milestones are coming up on ONC-301?"]) == 0
+    out = capsys.readouterr().out
+    assert "Late kick-off" in out and "I read this as `/cro milestone list ONC-301 --open`" in out
+    assert main([*argv, "add an action for Priya due friday"]) == 0
+    assert "/cro action add" not in capsys.readouterr().out  # read as a list at most
+    assert snapshot(world.db) == before
 
 
 def test_console_asks_which_workspace_when_a_user_id_is_in_two(

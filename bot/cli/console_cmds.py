@@ -18,13 +18,16 @@ from sqlalchemy.exc import DBAPIError
 
 from crobot.bot.cli.context import CliContext, CliError, impersonation
 from crobot.handlers.commands.render import to_terminal
-from crobot.handlers.commands.router import CommandRequest, CommandRouter
+from crobot.handlers.commands.router import CommandRequest, CommandRouter, is_command
+from crobot.services import questions
+from crobot.services.actor import resolve_actor
 from crobot.services.runtime import Runtime
 from crobot.storage.models import Person, Role
 
 CONSOLE_CHANNEL = "DCONSOLE"  # an unlinked "direct message": give --channel for a study's
 BANNER = (
-    "crobot console — type /cro commands (the `/cro` is optional), `:user U123`, "
+    "crobot console — type /cro commands (the `/cro` is optional) or ask in plain words, "
+    "`:user U123`, "
     "`:channel C123`, `:who`, or `quit`."
 )
 
@@ -83,7 +86,27 @@ class Console:
 
     def run(self, line: str) -> str:
         text = line.strip()
-        text = text[4:] if text.lower().startswith("/cro") else text
+        if text.lower().startswith("/cro"):
+            text = text[4:]
+        elif not is_command(text):
+            return self.ask(text)
+        return self._command(text)
+
+    def ask(self, question: str) -> str:
+        """A line that is not a `/cro` command: a plain-language question, read as Slack
+        reads a DM to crobot (read-only; unsure → the closest readings, nothing run)."""
+        with self.router.runtime.db.read() as s:
+            actor = resolve_actor(s, self.team, self.user)
+            answer = questions.read(question, questions.vocabulary(s, actor))
+        if answer.sure and answer.best is not None:
+            out = self._command(answer.best.command)
+            return f"{out}\n(I read this as `/cro {answer.best.command}`)"
+        if not answer.readings:
+            return "I could not read that as a question; try `/cro help`."
+        options = "\n".join(f"  /cro {r.command}" for r in answer.readings[:2])
+        return f"I am not sure what you mean. Did you mean:\n{options}"
+
+    def _command(self, text: str) -> str:
         operator = impersonation("console", self.team, self.user)
         req = CommandRequest(self.team, self.user, self.channel, text.strip(), operator=operator)
         return to_terminal(self.router.run(req, self.client, tz=self.tz))

@@ -20,12 +20,13 @@ from crobot.handlers.commands.common import (
 from crobot.services import milestones
 from crobot.services.command_parser import classify, parse_id, suggest
 from crobot.services.errors import UserError, msg
+from crobot.services.lookup import org_by_name
 from crobot.services.visibility import is_visible
 from crobot.storage.models import Milestone, MilestoneStatus
 
 ADD_HINT = milestones.ADD_HINT
 UPDATE_HINT = milestones.UPDATE_HINT
-LIST_HINT = "Write it as `/cro milestone list [STUDY] [--open|--late]`."
+LIST_HINT = "Write it as `/cro milestone list [STUDY] [--open|--late] [org:ORG]`."
 WRITE_VERBS = frozenset({"add", "update"})
 GROUP_HINT = "Use `/cro milestone add`, `update` or `list` (`/cro help milestone`)."
 
@@ -154,19 +155,26 @@ def _update(ctx: CommandContext, words: list[str]) -> Reply:
 
 
 def _list(ctx: CommandContext, words: list[str]) -> Reply:
-    p = classify(words, flags=("open", "late"), hint=LIST_HINT)
+    p = classify(words, options=("org",), flags=("open", "late"), hint=LIST_HINT)
     if len(p.positionals) > 1 or p.mentions:
         raise UserError("`milestone list` takes one study at most.", LIST_HINT)
     code = p.positionals[0] if p.positionals else None
     with ctx.runtime.db.read() as s:
         study = study_for(s, ctx, code, LIST_HINT)
         aud = reader_audience(s, ctx, study)
+        org_name = p.option("org")
+        org = org_by_name(s, org_name) if org_name else None
         rows = milestones.list_for(
-            s, aud, today=ctx.today(), open_only="open" in p.flags, late_only="late" in p.flags
+            s,
+            aud,
+            today=ctx.today(),
+            open_only="open" in p.flags,
+            late_only="late" in p.flags,
+            org_id=org.id if org else None,
         )
         lines = [line(m) for m in rows]
     which = "late " if "late" in p.flags else ("open " if "open" in p.flags else "")
-    title = f"{study.code}: {len(rows)} {which}milestone(s)"
+    title = f"{study.code}: {len(rows)} {which}milestone(s)" + (f" of {org.name}" if org else "")
     blocks = [header(title), context(audience_note(aud, study))]
     blocks += lines_block(lines, budget=45) if lines else [section(Mrkdwn("_None._"))]
     return Reply(Mrkdwn("\n").join([title, *lines[:20]]), blocks)

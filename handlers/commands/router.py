@@ -267,3 +267,12 @@ class CommandRouter:
 
     def fetch_timezone(self, client: WebClient, req: CommandRequest) -> str | None:
         return fetch_timezone(self.runtime, client, req.team_id, req.user_id)
+
+
+def is_command(text: str) -> bool:
+    """Whether `text` starts with a `/cro` subcommand (or one of its aliases)."""
+    words = text.split()
+    if not words:
+        return True  # an empty line is `/cro` alone: help
+    name = words[0].lower()
+    return ALIASES.get(name, name) in TABLE
