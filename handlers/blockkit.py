@@ -38,6 +38,15 @@ MAX_TEXT = 3000  # the fallback `text` of a message (Slack truncates at 40,000; 
 MAX_OPTIONS = 100  # static_select
 MAX_METADATA = 3000  # private_metadata
 MAX_VALUE = 2000  # button value, option value
+# Native charts and tables (Block Kit changelog 2026-06-16 and the table block reference).
+MAX_CHARTS = 2  # data_visualization blocks in one message
+MAX_CHART_TITLE = 50
+MAX_SERIES = 6
+MAX_CATEGORY = 20  # an x-axis category label
+MAX_AXIS_LABEL = 50
+MAX_TABLE_ROWS = 100
+MAX_TABLE_CELLS = 20
+MAX_CELL = 2000
 
 _MRKDWN = str.maketrans(
     {
@@ -279,6 +288,65 @@ def input_block(
 
 
 # --- whole payloads ------------------------------------------------------------------------
+
+
+def line_chart(
+    title: object,
+    categories: Sequence[str],
+    series: Sequence[tuple[object, Sequence[float]]],
+    *,
+    x_label: object = "",
+    y_label: object = "",
+) -> Block:
+    """A native line chart: one point per category in every series (at most six series).
+    Names come from people (an organisation's name): shown as plain text, never parsed."""
+    if not categories or not series or len(series) > MAX_SERIES:
+        raise ValueError("a line chart needs categories and 1-6 series")
+    if any(len(values) != len(categories) for _, values in series):
+        raise ValueError("every series needs one value per category")
+    cats = [plain_str(c, MAX_CATEGORY) for c in categories]
+    axis: Block = {"categories": cats}
+    if x_label:
+        axis["x_label"] = plain_str(x_label, MAX_AXIS_LABEL)
+    if y_label:
+        axis["y_label"] = plain_str(y_label, MAX_AXIS_LABEL)
+    return {
+        "type": "data_visualization",
+        "title": plain_str(title, MAX_CHART_TITLE),
+        "chart": {
+            "type": "line",
+            "series": [
+                {
+                    "name": plain_str(name, MAX_CHART_TITLE),
+                    "data": [{"label": c, "value": v} for c, v in zip(cats, values, strict=True)],
+                }
+                for name, values in series
+            ],
+            "axis_config": axis,
+        },
+    }
+
+
+def table(
+    header_row: Sequence[object], rows: Sequence[Sequence[object]], *, right: Sequence[int] = ()
+) -> Block:
+    """A native table: a header row, then at most 99 rows (the caller says what it left
+    out); columns in `right` are right-aligned (numbers). Cells are raw text."""
+    width = len(header_row)
+    if not 1 <= width <= MAX_TABLE_CELLS or any(len(r) != width for r in rows):
+        raise ValueError("a table needs 1-20 columns and rows of the same width")
+
+    def cell(value: object) -> Block:
+        return {"type": "raw_text", "text": plain_str(value, MAX_CELL)}
+
+    body = [list(header_row), *rows[: MAX_TABLE_ROWS - 1]]
+    return {
+        "type": "table",
+        "column_settings": [
+            {"align": "right"} if i in right else {"is_wrapped": True} for i in range(width)
+        ],
+        "rows": [[cell(v) for v in row] for row in body],
+    }
 
 
 def fit(blocks: list[Block], limit: int = MAX_BLOCKS, *, note: str | None = None) -> list[Block]:

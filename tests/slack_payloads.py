@@ -59,6 +59,58 @@ def _text_of(obj: Any) -> str:
     return str(obj.get("text", "")) if isinstance(obj, dict) else ""
 
 
+CHART_TYPES = ("line", "bar", "area")
+MAX_CHARTS, MAX_CHART_TITLE, MAX_SERIES, MAX_CATEGORY, MAX_AXIS_LABEL = 2, 50, 6, 20, 50
+MAX_TABLE_ROWS, MAX_TABLE_CELLS = 100, 20
+
+
+def chart_problems(raw: dict[str, Any]) -> list[str]:
+    """A data_visualization block against its reference (slack_sdk does not model it):
+    title ≤ 50; a line/bar/area chart has 1–6 uniquely named series, each with exactly one
+    numeric point per x-axis category, categories ≤ 20 characters, axis titles ≤ 50."""
+    out: list[str] = []
+    title = raw.get("title")
+    if not isinstance(title, str) or not title or len(title) > MAX_CHART_TITLE:
+        out.append(f"chart title {title!r} missing or over {MAX_CHART_TITLE}")
+    chart = raw.get("chart") or {}
+    if chart.get("type") not in CHART_TYPES:
+        return [*out, f"chart type {chart.get('type')!r} not drawn here"]
+    axis = chart.get("axis_config") or {}
+    cats = axis.get("categories")
+    if not isinstance(cats, list) or not cats:
+        return [*out, "no axis categories"]
+    out += [f"category {c!r} over {MAX_CATEGORY}" for c in cats if len(str(c)) > MAX_CATEGORY]
+    for key in ("x_label", "y_label"):
+        if len(str(axis.get(key, ""))) > MAX_AXIS_LABEL:
+            out.append(f"{key} over {MAX_AXIS_LABEL}")
+    series = chart.get("series") or []
+    if not 1 <= len(series) <= MAX_SERIES:
+        out.append(f"{len(series)} series, not 1-{MAX_SERIES}")
+    names = [str(x.get("name", "")) for x in series]
+    if len(set(names)) != len(names) or not all(names):
+        out.append(f"series names not unique and present: {names}")
+    for x in series:
+        labels = [d.get("label") for d in x.get("data") or []]
+        if labels != cats:
+            out.append(f"series {x.get('name')!r}: points {labels} != categories {cats}")
+        if not all(isinstance(d.get("value"), int | float) for d in x.get("data") or []):
+            out.append(f"series {x.get('name')!r}: a value is not a number")
+    return out
+
+
+def table_problems(raw: dict[str, Any]) -> list[str]:
+    rows = raw.get("rows")
+    if not isinstance(rows, list) or not rows:
+        return ["table without rows"]
+    out = [f"{len(rows)} table rows, over {MAX_TABLE_ROWS}"] if len(rows) > MAX_TABLE_ROWS else []
+    widths = {len(r) for r in rows}
+    if max(widths) > MAX_TABLE_CELLS or len(widths) != 1:
+        out.append(f"table rows of widths {sorted(widths)} (same width, at most 20 cells)")
+    if len(raw.get("column_settings") or []) > MAX_TABLE_CELLS:
+        out.append("more than 20 column settings")
+    return out
+
+
 def block_problems(blocks: Any, *, limit: int) -> list[str]:
     """What is wrong with a `blocks` array, per slack_sdk's models and Slack's limits."""
     if not isinstance(blocks, list):
@@ -66,7 +118,15 @@ def block_problems(blocks: Any, *, limit: int) -> list[str]:
     out: list[str] = []
     if len(blocks) > limit:
         out.append(f"{len(blocks)} blocks, over {limit}")
+    charts = [b for b in blocks if isinstance(b, dict) and b.get("type") == "data_visualization"]
+    if len(charts) > MAX_CHARTS:
+        out.append(f"{len(charts)} charts in one message, over {MAX_CHARTS}")
     for i, (raw, parsed) in enumerate(zip(blocks, Block.parse_all(blocks), strict=True)):
+        if isinstance(raw, dict) and raw.get("type") == "data_visualization":
+            out += [f"block {i} (data_visualization): {p}" for p in chart_problems(raw)]
+            continue
+        if isinstance(raw, dict) and raw.get("type") == "table":
+            out += [f"block {i} (table): {p}" for p in table_problems(raw)]
         if parsed is None:
             out.append(f"block {i} ({_text_of(raw)[:40]!r}): slack_sdk does not know it")
             continue

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from slack_sdk import WebClient
 from sqlalchemy import select
 
 from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
+from crobot.handlers import blockkit as bk
 from crobot.services.runtime import Runtime
 from crobot.storage.models import (
     ActionItem,
@@ -430,3 +432,40 @@ def test_the_validator_finds_what_it_is_for() -> None:
     assert raw_problems({"blocks": [{"type": "header", "text": plain}]}, HOSTILE_NEEDLES, "t") == []
     quoted = {"text": "note:\n>:white_check_mark: \u2217Approved by @Dana\u2217"}
     assert raw_problems(quoted, HOSTILE_NEEDLES, "t") == []
+
+
+def test_the_validator_knows_native_charts_and_tables() -> None:
+    """Charts and tables as crobot builds them pass; each of Slack's limits fails."""
+    good_chart = bk.line_chart("Enrolment", ["W1", "W2"], [("Apex", [1.0, 2.0])], y_label="pt")
+    good_table = bk.table(["A", "B"], [["1", "2"]], right=[1])
+    ok = {"text": "t", "blocks": [good_chart, good_table]}
+    assert call_problems(Call("chat.postMessage", ok, {}, 0.0)) == []
+    chart = good_chart["chart"]
+    bad_charts = [
+        {**good_chart, "title": "t" * 51},
+        {**good_chart, "chart": {**chart, "series": [chart["series"][0]] * 2}},  # same name
+        {**good_chart, "chart": {**chart, "series": []}},
+        {
+            **good_chart,
+            "chart": {**chart, "axis_config": {"categories": ["W1", "W2" + "x" * 20]}},
+        },
+        {
+            **good_chart,
+            "chart": {
+                **chart,
+                "series": [{"name": "A", "data": [{"label": "W1", "value": 1}]}],  # W2 missing
+            },
+        },
+    ]
+    for bad in bad_charts:
+        payload = {"text": "t", "blocks": [bad]}
+        assert call_problems(Call("chat.postMessage", payload, {}, 0.0)), bad
+    three = {"text": "t", "blocks": [good_chart] * 3}
+    assert call_problems(Call("chat.postMessage", three, {}, 0.0))
+    seven = [(f"S{i}", [1.0, 2.0]) for i in range(7)]
+    with pytest.raises(ValueError):
+        bk.line_chart("t", ["W1", "W2"], seven)
+    long_table = {**good_table, "rows": good_table["rows"] * 101}
+    wide_table = {**good_table, "rows": [[{"type": "raw_text", "text": "x"}] * 21]}
+    for bad in (long_table, wide_table):
+        assert call_problems(Call("chat.postMessage", {"text": "t", "blocks": [bad]}, {}, 0.0))

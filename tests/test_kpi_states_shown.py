@@ -21,6 +21,7 @@ from crobot.services import approvals, kpis
 from crobot.storage.models import ApprovalState, ChannelLink, KpiUpdate
 from tests.conftest import APEX_PM, APPROVER, C_APEX, C_SPONSOR, LAB_PM, SPONSOR, TODAY, World
 from tests.fake_slack import FakeSlack
+from tests.slack_payloads import message_problems
 from tests.slash_helpers import SlashClient, slash_bot
 
 THIS_WEEK, LAST_WEEK = "2026-W48", "2026-W47"
@@ -83,6 +84,39 @@ def test_kpi_show_and_trend_skip_rejected_values_and_mark_pending_ones(
         aging = slash.send("kpi trend ONC-301 query_aging", user, channel).text
         assert "9 days (pending approval) in" in aging, aging
         assert "*99*" not in slash.send("kpi show ONC-301 compliance_rate", user, channel).text
+
+
+def test_kpi_show_and_trend_draw_a_native_chart_and_a_table(
+    slash: SlashClient, world: World
+) -> None:
+    """One series per organisation the reader may see plus the target; a table of every
+    value with its state; the text lines stay below as the fallback. Valid Block Kit."""
+    _report(world, LAB_PM, "enrollment", 4, LAST_WEEK, True)
+    _report(world, LAB_PM, "enrollment", 6, THIS_WEEK, None)
+    for user, channel, orgs in (
+        (SPONSOR, C_SPONSOR, ["Apex CRO", "CentraLab", "Target (20)"]),
+        (APEX_PM, C_APEX, ["Apex CRO", "Target (20)"]),
+    ):
+        for verb in ("show", "trend"):
+            answer = slash.send(f"kpi {verb} ONC-301 enrollment", user, channel)
+            blocks = answer.payload["blocks"]
+            assert message_problems(answer.payload) == [], verb
+            (chart,) = [b for b in blocks if b["type"] == "data_visualization"]
+            series = chart["chart"]["series"]
+            assert [x["name"] for x in series] == orgs
+            assert chart["chart"]["axis_config"]["categories"] == [LAST_WEEK, THIS_WEEK]
+            assert series[0]["data"] == [
+                {"label": LAST_WEEK, "value": 10},
+                {"label": THIS_WEEK, "value": 15},
+            ]  # the rejected 30 is nowhere
+            (tbl,) = [b for b in blocks if b["type"] == "table"]
+            cells = [[c["text"] for c in row] for row in tbl["rows"]]
+            assert cells[0] == ["Period", "Organisation", "Value (patients)", "State"]
+            if user == SPONSOR:
+                assert [THIS_WEEK, "CentraLab", "6", "pending approval"] in cells
+            else:
+                assert all(row[1] != "CentraLab" for row in cells)
+            assert any(b["type"] == "section" for b in blocks)  # the text fallback
 
 
 def test_digest_preview_skips_rejected_values_and_marks_pending_ones(

@@ -16,6 +16,7 @@ from crobot.handlers.commands.common import (
     split_study,
     study_for,
 )
+from crobot.handlers.commands.kpi_visuals import visuals
 from crobot.services import kpis
 from crobot.services.command_parser import classify
 from crobot.services.dates import parse_weeks
@@ -111,6 +112,7 @@ def _show(ctx: CommandContext, words: list[str]) -> Reply:
     title = f"{kpi.label} — {study.code}, last {weeks} week(s)"
     lines = [fmt("*{}*\n", org) + Mrkdwn(" · ").join(vals) for org, vals in sorted(by_org.items())]
     blocks = [header(title), context(_kpi_note(kpi) + Mrkdwn(" · ") + audience_note(aud, study))]
+    blocks += visuals(kpi, points)
     blocks += lines_block(lines, budget=40) if lines else [section(NO_VALUES)]
     counts = [fmt("{}: {} value(s)", org, len(vals)) for org, vals in by_org.items()]
     return Reply(fmt("{}: {}", title, Mrkdwn("; ").join(counts) or "no values"), blocks)
@@ -146,6 +148,7 @@ def _trend(ctx: CommandContext, words: list[str]) -> Reply:
         )
     title = f"{kpi.label} trend — {study.code}"
     blocks = [header(title), context(_kpi_note(kpi) + Mrkdwn(" · ") + audience_note(aud, study))]
+    blocks += visuals(kpi, points)
     blocks += lines_block(lines, budget=40) if lines else [section(NO_VALUES)]
     return Reply(fmt("{}: {}", title, Mrkdwn("; ").join(lines) or "no values"), blocks)
 
