@@ -37,3 +37,22 @@ def test_digest_preview_schedule_and_refusal(world: World, fake_slack: FakeSlack
     assert "can change its digest" in refused.text and not refused.in_channel
     assert "Mars/Base" in bad_zone.text
     assert refused.payload["response_type"] == "ephemeral"
+
+
+def test_digest_show_and_now_post_this_periods_digest_once(
+    world: World, fake_slack: FakeSlack
+) -> None:
+    with slash_bot(world.db, fake_slack) as slash:
+        shown = slash.send("digest show", APEX_PM, C_APEX)
+        assert "Mon 09:00 (Asia/Kolkata)" in shown.text and " UTC)" in shown.text
+        assert not shown.in_channel
+        first = slash.send("digest now", APEX_PM, C_APEX)
+        again = slash.send("digest now", APEX_PM, C_APEX)
+        before = snapshot(world.db)
+        refused = slash.send("digest now", APEX_PM, C_LAB)  # not Apex's channel
+        assert_unchanged(world.db, before)
+    assert "posted this channel's digest now" in first.text
+    assert "already posted; it is not sent twice" in again.text
+    assert "can change its digest" in refused.text
+    digests = [m for m in fake_slack.posted(C_APEX) if m.get("metadata")]
+    assert len(digests) == 1 and fake_slack.posted(C_LAB) == []

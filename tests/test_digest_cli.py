@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from crobot.bot.cli import main
 from crobot.services import milestones
-from crobot.storage.models import DigestRun, DigestRunState
+from crobot.storage.models import AuditEvent, ChannelLink, DigestRun, DigestRunState
 from tests.conftest import C_APEX, C_SPONSOR, TODAY, World
 from tests.fake_slack import FakeSlack
 
@@ -68,3 +68,23 @@ def test_send_now_goes_through_the_exactly_once_path(
     with cli_env.db.read() as s:
         run = s.scalars(select(DigestRun)).one()
     assert run.state == DigestRunState.SENT and run.target.startswith("link:")
+
+
+def test_schedule_sets_a_channels_digest_audited_as_the_operator(
+    cli_env: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["digest", "schedule", "--channel", C_APEX, "Mon,Thu 07:30", "--tz", "Europe/Berlin"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Mon,Thu 07:30 (Europe/Berlin)" in out and " UTC" in out
+    with cli_env.db.read() as s:
+        link = s.scalars(select(ChannelLink).where(ChannelLink.channel_id == C_APEX)).one()
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "digest.schedule")).one()
+    assert (link.digest_days, link.digest_time, link.timezone) == (
+        "mon,thu",
+        "07:30",
+        "Europe/Berlin",
+    )
+    assert event.actor.startswith("cli:") and event.before is not None
+    assert main(["digest", "schedule", "--channel", C_APEX, "Mon 09:00", "--tz", "EST"]) == 2
+    assert "EST" in capsys.readouterr().err

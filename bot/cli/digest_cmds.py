@@ -1,4 +1,5 @@
-"""`crobot digest preview | send | list`: inspect and deliver digests from a shell."""
+"""`crobot digest preview | send | list | schedule`: inspect, schedule and deliver digests
+from a shell."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import Any
 from sqlalchemy import select
 
 from crobot.bot.app import build_web_client
-from crobot.bot.cli.context import CliContext, CliError
+from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError
+from crobot.digests import schedule as schedule_service
 from crobot.digests.compose import compose
 from crobot.digests.delivery import Delivery, delivery_client
 from crobot.digests.render import render
 from crobot.digests.runner import DigestRunner
 from crobot.digests.schedule import Schedule
+from crobot.services.errors import UserError
 from crobot.services.runtime import Runtime
 from crobot.storage.models import ChannelLink
 
@@ -37,6 +40,12 @@ def register(sub: Any) -> None:
     send.set_defaults(func=cmd_send)
     lst = dsub.add_parser("list", help="every channel's schedule and next fire time")
     lst.set_defaults(func=cmd_list)
+    sch = dsub.add_parser("schedule", help='set a channel\'s digest, e.g. "Mon,Thu 09:00"')
+    sch.add_argument("--channel", required=True)
+    sch.add_argument("--team")
+    sch.add_argument("spec", help='days and a local time, e.g. "Mon,Thu 09:00" or "daily 08:30"')
+    sch.add_argument("--tz", help="the channel's IANA time zone, e.g. Europe/Berlin")
+    sch.set_defaults(func=cmd_schedule)
 
 
 def _runtime(ctx: CliContext) -> Runtime:
@@ -118,4 +127,30 @@ def cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
             f"{link.channel_id:<14} {link.study.code:<10} {audience:<9} "
             f"{sched.describe():<40} {nxt}"
         )
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace, ctx: CliContext) -> int:
+    """As `/cro digest schedule`, by an operator (audited as the CLI's account)."""
+    runtime = _runtime(ctx)
+    link = _link(ctx, args.channel, args.team)
+    try:
+        days, time = schedule_service.parse_spec(args.spec)
+        data: dict[str, object] = {"days": days, "time": time}
+        if args.tz:
+            data["timezone"] = args.tz
+        with ctx.db.write() as s:
+            fresh = s.get_one(ChannelLink, link.id)
+            schedule_service.set_schedule(s, CLI_ACTOR, fresh, now=runtime.now(), **data)
+            sched = Schedule.of(fresh)
+    except UserError as exc:
+        raise CliError(str(exc)) from None
+    fire = sched.next_fire(runtime.now())
+    nxt = (
+        f"; next {fire.astimezone(sched.zone):%a %Y-%m-%d %H:%M %Z} / "
+        f"{fire.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        if fire
+        else ""
+    )
+    print(f"{args.channel}: {sched.describe()}{nxt}")
     return 0
