@@ -25,10 +25,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from crobot.digests.compose import DigestView
-from crobot.handlers import blockkit
+from crobot.digests.compose import DigestView, KpiView
+from crobot.handlers import blockkit, kpi_charts
 from crobot.handlers.blockkit import Block, Mrkdwn, cap, fmt, line
-from crobot.services.kpis import pending_mark
+from crobot.services.kpis import Trend, pending_mark
 from crobot.services.visibility import Scope
 
 MILESTONE_LINES = 15
@@ -267,12 +267,70 @@ def render(view: DigestView) -> RenderedDigest:
     head = [blockkit.header(title), blockkit.context(context)]
     parts = sections(view)
     tops = [sec.top() for sec in parts]
-    body = [blockkit.section(text) for text, _ in tops] or [blockkit.section(EMPTY)]
+    body: list[Block] = []
+    for sec, (text, _) in zip(parts, tops, strict=True):
+        body.append(blockkit.section(text))
+        if sec.key == "kpis":  # the lines above stay as the fallback of what follows
+            body += kpi_blocks(view)
+    body = body or [blockkit.section(EMPTY)]
     thread = [sec.key for sec, (_, more) in zip(parts, tops, strict=True) if more]
     fallback = blockkit.fallback(_render("fallback.j2", v=view))
     texts = [t for sec in parts for t in _pack(sec.heading, sec.detail())] or [EMPTY]
     full = "\n\n".join([title, context, *texts])
     return RenderedDigest(fallback, head + body, full, thread)
+
+
+KPI_TABLE = ["KPI", "Organisation", "Latest", "Change", "Target", "Status"]
+MAX_DIGEST_CHARTS = 2
+
+
+def _gap(k: KpiView, t: Trend) -> float:
+    """How far off target a value is, as a share of the target (0 when on target)."""
+    if k.target is None or t.on_target is not False:
+        return 0.0
+    scale = abs(k.target) or 1.0
+    return abs(t.latest.value - k.target) / scale
+
+
+def _status(t: Trend) -> str:
+    return "—" if t.on_target is None else ("on target" if t.on_target else "OFF TARGET")
+
+
+def _change(t: Trend) -> str:
+    if t.change is None:
+        return "—"
+    word = "" if t.good is None or t.change == 0 else (" better" if t.good else " worse")
+    return f"{t.arrow} {_signed(t.change)}{word}"
+
+
+def kpi_blocks(view: DigestView) -> list[Block]:
+    """The KPI section as a native table, off-target rows first, good and bad said in
+    words; then charts of the (at most two) KPIs furthest off target."""
+    rows: list[tuple[float, list[str]]] = []
+    for k in view.kpis:
+        sign = "≥" if k.direction.value == "up" else "≤"
+        target = "—" if k.target is None else f"{sign} {_num(k.target)} {k.unit}"
+        for t in k.trends:
+            latest = f"{_num(t.latest.value)} {k.unit}{pending_mark(t.latest)}"
+            latest += f" ({t.latest.period_label})"
+            cells = [k.label, t.org_name, latest, _change(t), target, _status(t)]
+            rows.append((_gap(k, t) + (1.0 if t.on_target is False else 0.0), cells))
+    if not rows:
+        return []
+    rows.sort(key=lambda r: -r[0])  # off target first, furthest first; stable otherwise
+    blocks = [blockkit.table(KPI_TABLE, [cells for _, cells in rows], right=[2])]
+    worst = sorted(
+        (max((_gap(k, t) for t in k.trends), default=0.0), i, k) for i, k in enumerate(view.kpis)
+    )
+    charted = 0
+    for gap, _, k in reversed(worst):
+        if gap <= 0 or charted == MAX_DIGEST_CHARTS:
+            break
+        drawn = kpi_charts.chart(k, k.points)
+        if drawn:
+            blocks += drawn
+            charted += 1
+    return blocks
 
 
 def render_detail(view: DigestView, key: str) -> RenderedDigest | None:

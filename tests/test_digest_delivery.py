@@ -22,6 +22,7 @@ from crobot.storage.models import ChannelLink, DigestRun, DigestRunState, Milest
 from tests.conftest import C_APEX, C_JOINT, C_LAB, C_SPONSOR, TODAY, World
 from tests.digest_helpers import Clock, link_id, seed
 from tests.fake_slack import FakeSlack
+from tests.slack_payloads import validate_calls
 
 NOW = datetime(2026, 11, 30, 3, 35, tzinfo=UTC)  # Monday 09:05 in Kolkata
 
@@ -508,8 +509,15 @@ def test_every_section_keeps_its_place_and_the_detail_goes_in_the_thread(env: En
         assert heading in top
     assert "Open actions: 30" in top
     assert "Pending approvals: 1" in top and "not shown" not in top
-    # A phone-sized summary: header, context and one block per section.
-    assert len(blocks) == 2 + 6
+    # A phone-sized summary: header, context and one block per section (and the KPI
+    # section's native table; one period, so no chart).
+    assert [b["type"] for b in blocks] == [
+        "header",
+        "context",
+        *["section"] * 5,
+        "table",
+        "section",
+    ]
     assert "…and 15 more milestones in the thread" in top
     replies = [m for m in env.fake.posted(C_SPONSOR) if m.get("thread_ts") == parent[0]["ts"]]
     run = env.run(C_SPONSOR, "p")
@@ -554,3 +562,49 @@ def test_a_digest_slack_refuses_goes_out_shorter_instead_of_failing(env: Env, er
     assert "did not fit" in text and "open action(s)" in text
     assert env.run(C_APEX).state == DigestRunState.SENT
     assert env.fake.posted(C_SPONSOR) == []  # nobody told it failed: it did not
+
+
+def test_the_kpi_section_is_a_table_off_target_first_with_charts_of_the_worst_two(
+    env: Env,
+) -> None:
+    from crobot.services import approvals
+
+    values = {  # per organisation's reporter and KPI: three weeks of approved values
+        ("UAPEX", "enrollment"): [5, 6, 7],  # target ≥ 20: far off
+        ("ULAB", "enrollment"): [25, 26, 27],  # on target
+        ("UAPEX", "screen_failure_rate"): [30, 32, 35],  # target ≤ 25: off
+        ("UAPEX", "query_aging"): [3, 3, 3],
+    }
+    with env.world.db.write() as s:
+        for (user, kpi), series in values.items():
+            for week, value in zip((45, 46, 47), series, strict=True):
+                rep = kpis.report(
+                    s,
+                    env.world.actor(user),
+                    today=TODAY,
+                    study="ONC-301",
+                    kpi=kpi,
+                    value=value,
+                    period=f"2026-W{week}",
+                )
+                assert rep.approval_id is not None
+                approvals.decide(s, env.world.actor("UAPPROVER"), rep.approval_id, approve=True)
+    assert env.delivery().send_link(link_id(env.world.db, C_SPONSOR), "p").state == "sent"
+    (msg,) = [m for m in env.fake.posted(C_SPONSOR) if not m.get("thread_ts")]
+    blocks = msg["blocks"]
+    assert isinstance(blocks, list)
+    (tbl,) = [b for b in blocks if b["type"] == "table"]
+    rows = [[c["text"] for c in row] for row in tbl["rows"]]
+    assert rows[0] == ["KPI", "Organisation", "Latest", "Change", "Target", "Status"]
+    statuses = [row[5] for row in rows[1:]]
+    assert statuses[:2] == ["OFF TARGET", "OFF TARGET"] and "on target" in statuses
+    first = rows[1]
+    assert first[:2] == ["Enrolment", "Apex CRO"] and first[3] == "▲ +1 better"  # furthest off
+    charts = [b for b in blocks if b["type"] == "data_visualization"]
+    assert [c["title"] for c in charts] == ["Enrolment by period", "Screen-failure rate by period"]
+    names = [s["name"] for s in charts[0]["chart"]["series"]]
+    assert names == ["Apex CRO", "CentraLab", "Target (20)"]
+    # The KPI lines stay as a section: clients without tables still read the values.
+    sections = [json.dumps(b, ensure_ascii=False) for b in blocks if b["type"] == "section"]
+    assert any("Enrolment — Apex CRO: 7" in text for text in sections)
+    assert validate_calls(env.fake.calls_to("chat.postMessage")) >= 1

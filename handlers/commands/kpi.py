@@ -16,7 +16,7 @@ from crobot.handlers.commands.common import (
     split_study,
     study_for,
 )
-from crobot.handlers.commands.kpi_visuals import visuals
+from crobot.handlers.kpi_charts import visuals
 from crobot.services import kpis
 from crobot.services.command_parser import classify
 from crobot.services.dates import parse_weeks

@@ -1,8 +1,11 @@
-"""`/cro kpi show` and `kpi trend` as Slack draws them: a native line chart (one series per
-organisation the reader may see, plus the target as its own series) and a table of every
-value, above the text lines that stay as the fallback for clients without these blocks."""
+"""KPIs as Slack draws them natively: a line chart (one series per organisation the reader
+may see, plus the target as its own series) and tables, for `/cro kpi show|trend` and the
+digest. Callers keep their text lines below as the fallback for clients without these
+blocks."""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from crobot.handlers.blockkit import (
     MAX_TABLE_ROWS,
@@ -15,14 +18,31 @@ from crobot.handlers.blockkit import (
 )
 from crobot.services.kpi_values import shown
 from crobot.services.kpis import PENDING_APPROVAL, Point
-from crobot.storage.models import KpiDefinition
 
 MAX_ORG_SERIES = 5  # six series at most, one of them the target
 
 
-def visuals(kpi: KpiDefinition, points: list[Point]) -> list[Block]:
+class Charted(Protocol):
+    """What a chart needs of a KPI (a definition, or a digest's KPI view)."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def unit(self) -> str: ...
+    @property
+    def target(self) -> float | None: ...
+
+
+def visuals(kpi: Charted, points: list[Point]) -> list[Block]:
+    """`kpi show|trend`: the chart (when there are two periods to draw) and the table."""
     if not points:
         return []
+    return [*chart(kpi, points), *values_table(kpi, points)]
+
+
+def chart(kpi: Charted, points: list[Point]) -> list[Block]:
+    """The line chart, and a note naming any organisation left out of it; nothing when
+    fewer than two periods can be drawn."""
     periods = sorted({(p.period_start, p.period_label) for p in points})
     labels = [label for _, label in periods]
     by_org: dict[str, dict[str, Point]] = {}
@@ -46,13 +66,17 @@ def visuals(kpi: KpiDefinition, points: list[Point]) -> list[Block]:
         if left:
             note = "Not charted (a period missing, or more than five): {}; the table has them."
             blocks.append(context(fmt(note, ", ".join(left))))
+    return blocks
+
+
+def values_table(kpi: Charted, points: list[Point]) -> list[Block]:
+    """Every value, newest first, with its state."""
     rows = [
         [p.period_label, p.org_name, shown(p.value), PENDING_APPROVAL if p.pending else "approved"]
         for p in sorted(points, key=lambda p: (p.period_start, p.org_name), reverse=True)
     ]
-    blocks.append(
-        table(["Period", "Organisation", f"Value ({kpi.unit})", "State"], rows, right=[2])
-    )
+    head = ["Period", "Organisation", f"Value ({kpi.unit})", "State"]
+    blocks = [table(head, rows, right=[2])]
     if len(rows) > MAX_TABLE_ROWS - 1:
         cut = len(rows) - (MAX_TABLE_ROWS - 1)
         blocks.append(context(Mrkdwn(f"_{cut} older value(s) not in the table._")))
