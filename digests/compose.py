@@ -21,7 +21,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Over, and_, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Over,
+    ScalarSelect,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from crobot.services import kpis as kpi_service
@@ -50,10 +61,12 @@ from crobot.storage.models import (
     MilestoneStatus,
     Organization,
     Person,
+    UtcDateTime,
 )
 
 DUE_DAYS = 14
 KPI_WEEKS = 8
+LATER_ROWS = 3  # the next milestones after the due window
 ROW_LIMIT = 500  # rows a digest reads at most; counts come from COUNT, never from the rows
 APPROVAL_LIMIT = 20
 OPEN = (MilestoneStatus.PLANNED, MilestoneStatus.AT_RISK)
@@ -137,6 +150,28 @@ class ForecastLine:
     own_sites: bool  # computed from the sites this audience sees, not the whole study
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What happened since the channel's last digest (counts over what it may see)."""
+
+    actions_opened: int
+    actions_closed: int
+    approvals_requested: int
+    approved: int
+    rejected: int
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.actions_opened,
+                self.actions_closed,
+                self.approvals_requested,
+                self.approved,
+                self.rejected,
+            )
+        )
+
+
 @dataclass
 class DigestView:
     study_code: str
@@ -160,22 +195,12 @@ class DigestView:
     approvals: list[ApprovalRow] = field(default_factory=list)
     pending_approvals: int = 0
     forecast: ForecastLine | None = None
+    changes: Changes | None = None
+    later: list[MilestoneRow] = field(default_factory=list)  # the next ones after 14 days
 
     @property
     def today(self) -> date:
         return self.generated_at.date()
-
-
-def last_sent_at(session: Session, link_id: int, before: datetime) -> datetime | None:
-    """When the channel's previous digest went out: sent before `before`, so that a thread
-    reply composed as of its parent's time does not count the parent itself."""
-    return session.scalar(
-        select(func.max(DigestRun.sent_at)).where(
-            DigestRun.target == f"link:{link_id}",
-            DigestRun.state == DigestRunState.SENT,
-            DigestRun.sent_at < before,
-        )
-    )
 
 
 def compose(
@@ -186,8 +211,10 @@ def compose(
     local_now = now.astimezone(zone)
     today = local_now.date()
     aud = audience or audience_for_channel(link)
-    last = last_sent_at(session, link.id, now)
-    since = last.astimezone(zone).date() if last else today - timedelta(days=7)
+    week_ago = today - timedelta(days=7)
+    default = datetime.combine(week_ago, datetime.min.time(), zone)
+    last, changes = _since_last(session, link.id, now, aud, default)
+    since = last.astimezone(zone).date() if last else week_ago
     view = DigestView(
         study_code=link.study.code,
         study_title=link.study.title,
@@ -199,6 +226,7 @@ def compose(
     )
     _milestones(session, view, aud, today, since)
     _actions(session, view, aud, today)
+    view.changes = changes
     _kpis(session, view, aud, today)
     if aud.scope == Scope.SPONSOR:
         _approvals(session, view, aud, zone)
@@ -238,34 +266,100 @@ def _milestones(
         or_(Milestone.forecast_date.is_(None), Milestone.forecast_date <= Milestone.planned_date),
     )
     completed = and_(Milestone.status.in_(COMPLETED), Milestone.actual_date >= since)
-    stmt = (
+    row_cols = (
+        Milestone.id,
+        Milestone.name,
+        Organization.name.label("org_name"),
+        Milestone.planned_date,
+        Milestone.forecast_date,
+        Milestone.actual_date,
+        Milestone.status,
+    )
+    window = (
         select(
-            Milestone.id,
-            Milestone.name,
-            Organization.name,
-            Milestone.planned_date,
-            Milestone.forecast_date,
-            Milestone.actual_date,
-            Milestone.status,
-            _window_count(due),
-            _window_count(slipped),
-            _window_count(completed),
+            *row_cols,
+            _window_count(due).label("n_due"),
+            _window_count(slipped).label("n_slipped"),
+            _window_count(completed).label("n_completed"),
+            literal(False).label("later"),
+            effective.label("effective"),
         )
         .outerjoin(Organization, Organization.id == Milestone.org_id)
         .where(milestone_filter(aud), or_(due, slipped, completed))
         .order_by(effective, Milestone.id)
         .limit(ROW_LIMIT)
+        .subquery()
     )
-    for *row, n_due, n_slipped, n_completed in session.execute(stmt):
+    # The next few open ones after the window, in the same statement (the digest's query
+    # count stays what it was): "what is coming after that".
+    coming = (
+        select(
+            *row_cols,
+            literal(0).label("n_due"),
+            literal(0).label("n_slipped"),
+            literal(0).label("n_completed"),
+            literal(True).label("later"),
+            effective.label("effective"),
+        )
+        .outerjoin(Organization, Organization.id == Milestone.org_id)
+        .where(milestone_filter(aud), Milestone.status.in_(OPEN), effective > due_by)
+        .order_by(effective, Milestone.id)
+        .limit(LATER_ROWS)
+        .subquery()
+    )
+    both = union_all(select(*window.c), select(*coming.c)).subquery()
+    stmt = select(*both.c).order_by(both.c.later, both.c.effective, both.c.id)
+    for *row, n_due, n_slipped, n_completed, is_later, _ in session.execute(stmt):
+        m = MilestoneRow(*row)
+        if is_later:
+            view.later.append(m)
+            continue
         view.due_total, view.slipped_total = int(n_due or 0), int(n_slipped or 0)
         view.completed_total = int(n_completed or 0)
-        m = MilestoneRow(*row)
         if m.status in COMPLETED:
             view.completed.append(m)
         elif (m.forecast and m.forecast > m.planned) or m.due < today:
             view.slipped.append(m)
         else:
             view.due.append(m)
+
+
+def _since_last(
+    session: Session, link_id: int, now: datetime, aud: Audience, default: datetime
+) -> tuple[datetime | None, Changes]:
+    """When the channel's previous digest went out (before `now`: a thread reply composed
+    as of its parent's time does not count the parent), and what happened since then (or
+    since `default`): actions opened and closed, approvals asked for and decided. One
+    statement."""
+    last = (
+        select(func.max(DigestRun.sent_at))
+        .where(
+            DigestRun.target == f"link:{link_id}",
+            DigestRun.state == DigestRunState.SENT,
+            DigestRun.sent_at < now,
+        )
+        .scalar_subquery()
+    )
+    start = func.coalesce(last, literal(default, UtcDateTime()))
+
+    def actions(cond: ColumnElement[bool]) -> ScalarSelect[int]:
+        return select(func.count()).where(action_filter(aud), cond).scalar_subquery()
+
+    def approvals(cond: ColumnElement[bool]) -> ScalarSelect[int]:
+        return select(func.count()).where(approval_filter(aud), cond).scalar_subquery()
+
+    decided = and_(Approval.decided_at.is_not(None), Approval.decided_at >= start)
+    sent, *counts = session.execute(
+        select(
+            last,
+            actions(ActionItem.created_at >= start),
+            actions(ActionItem.completed_at >= start),
+            approvals(Approval.requested_at >= start),
+            approvals(and_(decided, Approval.state == ApprovalState.APPROVED)),
+            approvals(and_(decided, Approval.state == ApprovalState.REJECTED)),
+        )
+    ).one()
+    return sent, Changes(*(int(n or 0) for n in counts))
 
 
 def _window_count(condition: ColumnElement[bool]) -> Over[int]:

@@ -191,6 +191,9 @@ def sections(view: DigestView) -> list[Section]:
         if rows:
             lines = [_macro("milestone", m, today) for m in rows[:MILESTONE_LINES]]
             out.append(_listed(key, heading, lines, max(total, len(rows)), "milestones"))
+    if view.later:
+        lines = [_macro("milestone", m, today) for m in view.later]
+        out.append(_listed("later", "Coming after that", lines, len(lines), "milestones"))
     if view.owners:
         out.append(_actions(view))
     if view.forecast is not None:
@@ -265,6 +268,8 @@ def render(view: DigestView) -> RenderedDigest:
     title = _title(view)
     context = _render("context.j2", v=view, audience=audience_label(view))
     head = [blockkit.header(title), blockkit.context(context)]
+    if view.changes:
+        head.append(blockkit.section(_changes(view)))
     parts = sections(view)
     tops = [sec.top() for sec in parts]
     body: list[Block] = []
@@ -278,6 +283,19 @@ def render(view: DigestView) -> RenderedDigest:
     texts = [t for sec in parts for t in _pack(sec.heading, sec.detail())] or [EMPTY]
     full = "\n\n".join([title, context, *texts])
     return RenderedDigest(fallback, head + body, full, thread)
+
+
+def _changes(view: DigestView) -> Mrkdwn:
+    """Since the last digest, in crobot's words and numbers only."""
+    c = view.changes
+    assert c is not None
+    parts = [f"{c.actions_opened} action(s) opened, {c.actions_closed} closed"]
+    if c.approvals_requested or c.approved or c.rejected:
+        parts.append(
+            f"{c.approvals_requested} approval(s) asked for, "
+            f"{c.approved} approved, {c.rejected} rejected"
+        )
+    return Mrkdwn(f"*Since {_day(view.since)}:* " + " · ".join(parts))
 
 
 KPI_TABLE = ["KPI", "Organisation", "Latest", "Change", "Target", "Status"]

@@ -248,3 +248,63 @@ def test_the_one_escape_leaves_no_control_characters(text: str, limit: int) -> N
     assert "\n" not in single and "\r" not in single and _only_entities(single)
     capped = cap(out, limit)  # capped after escaping: never over, never half an entity
     assert len(capped) <= limit and _only_entities(capped.removesuffix("…"))
+
+
+def test_the_digest_says_what_changed_what_comes_next_and_how_late(world: World) -> None:
+    """Since the last digest: actions opened and closed, approvals asked for and decided;
+    the next milestones after the 14-day window; completed milestones with their lateness."""
+    apex, approver = world.actor("UAPEX"), world.actor("UAPPROVER")
+    today = NOW.date()
+    with world.db.write() as s:
+        done = actions.add(
+            s,
+            apex,
+            today=today,
+            study="ONC-301",
+            title="Send CVs",
+            owner_user_id="UAPEX",
+            due=today + timedelta(days=2),
+        )
+        actions.complete(s, apex, done.id)
+        actions.add(
+            s,
+            apex,
+            today=today,
+            study="ONC-301",
+            title="Book SIV",
+            owner_user_id="UAPEX",
+            due=today + timedelta(days=5),
+        )
+        asked = kpis.report(s, apex, today=today, study="ONC-301", kpi="enrollment", value=3)
+        assert asked.approval_id is not None
+        decide(s, approver, asked.approval_id, approve=False, reason="wrong week")
+        kpis.report(s, apex, today=today, study="ONC-301", kpi="enrollment", value=4)
+        for name, days in (("Interim analysis", 40), ("Database lock", 90)):
+            milestones.add(
+                s,
+                apex,
+                today=today,
+                study="ONC-301",
+                name=name,
+                planned=today + timedelta(days=days),
+            )
+        late = milestones.add(
+            s,
+            apex,
+            today=today - timedelta(days=20),
+            allow_past=True,
+            study="ONC-301",
+            name="First site activated",
+            planned=today - timedelta(days=6),
+        )
+        late.status, late.actual_date = MilestoneStatus.APPROVED, today - timedelta(days=2)
+    texts = _render_all(world.db)
+    sponsor, apex_view = texts[C_SPONSOR], texts[C_APEX]
+    for text in (sponsor, apex_view):
+        assert "2 action(s) opened, 1 closed" in text
+        assert "2 approval(s) asked for, 0 approved, 1 rejected" in text
+        assert "Coming after that" in text and "Interim analysis" in text
+        assert text.index("Interim analysis") < text.index("Database lock")
+        assert "First site activated" in text and "(4 d late)" in text
+    # A channel that sees none of it hears of none of it.
+    assert "action(s) opened" not in texts[C_LAB]

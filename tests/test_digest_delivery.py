@@ -509,15 +509,11 @@ def test_every_section_keeps_its_place_and_the_detail_goes_in_the_thread(env: En
         assert heading in top
     assert "Open actions: 30" in top
     assert "Pending approvals: 1" in top and "not shown" not in top
-    # A phone-sized summary: header, context and one block per section (and the KPI
-    # section's native table; one period, so no chart).
-    assert [b["type"] for b in blocks] == [
-        "header",
-        "context",
-        *["section"] * 5,
-        "table",
-        "section",
-    ]
+    # A phone-sized summary: header, context, what changed, and one block per section (and
+    # the KPI section's native table; one period, so no chart).
+    kinds = ["header", "context", "section", *["section"] * 5, "table", "section"]
+    assert [b["type"] for b in blocks] == kinds
+    assert "30 action(s) opened, 0 closed" in blocks[2]["text"]["text"]
     assert "…and 15 more milestones in the thread" in top
     replies = [m for m in env.fake.posted(C_SPONSOR) if m.get("thread_ts") == parent[0]["ts"]]
     run = env.run(C_SPONSOR, "p")
