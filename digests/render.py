@@ -87,6 +87,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=False,
         keep_trailing_newline=False,
+        # Templates ship with the package and never change under a running process: no
+        # os.stat of every template file on every get_template (issue 18's profile: ~4%).
+        auto_reload=False,
     )
     env.filters.update(
         bold=_bold,
