@@ -1,7 +1,7 @@
 """Digest fan-out: compose and deliver N channel digests to the fake Slack Web API.
 
     python -m benchmarks.digest_fanout --url sqlite:///bench.db [--digests 1000]
-        [--workers 8] [--pace 0] [--charts]
+        [--workers 8] [--pace 0]
 
 Two passes over the first N channel links of the generated portfolio:
 
@@ -17,9 +17,8 @@ Two passes over the first N channel links of the generated portfolio:
    and checks exactly-once through conversations.history: one message per channel with
    its own run key, every run `sent`. Target: 1,000 digests in < 10 s unthrottled.
 
-Charts: channel links have charts on by default, and a matplotlib PNG per KPI costs far
-more than the text digest. The delivery pass runs with charts off for the measured links
-(restored afterwards) unless `--charts`; the cost of one chart is reported separately.
+Charts are native Block Kit blocks in the digest itself (no image to draw or upload), so
+they are measured as part of compose + render, as each link has them.
 The delivery pass writes DigestRun rows under a fresh `bench-…` period key and deletes
 them afterwards (unless `--keep-runs`), so every run composes the same digests.
 """
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from slack_sdk import WebClient
-from sqlalchemy import Engine, delete, event, select, update
+from sqlalchemy import Engine, delete, event, select
 
 from benchmarks.common import Summary, machine_line, ratio, redact
 from crobot.services.runtime import Runtime
@@ -49,7 +48,6 @@ from tests.fake_slack import FakeSlack
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 try:
-    from crobot.digests import charts
     from crobot.digests.compose import compose
     from crobot.digests.delivery import Delivery, delivery_client
     from crobot.digests.render import render
@@ -91,13 +89,10 @@ def link_ids(db: Database, n: int) -> list[int]:
         return list(s.scalars(select(ChannelLink.id).order_by(ChannelLink.id).limit(n)))
 
 
-def compose_pass(
-    db: Database, counter: QueryCounter, ids: list[int], chart_samples: int
-) -> dict[str, Any]:
+def compose_pass(db: Database, counter: QueryCounter, ids: list[int]) -> dict[str, Any]:
     compose_t: list[float] = []
     render_t: list[float] = []
     queries: dict[str, list[int]] = {}
-    kpi_views: list[Any] = []
     for link_id in ids:
         counter.reset_thread()
         t0 = time.perf_counter()
@@ -111,42 +106,7 @@ def compose_pass(
         queries.setdefault(view.audience.scope.value, []).append(counter.thread_count)
         compose_t.append(t1 - t0)
         render_t.append(t2 - t1)
-        if len(kpi_views) <= chart_samples:
-            kpi_views.extend(k for k in view.kpis if charts.chartable(k))
-    chart_t: list[float] = []
-    for i, k in enumerate(kpi_views[: chart_samples + 1] if chart_samples else []):
-        t = time.perf_counter()
-        charts.kpi_chart_png(k)
-        if i:  # the first chart pays matplotlib's one-off font and backend set-up
-            chart_t.append(time.perf_counter() - t)
-    return {"compose": compose_t, "render": render_t, "queries": queries, "charts": chart_t}
-
-
-@contextmanager
-def charts_off(db: Database, ids: list[int], keep: bool) -> Iterator[None]:
-    if keep:
-        yield
-        return
-    with db.read() as s:
-        before = dict(
-            s.execute(
-                select(ChannelLink.id, ChannelLink.charts_enabled).where(ChannelLink.id.in_(ids))
-            ).all()
-        )
-    with db.write() as s:
-        s.execute(update(ChannelLink).where(ChannelLink.id.in_(ids)).values(charts_enabled=False))
-    try:
-        yield
-    finally:
-        with db.write() as s:
-            for value in (True, False):
-                on = [i for i, v in before.items() if v is value]
-                if on:
-                    s.execute(
-                        update(ChannelLink)
-                        .where(ChannelLink.id.in_(on))
-                        .values(charts_enabled=value)
-                    )
+    return {"compose": compose_t, "render": render_t, "queries": queries}
 
 
 @contextmanager
@@ -193,7 +153,6 @@ def deliver_pass(
     ids: list[int],
     workers: int,
     pace: float,
-    keep: bool,
     keep_runs: bool = False,
     where: str = "process",
 ) -> dict[str, Any]:
@@ -204,12 +163,11 @@ def deliver_pass(
     with fake_slack(pace, where) as url:
         client = delivery_client(WebClient(token="xoxb-bench-token", base_url=url))
         delivery = Delivery(runtime, client)
-        with charts_off(db, ids, keep):
-            before = counter.total
-            started = time.perf_counter()
-            outcomes = delivery.send_links([(i, period) for i in ids], workers=workers)
-            wall = time.perf_counter() - started
-            statements = counter.total - before
+        before = counter.total
+        started = time.perf_counter()
+        outcomes = delivery.send_links([(i, period) for i in ids], workers=workers)
+        wall = time.perf_counter() - started
+        statements = counter.total - before
         keys = posted_run_keys(WebClient(base_url=url), channels)
     with db.read() as s:
         not_sent = s.scalar(
@@ -240,8 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--digests", type=int, default=1000)
     p.add_argument("--workers", type=int, default=8, help="delivery threads (scheduler pool)")
     p.add_argument("--pace", type=float, default=0.0, help="fake Slack seconds per call")
-    p.add_argument("--charts", action="store_true", help="keep chart uploads in delivery")
-    p.add_argument("--chart-samples", type=int, default=10, help="KPI charts to time (0: none)")
     p.add_argument("--skip-compose", action="store_true")
     p.add_argument("--keep-runs", action="store_true", help="keep the DigestRun rows written")
     p.add_argument(
@@ -260,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"digest_fanout: {redact(db.url)}  {len(ids)} channel digests as of {NOW:%Y-%m-%d}")
     ok = True
     if not args.skip_compose:
-        c = compose_pass(db, counter, ids, args.chart_samples)
+        c = compose_pass(db, counter, ids)
         comp, rend = Summary.of(c["compose"]), Summary.of(c["render"])
         full = Summary.of([a + b for a, b in zip(c["compose"], c["render"], strict=True)])
         q = c["queries"]
@@ -285,19 +241,13 @@ def main(argv: list[str] | None = None) -> int:
             f"  sequential total {sum(c['compose']) + sum(c['render']):.2f} s "
             f"for {len(ids)} digests"
         )
-        if c["charts"]:
-            ch = Summary.of(c["charts"])
-            print(f"  one KPI chart PNG (matplotlib) {ch.ms()}")
         ok = ok and constant
-    d = deliver_pass(
-        db, counter, ids, args.workers, args.pace, args.charts, args.keep_runs, args.fake_slack
-    )
+    d = deliver_pass(db, counter, ids, args.workers, args.pace, args.keep_runs, args.fake_slack)
     n = len(ids)
     target = "OK" if d["wall"] < 10 * n / 1000 else "OVER TARGET"
     print(
         f"deliver pass ({args.workers} threads, fake Slack in a {args.fake_slack}, "
-        f"Slack pace {args.pace * 1000:.0f} ms/call, "
-        f"charts {'on' if args.charts else 'off'}):"
+        f"Slack pace {args.pace * 1000:.0f} ms/call):"
     )
     print(
         f"  {n} digests in {d['wall']:.2f} s  ({n / d['wall']:.1f} digests/s, "

@@ -196,6 +196,7 @@ class DigestView:
     pending_approvals: int = 0
     forecast: ForecastLine | None = None
     changes: Changes | None = None
+    charts: bool = True  # the channel's `/cro digest charts on|off`
     later: list[MilestoneRow] = field(default_factory=list)  # the next ones after 14 days
 
     @property
@@ -223,6 +224,7 @@ def compose(
         timezone=link.timezone,
         generated_at=local_now,
         since=since,
+        charts=link.charts_enabled,
     )
     _milestones(session, view, aud, today, since)
     _actions(session, view, aud, today)

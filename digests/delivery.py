@@ -52,7 +52,6 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crobot.digests import charts
 from crobot.digests.compose import compose
 from crobot.digests.nudges import compose_nudge
 from crobot.digests.render import render, render_detail, render_short
@@ -177,7 +176,6 @@ class Payload:
     channel: str
     text: str
     blocks: list[dict[str, Any]]
-    charts: list[tuple[str, str, bytes]] = field(default_factory=list)  # filename, title, png
     ts: str | None = None  # set: rewrite that message (chat.update) instead of posting
     metadata_event: str = METADATA_EVENT
     thread_ts: str | None = None  # set: a reply in that message's thread
@@ -425,7 +423,6 @@ class Delivery:
                 thread=payload.thread,
                 posted=payload.metadata,
             )
-            self._upload_charts(payload, ts)
             if payload.thread:
                 self.resume_pending(f"{THREAD_PREFIX}{run_id}")
             return Outcome(run_id, "sent", ts)
@@ -564,22 +561,6 @@ class Delivery:
         # Not seen in HISTORY_PAGES pages: posting again could duplicate; try again later.
         raise _Transient("history too long to search in one attempt")
 
-    def _upload_charts(self, payload: Payload, ts: str) -> None:
-        if not payload.charts:
-            return
-        try:
-            self.client.files_upload_v2(
-                channel=payload.channel,
-                thread_ts=ts,
-                file_uploads=[
-                    {"content": png, "filename": name, "title": title}
-                    for name, title, png in payload.charts
-                ],
-            )
-        except (SlackApiError, OSError, HTTPException):
-            # The digest itself is delivered; a missing chart is logged, not re-posted.
-            log.exception("chart upload failed for message %s in %s", ts, payload.channel)
-
     # --- payloads -------------------------------------------------------------------
     def _payload(self, run: DigestRun) -> Payload | None:
         kind, _, rest = run.target.partition(":")
@@ -620,20 +601,10 @@ class Delivery:
             if link is None:
                 return None
             view = compose(s, link, self.runtime.now())
-            charts_on = link.charts_enabled
         out = render(view)
         short = render_short(view)
-        pngs = []
-        if charts_on:
-            pngs = [
-                (f"{k.key}-trend.png", f"{k.label}: trend vs target", charts.kpi_chart_png(k))
-                for k in view.kpis
-                if charts.chartable(k)
-            ]
         shorter = Payload(view.channel_id, short.text, short.blocks)
-        return Payload(
-            view.channel_id, out.text, out.blocks, pngs, shorter=shorter, thread=out.thread
-        )
+        return Payload(view.channel_id, out.text, out.blocks, shorter=shorter, thread=out.thread)
 
     def _detail_payload(self, parent_id: int, part: str) -> Payload | None:
         """A digest's thread reply, composed as of the parent's time (the same window)."""

@@ -343,7 +343,7 @@ def kpi_blocks(view: DigestView) -> list[Block]:
     worst = sorted(
         (max((_gap(k, t) for t in k.trends), default=0.0), i, k) for i, k in enumerate(view.kpis)
     )
-    charted = 0
+    charted = 0 if view.charts else MAX_DIGEST_CHARTS
     for gap, _, k in reversed(worst):
         if gap <= 0 or charted == MAX_DIGEST_CHARTS:
             break

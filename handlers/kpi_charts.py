@@ -62,6 +62,13 @@ def chart(kpi: Charted, points: list[Point]) -> list[Block]:
         blocks.append(
             line_chart(f"{kpi.label} by period", labels, series, x_label="Period", y_label=kpi.unit)
         )
+        # A native chart cannot draw a point hollow: say which plotted values still wait.
+        waiting = [
+            f"{org} {label}" for org in charted for label in labels if by_org[org][label].pending
+        ]
+        if waiting:
+            note = "Charted values still {}: {}."
+            blocks.append(context(fmt(note, PENDING_APPROVAL, ", ".join(waiting))))
         left = sorted(set(by_org) - set(charted))
         if left:
             note = "Not charted (a period missing, or more than five): {}; the table has them."

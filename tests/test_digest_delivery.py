@@ -64,7 +64,7 @@ def posts(fake: FakeSlack, channel: str) -> list[dict[str, object]]:
     return [c.params for c in fake.calls_to("chat.postMessage") if c.params["channel"] == channel]
 
 
-def test_digest_posts_once_with_run_key_metadata_and_threaded_charts(env: Env) -> None:
+def test_digest_posts_once_with_run_key_metadata(env: Env) -> None:
     seed(env.world, 2)
     d = env.delivery()
     lid = link_id(env.world.db, C_APEX)
@@ -83,20 +83,22 @@ def test_digest_posts_once_with_run_key_metadata_and_threaded_charts(env: Env) -
         C_APEX,
         1,
     )
-    done = env.fake.calls_to("files.completeUploadExternal")
-    assert len(done) == 1
-    assert done[0].params["thread_ts"] == msgs[0]["ts"]
-    assert done[0].params["channel_id"] == C_APEX
+    # Charts are blocks of the message now: no image is drawn or uploaded.
+    assert env.fake.calls_to("files.getUploadURLExternal") == []
 
 
 def test_charts_can_be_turned_off_per_channel(env: Env) -> None:
-    seed(env.world, 1)
+    _off_target_kpis(env)
+    sponsor = link_id(env.world.db, C_SPONSOR)
+    assert env.delivery().send_link(sponsor, "on").state == "sent"
     with env.world.db.write() as s:
-        s.execute(
-            update(ChannelLink).where(ChannelLink.channel_id == C_APEX).values(charts_enabled=False)
-        )
-    assert env.delivery().send_link(link_id(env.world.db, C_APEX), "p").state == "sent"
-    assert env.fake.calls_to("files.getUploadURLExternal") == []
+        s.execute(update(ChannelLink).where(ChannelLink.id == sponsor).values(charts_enabled=False))
+    assert env.delivery().send_link(sponsor, "off").state == "sent"
+    on, off = [m["blocks"] for m in env.fake.posted(C_SPONSOR) if not m.get("thread_ts")]
+    assert isinstance(on, list) and isinstance(off, list)
+    assert any(b["type"] == "data_visualization" for b in on)
+    assert not any(b["type"] == "data_visualization" for b in off)
+    assert any(b["type"] == "table" for b in off)  # the values stay, as a table
 
 
 def test_429_with_retry_after_then_success_posts_one_message(env: Env) -> None:
@@ -560,9 +562,7 @@ def test_a_digest_slack_refuses_goes_out_shorter_instead_of_failing(env: Env, er
     assert env.fake.posted(C_SPONSOR) == []  # nobody told it failed: it did not
 
 
-def test_the_kpi_section_is_a_table_off_target_first_with_charts_of_the_worst_two(
-    env: Env,
-) -> None:
+def _off_target_kpis(env: Env) -> None:
     from crobot.services import approvals
 
     values = {  # per organisation's reporter and KPI: three weeks of approved values
@@ -585,6 +585,12 @@ def test_the_kpi_section_is_a_table_off_target_first_with_charts_of_the_worst_tw
                 )
                 assert rep.approval_id is not None
                 approvals.decide(s, env.world.actor("UAPPROVER"), rep.approval_id, approve=True)
+
+
+def test_the_kpi_section_is_a_table_off_target_first_with_charts_of_the_worst_two(
+    env: Env,
+) -> None:
+    _off_target_kpis(env)
     assert env.delivery().send_link(link_id(env.world.db, C_SPONSOR), "p").state == "sent"
     (msg,) = [m for m in env.fake.posted(C_SPONSOR) if not m.get("thread_ts")]
     blocks = msg["blocks"]

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 from sqlalchemy import select
 
-from crobot.digests.charts import PENDING_GID, kpi_figure
 from crobot.digests.compose import compose
+from crobot.handlers import kpi_charts
 from crobot.services import approvals, kpis
 from crobot.storage.models import ApprovalState, ChannelLink, KpiUpdate
 from tests.conftest import APEX_PM, APPROVER, C_APEX, C_SPONSOR, LAB_PM, SPONSOR, TODAY, World
@@ -141,7 +140,11 @@ def test_a_new_report_corrects_the_current_value_not_the_rejected_one(
         assert rows[-1].approval_state == ApprovalState.PENDING
 
 
-def test_the_chart_draws_pending_values_hollow_with_a_legend_entry(world: World) -> None:
+def test_the_digest_chart_says_which_values_wait_and_draws_no_rejected_one(
+    world: World,
+) -> None:
+    """A native chart cannot draw a point hollow: the note under it names each plotted value
+    that awaits approval; a rejected value is not plotted."""
     for period, value, decide in (
         ("2026-W46", 4, True),
         (LAST_WEEK, 6, True),
@@ -153,14 +156,8 @@ def test_the_chart_draws_pending_values_hollow_with_a_legend_entry(world: World)
         link = s.scalars(select(ChannelLink).where(ChannelLink.channel_id == C_SPONSOR)).one()
         view = compose(s, link, datetime(2026, 11, 26, 9, tzinfo=UTC))
     coq = next(k for k in view.kpis if k.key == "cost_of_quality")
-    fig = kpi_figure(coq)
-    ax = fig.axes[0]
-    legend = ax.get_legend()
-    assert legend is not None
-    assert [t.get_text() for t in legend.get_texts()] == ["CentraLab", "pending approval"]
-    drawn = {line.get_label(): np.asarray(line.get_ydata()).tolist() for line in ax.get_lines()}
-    assert drawn["CentraLab"] == [4, 6, 5]
-    hollow = [line for line in ax.get_lines() if line.get_gid() == PENDING_GID]
-    points = [np.asarray(h.get_xydata()).tolist() for h in hollow]
-    assert points == [[[2, 5]]]  # this week's 5, awaiting approval
-    assert hollow[0].get_markerfacecolor() == "white"
+    chart, note = kpi_charts.chart(coq, coq.points)
+    (series, *rest) = chart["chart"]["series"]
+    assert series["name"] == "CentraLab" and [d["value"] for d in series["data"]] == [4, 6, 5]
+    assert rest == [] and coq.target is None  # cost of quality has no target line to draw
+    assert note["type"] == "context" and "pending approval: CentraLab 2026-W48" in str(note)

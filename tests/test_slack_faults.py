@@ -147,7 +147,7 @@ def test_fake_slack_answers_every_method_crobot_calls_and_no_other(
     fake_slack: FakeSlack,
 ) -> None:
     called = _methods_called_by_crobot()
-    assert {"chat.postMessage", "views.publish", "files.completeUploadExternal"} <= called
+    assert {"chat.postMessage", "views.publish", "conversations.replies"} <= called
     assert called <= fake_slack.methods, called - fake_slack.methods
     client = WebClient(token="xoxb-test", base_url=fake_slack.base_url)
     with pytest.raises(SlackApiError) as refused:
