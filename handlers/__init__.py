@@ -23,6 +23,7 @@ def register_listeners(app: App, runtime: Runtime) -> None:
         home,
         middleware,
         payload,
+        qtl_listeners,
         replay,
     )
     from crobot.handlers.approvals import outbox
@@ -35,4 +36,5 @@ def register_listeners(app: App, runtime: Runtime) -> None:
     forms.register(app)
     approvals.register(app)
     home.register(app)
+    qtl_listeners.register(app)
     outbox.attach(runtime, app.client)

@@ -122,6 +122,10 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
         after=audit.snapshot(update, *FIELDS),
     )
     approval_id = None
+    if not waits:
+        from crobot.services import qtl  # it reads KPI values: imported late
+
+        qtl.check(session, update, today)  # approved at once: checked against the limits
     if waits:
         approval_id = approvals.request(
             session,
