@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from crobot.handlers import blockkit as bk
+from crobot.handlers.approvals.messages import manifest_text
 from crobot.handlers.blockkit import Block, Mrkdwn, fmt
 from crobot.services import qtl
 from crobot.services.approval_log import person_of
@@ -64,20 +65,6 @@ def breach_blocks(breach: QtlBreach, *, buttons: bool) -> list[Block]:
     return blocks
 
 
-def manifest_text(breach: QtlBreach) -> Mrkdwn | None:
-    """The closure's manifest, worded as an approval's (handlers/approvals/messages.py)."""
-    m = qtl.manifest(breach)
-    if m is None:
-        return None
-    text = fmt("*Meaning:* {}\n{} by {}", m.meaning, m.word.capitalize(), m.name)
-    if m.word != "signed":
-        text += Mrkdwn(" (Slack identity; not a Part 11 signature)")
-    text += fmt(" · {}", m.utc)
-    if m.local:
-        text += fmt(" · {}, signer's local time", m.local)
-    return text
-
-
 def closed_blocks(breach: QtlBreach) -> list[Block]:
     systemic = "yes" if breach.systemic else "no"
     needed = "yes" if breach.action_needed else "no"
@@ -96,9 +83,9 @@ def closed_blocks(breach: QtlBreach) -> list[Block]:
         breach.remedial or "—",
     )
     blocks = [bk.section(body, block_id="qtl_closed")]
-    manifest = manifest_text(breach)
-    if manifest is not None:
-        blocks.append(bk.context(manifest, block_id="qtl_signature"))
+    m = qtl.manifest(breach)
+    if m is not None:  # worded as an approval's decision (21 CFR 11.50)
+        blocks.append(bk.context(manifest_text(m), block_id="qtl_signature"))
     return blocks
 
 

@@ -20,7 +20,13 @@ from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord, person_of
 from crobot.services.approvals import MAX_REASON
 from crobot.services.kpi_values import shown
-from crobot.services.signatures import APPROVED_MEANING, HOW_TO_SET, MAX_PIN, manifest
+from crobot.services.signatures import (
+    APPROVED_MEANING,
+    HOW_TO_SET,
+    MAX_PIN,
+    Manifest,
+    manifest,
+)
 from crobot.storage.models import ApprovalState
 
 APPROVE = "approval_approve"
@@ -135,8 +141,11 @@ def signature_text(rec: ApprovalRecord) -> Mrkdwn | None:
     """The decision's manifest (21 CFR 11.50): meaning, printed name, UTC and the signer's
     local time; "signed" only for a Part 11 signature, else "acknowledged"."""
     m = manifest(rec)
-    if m is None:
-        return None
+    return None if m is None else manifest_text(m)
+
+
+def manifest_text(m: Manifest) -> Mrkdwn:
+    """A decision's manifest as approvals and QTL breach closures show it."""
     text = fmt("*Meaning:* {}\n{} by {}", m.meaning, m.word.capitalize(), m.name)
     if m.word != "signed":
         text += Mrkdwn(" (Slack identity; not a Part 11 signature)")
