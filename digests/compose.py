@@ -8,7 +8,8 @@ Queries per digest (independent of how many milestones, actions or KPI values ex
 5. the KPI definitions,
 6. pending approvals with their total count (sponsor channels only),
 7. the study's sites this audience sees, and — only when there are some — their current
-   reports, the reports awaiting approval and the enrolment milestones (the forecast line).
+   reports, the reports awaiting approval and the enrolment milestones (the forecast line),
+8. open QTL breaches (sponsor channels only).
 The channel link itself is loaded by the caller (one more query, with its study joined).
 
 The audience rule is applied in those queries through `services.visibility`; nothing is
@@ -25,6 +26,7 @@ from sqlalchemy import ColumnElement, Over, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from crobot.services import kpis as kpi_service
+from crobot.services import qtl
 from crobot.services.enrolment import study_forecast
 from crobot.services.errors import UserError
 from crobot.services.kpis import Point, Trend
@@ -160,6 +162,7 @@ class DigestView:
     approvals: list[ApprovalRow] = field(default_factory=list)
     pending_approvals: int = 0
     forecast: ForecastLine | None = None
+    breaches: list[qtl.OpenBreach] = field(default_factory=list)  # open: sponsor only
 
     @property
     def today(self) -> date:
@@ -202,6 +205,7 @@ def compose(
     _kpis(session, view, aud, today)
     if aud.scope == Scope.SPONSOR:
         _approvals(session, view, aud, zone)
+        view.breaches = qtl.open_breaches(session, aud)
     _forecast(session, view, link, aud, today)
     return view
 

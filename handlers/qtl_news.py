@@ -4,13 +4,14 @@ closure with the closer's manifest, and a warning threshold crossed."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from crobot.handlers import blockkit as bk
-from crobot.handlers.approvals.messages import manifest_text
 from crobot.handlers.blockkit import Block, Mrkdwn, fmt
+from crobot.handlers.manifest import manifest_text
 from crobot.services import qtl
 from crobot.services.approval_log import person_of
 from crobot.services.kpi_values import shown
@@ -22,6 +23,24 @@ METADATA_EVENT = "crobot_qtl"
 ASSIGN = "qtl_assign"
 EVALUATE = "qtl_evaluate"
 ACTIONS_BLOCK = "qtl_actions"
+
+
+def open_line(b: qtl.OpenBreach, today: date | None = None) -> Mrkdwn:
+    """One open breach in a list (status, Home, the sponsor digest)."""
+    owner = bk.mention(b.owner_team_id, b.owner_user_id) if b.owner_user_id else "no owner"
+    late = " *overdue*" if today is not None and b.due < today else ""
+    return fmt(
+        ":rotating_light: #{} *{}* {} · {}: {} (limit {}) · evaluation by {}{} · {}",
+        b.id,
+        b.kpi,
+        b.org,
+        b.period,
+        b.observed,
+        b.limit,
+        b.due.isoformat(),
+        Mrkdwn(late),
+        owner,
+    )
 
 
 def breach_text(breach: QtlBreach) -> Mrkdwn:

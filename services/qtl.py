@@ -657,3 +657,37 @@ def visible_to(actor: Actor, breach: QtlBreach) -> bool:
     if actor.trusted or is_sponsor_staff(actor.person, breach.study):
         return True
     return actor.org_id is not None and actor.org_id == breach.org_id
+
+
+@dataclass(frozen=True)
+class OpenBreach:
+    """An open breach as `/cro status`, Home and the sponsor digest list it."""
+
+    id: int
+    study: str
+    kpi: str
+    org: str
+    period: str
+    observed: str
+    limit: str
+    due: date
+    owner_team_id: str | None
+    owner_user_id: str | None
+
+
+def open_breaches(session: Session, audience: Audience) -> list[OpenBreach]:
+    return [
+        OpenBreach(
+            b.id,
+            b.study.code,
+            b.kpi.label,
+            b.org.name,
+            b.period_label,
+            shown(b.observed),
+            limit_text(b.bound, b.limit_value),
+            b.evaluation_due,
+            b.owner_team_id,
+            b.owner_user_id,
+        )
+        for b in breaches(session, audience, open_only=True)
+    ]

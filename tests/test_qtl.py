@@ -11,20 +11,25 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from crobot.digests.compose import compose
+from crobot.digests.nudges import compose_nudge
+from crobot.digests.render import render
 from crobot.services import approvals, kpis, qtl
 from crobot.services.actor import SYSTEM
 from crobot.services.export import export_qtl
+from crobot.services.home import home_for
 from crobot.services.kpi_catalog import iso_week_label
 from crobot.storage.models import (
     ActionItem,
     AuditEvent,
     BreachStatus,
+    ChannelLink,
     DigestRun,
     DigestRunState,
     QtlBreach,
@@ -49,13 +54,15 @@ from tests.conftest import (
     C_JOINT,
     C_LAB,
     C_SPONSOR,
+    LAB_PM,
     SPONSOR,
     TODAY,
     World,
 )
 from tests.fake_slack import FakeSlack
 from tests.slack_payloads import validate_calls
-from tests.slash_helpers import SlashClient
+from tests.slash_helpers import NOW, SlashClient
+from tests.test_home import _open_home
 
 KPI = "protocol_deviations"  # lower is better: its limit is a max
 
@@ -195,8 +202,9 @@ def _open_breach(world: World) -> int:
     _limit(world)
     approval_id = _report(world, 9)
     with world.db.write() as s:
-        approvals.decide(s, world.actor(APPROVER), approval_id, approve=True)
+        approvals.decide(s, world.actor(APPROVER), approval_id, approve=True, today=TODAY)
     (breach,) = _breaches(world)
+    assert breach.evaluation_due == TODAY + timedelta(days=qtl.EVALUATION_DAYS)
     return breach.id
 
 
@@ -332,3 +340,32 @@ def test_export_lists_every_breach_once(world: World) -> None:
     with world.db.read() as s:
         assert export_qtl(s, md, fmt="md", actor=world.actor("ULAB")) == 1
     assert len(md.getvalue().splitlines()) == 3 and "CentraLab" in md.getvalue()
+
+
+def test_open_breaches_in_status_digest_home_and_overdue_nudges(
+    world: World, slash: SlashClient
+) -> None:
+    breach_id = _open_breach(world)
+    with world.db.write() as s:
+        qtl.assign(s, world.actor(SPONSOR), breach_id, team_id="T1", user_id=APPROVER)
+    sponsor = slash.send("status ONC-301", APPROVER, C_SPONSOR)
+    assert "Open QTL breaches (1)" in sponsor.text and f"#{breach_id}" in sponsor.text
+    assert "Open QTL breaches (1)" in slash.send("status ONC-301", APEX_PM, C_APEX).text
+    assert "QTL" not in slash.send("status ONC-301", LAB_PM, C_LAB).text
+    with world.db.read() as s:
+        links = {link.channel_id: link for link in s.scalars(select(ChannelLink))}
+        digests = {c: render(compose(s, links[c], NOW)) for c in (C_SPONSOR, C_APEX)}
+        home = home_for(s, world.actor(APPROVER), today=TODAY)
+        late = datetime(2026, 12, 10, 15, 0, tzinfo=UTC)  # the day after evaluation was due
+        nudge = compose_nudge(s, "T1", APPROVER, late, "UTC")
+        on_time = compose_nudge(s, "T1", APPROVER, NOW, "UTC")
+    assert "Open QTL breaches: 1" in digests[C_SPONSOR].text + json.dumps(
+        digests[C_SPONSOR].blocks, ensure_ascii=False
+    )
+    assert "QTL" not in json.dumps(digests[C_APEX].blocks)  # the sponsor digest's only
+    assert [b.id for b in home.breaches] == [breach_id]
+    published = _open_home(slash.bot, slash.fake, APPROVER)
+    assert "Open QTL breaches" in json.dumps(published, ensure_ascii=False)
+    assert nudge is not None and on_time is None
+    said = json.dumps(nudge.blocks, ensure_ascii=False)
+    assert f"QTL breach #{breach_id} ONC-301: evaluate the Protocol deviations breach" in said

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from crobot.handlers import blockkit as bk
 from crobot.handlers.blockkit import Block, Mrkdwn, fmt
+from crobot.handlers.manifest import manifest_text
 from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord, person_of
 from crobot.services.approvals import MAX_REASON
@@ -24,7 +25,6 @@ from crobot.services.signatures import (
     APPROVED_MEANING,
     HOW_TO_SET,
     MAX_PIN,
-    Manifest,
     manifest,
 )
 from crobot.storage.models import ApprovalState
@@ -142,17 +142,6 @@ def signature_text(rec: ApprovalRecord) -> Mrkdwn | None:
     local time; "signed" only for a Part 11 signature, else "acknowledged"."""
     m = manifest(rec)
     return None if m is None else manifest_text(m)
-
-
-def manifest_text(m: Manifest) -> Mrkdwn:
-    """A decision's manifest as approvals and QTL breach closures show it."""
-    text = fmt("*Meaning:* {}\n{} by {}", m.meaning, m.word.capitalize(), m.name)
-    if m.word != "signed":
-        text += Mrkdwn(" (Slack identity; not a Part 11 signature)")
-    text += fmt(" · {}", m.utc)
-    if m.local:
-        text += fmt(" · {}, signer's local time", m.local)
-    return text
 
 
 def signature_block(rec: ApprovalRecord) -> list[Block]:
