@@ -12,19 +12,22 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from crobot.bot.cli import main
 from crobot.digests.compose import compose
 from crobot.digests.nudges import compose_nudge
 from crobot.digests.render import render
-from crobot.services import approvals, kpis, qtl
+from crobot.services import approvals, directory, kpis, qtl, signatures
 from crobot.services.actor import SYSTEM
 from crobot.services.export import export_qtl
 from crobot.services.home import home_for
 from crobot.services.kpi_catalog import iso_week_label
+from crobot.storage.db import Database
 from crobot.storage.models import (
     ActionItem,
     AuditEvent,
@@ -369,3 +372,70 @@ def test_open_breaches_in_status_digest_home_and_overdue_nudges(
     assert nudge is not None and on_time is None
     said = json.dumps(nudge.blocks, ensure_ascii=False)
     assert f"QTL breach #{breach_id} ONC-301: evaluate the Protocol deviations breach" in said
+
+
+def test_a_sponsor_approvers_own_value_is_checked_at_once(world: World) -> None:
+    _limit(world)
+    with world.db.write() as s:
+        rep = kpis.report(s, world.actor(APPROVER), today=TODAY, study="ONC-301", kpi=KPI, value=8)
+        assert rep.approval_id is None  # approved at once: the moment of truth
+    (breach,) = _breaches(world)
+    assert breach.org_id == world.sponsor_id
+    # The sponsor's own KPI: told in the sponsor channel only.
+    assert [r.period_key for r in _qtl_rows(world)] == [f"open:{C_SPONSOR}"]
+
+
+def test_part11_closure_is_signed_with_the_pin(
+    world: World, bot: RunningBot, fake_slack: FakeSlack
+) -> None:
+    breach_id = _open_breach(world)
+    with world.db.write() as s:
+        directory.update_study(s, SYSTEM, code="ONC-301", signatures="part11")
+        signatures.set_pin(s, world.actor(APPROVER), "246810", "246810")
+    _click(bot, "qtl_evaluate", breach_id, APPROVER)
+    (opened,) = fake_slack.wait_for("views.open")
+    assert "pin" in {b.get("block_id") for b in opened.params["view"]["blocks"]}
+    complete = {
+        "systemic": _choice("no"),
+        "root_cause": _text("One site"),
+        "impact": _text("None"),
+        "action_needed": _choice("no"),
+        "remedial": _text("None needed: isolated"),
+    }
+    wrong = _submit(bot, breach_id, {**complete, "pin": _text("000000")})
+    assert set(wrong["errors"]) == {"pin"}
+    assert _breaches(world)[0].status == BreachStatus.OPEN
+    assert _submit(bot, breach_id, {**complete, "pin": _text("246810")}) == {}
+    (breach,) = _breaches(world)
+    assert breach.status == BreachStatus.CLOSED and breach.signature_method == signatures.SIGNED
+    wait_until(lambda: _settled(world))
+    closed = [m for m in fake_slack.posted(C_SPONSOR) if "closed" in m["text"]]
+    assert "Signed by Ann Approver" in json.dumps(closed[0]["blocks"])
+
+
+def test_cli_limits_and_export(
+    world: World, cli_env: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["qtl", "set", "ONC-301", KPI, "--max", "5", "--rationale", "Protocol 9.2"]
+    assert main([*args, "--as", APEX_PM]) == 2
+    assert "Only sponsor approvers" in capsys.readouterr().err
+    assert main(["qtl", "set", "ONC-301", KPI, "--min", "5"]) == 2
+    assert main(args) == 0
+    assert main(["qtl", "list", "ONC-301"]) == 0
+    assert "Protocol 9.2" in capsys.readouterr().out
+    for user in (APEX_PM, LAB_PM):
+        approval_id = _report(world, 9, user=user)
+        with world.db.write() as s:
+            approvals.decide(s, world.actor(APPROVER), approval_id, approve=True)
+    out = tmp_path / "qtl.csv"
+    assert main(["export", "qtl", "--study", "ONC-301", "--out", str(out)]) == 0
+    assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == 2
+    assert main(["export", "qtl", "--as", LAB_PM, "--out", str(out)]) == 0
+    (row,) = csv.DictReader(out.open(encoding="utf-8"))
+    assert row["parameter"] == "Protocol deviations (CentraLab)"
+    assert main(["export", "kpis", "--format", "md"]) == 2
+    with world.db.read() as s:
+        lim_id = s.scalars(select(QualityLimit.id)).one()
+    assert main(["qtl", "off", str(lim_id)]) == 0
+    with world.db.read() as s:
+        assert s.get_one(QualityLimit, lim_id).active is False
