@@ -40,6 +40,8 @@ OWNER = "owner"
 FIELDS = ("systemic", "root_cause", "impact", "action_needed", "remedial")
 ACTION_FIELDS = ("action_title", "action_owner", "action_due")
 PIN = "pin"
+# services/actions.py's field names, as the modal's inputs for the linked action item
+ACTION_ITEM_FIELDS = {"title": "action_title", "owner_user_id": "action_owner", "due": "action_due"}
 VALUE = "value"
 CLOSED = "crobot_qtl_closed"
 MAX_ERROR = 150
@@ -254,10 +256,7 @@ def on_evaluate_submit(ack: Ack, body: dict[str, Any], context: BoltContext) -> 
         ack(response_action="errors", errors=_errors({PIN: str(exc)}))
         return
     except UserError as exc:
-        fields = {
-            ("action_owner" if k == "owner_user_id" else "action_due" if k == "due" else k): m
-            for k, m in exc.field_messages.items()
-        }
+        fields = {ACTION_ITEM_FIELDS.get(k, k): m for k, m in exc.field_messages.items()}
         known = {k: m for k, m in fields.items() if k in FIELDS + ACTION_FIELDS}
         ack(response_action="errors", errors=_errors(known or {"systemic": exc.message}))
         return

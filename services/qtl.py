@@ -41,6 +41,7 @@ from crobot.services.kpi_values import shown
 from crobot.services.lookup import (
     kpi_by_key,
     org_by_name,
+    person_named,
     sponsor_channels,
     study_named_by,
     vendor_channel,
@@ -433,8 +434,6 @@ def assign(
     breach = reachable_breach(session, actor, breach_id)
     if not is_sponsor(actor, breach.study):
         raise NotFound(msg("There is no QTL breach #{}.", breach_id))
-    from crobot.services.lookup import person_named
-
     owner = person_named(
         session,
         team_id,
