@@ -8,7 +8,8 @@ Queries per digest (independent of how many milestones, actions or KPI values ex
 5. the KPI definitions,
 6. pending approvals with their total count (sponsor channels only),
 7. the study's sites this audience sees, and — only when there are some — their current
-   reports, the reports awaiting approval and the enrolment milestones (the forecast line).
+   reports, the reports awaiting approval and the enrolment milestones (the forecast line),
+8. open QTL breaches (sponsor channels only).
 The channel link itself is loaded by the caller (one more query, with its study joined).
 
 The audience rule is applied in those queries through `services.visibility`; nothing is
@@ -36,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from crobot.services import kpis as kpi_service
+from crobot.services import qtl
 from crobot.services.enrolment import study_forecast
 from crobot.services.errors import UserError
 from crobot.services.kpis import Point, Trend
@@ -56,7 +58,6 @@ from crobot.storage.models import (
     DigestRun,
     DigestRunState,
     Direction,
-    KpiDefinition,
     Milestone,
     MilestoneStatus,
     Organization,
@@ -198,6 +199,7 @@ class DigestView:
     changes: Changes | None = None
     charts: bool = True  # the channel's `/cro digest charts on|off`
     later: list[MilestoneRow] = field(default_factory=list)  # the next ones after 14 days
+    breaches: list[qtl.OpenBreach] = field(default_factory=list)  # open: sponsor only
 
     @property
     def today(self) -> date:
@@ -232,6 +234,7 @@ def compose(
     _kpis(session, view, aud, today)
     if aud.scope == Scope.SPONSOR:
         _approvals(session, view, aud, zone)
+        view.breaches = qtl.open_breaches(session, aud)
     _forecast(session, view, link, aud, today)
     return view
 
@@ -407,12 +410,8 @@ def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> 
 
 def _kpis(session: Session, view: DigestView, aud: Audience, today: date) -> None:
     since = kpi_service.since_weeks(today, KPI_WEEKS)
-    points = kpi_service.latest_per_kpi(session, aud, since=since)
-    defs = session.scalars(select(KpiDefinition).order_by(KpiDefinition.label)).all()
-    for d in defs:
-        pts = points.get(d.id)
-        if not pts:
-            continue
+    # The definitions come with the points: one statement (the digest's budget is 8).
+    for d, pts in kpi_service.latest_with_definitions(session, aud, since=since):
         view.kpis.append(
             KpiView(
                 d.key, d.label, d.unit, d.target, d.direction, kpi_service.trend_of(d, pts), pts

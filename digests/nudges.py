@@ -14,16 +14,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, select
 from sqlalchemy.orm import Session
 
 from crobot.digests.render import environment
 from crobot.handlers.blockkit import MAX_BLOCKS, Mrkdwn, context, fallback, lines_block, section
 from crobot.services.user_tz import S, with_user_zone
-from crobot.storage.models import ActionItem, ActionStatus, Study
+from crobot.storage.models import (
+    ActionItem,
+    ActionStatus,
+    BreachStatus,
+    KpiDefinition,
+    Organization,
+    QtlBreach,
+    Study,
+)
 
 NUDGE_HOUR = 9
 NUDGE_GRACE = timedelta(hours=1)
@@ -38,6 +46,7 @@ class OverdueItem:
     title: str
     due: date
     days_overdue: int
+    kind: str = "action"  # or "qtl": a QTL breach whose evaluation this person owns
 
 
 @dataclass
@@ -82,7 +91,8 @@ def _open_overdue_stmt(default_tz: str, latest_due: date) -> Select[Any]:
 def overdue_owners(
     session: Session, now: datetime, default_tz: str, *, zone: str | None = None
 ) -> list[Owner]:
-    """Owners with overdue open actions (as of their own local today), one query."""
+    """Owners with overdue open actions and overdue QTL breach evaluations (as of their own
+    local today), one query each."""
     # No zone is more than a day ahead of UTC: this bound keeps the scan to candidates.
     latest_due = now.date() + timedelta(days=2)
     owners: dict[tuple[str, str], Owner] = {}
@@ -96,14 +106,67 @@ def overdue_owners(
             continue
         owner = owners.setdefault((team or "", user), Owner(team or "", user, tz))
         owner.items.append(OverdueItem(aid, code, title, due, (today - due).days))
+    # Owners of overdue QTL breach evaluations are nudged the same way (services/qtl.py).
+    for bid, team, user, code, kpi, org, period, due, tz in session.execute(
+        _overdue_breaches_stmt(default_tz, latest_due)
+    ):
+        if zone is not None and tz != zone:
+            continue
+        today = now.astimezone(ZoneInfo(tz)).date()
+        if due >= today or today.weekday() in WEEKEND:
+            continue
+        owner = owners.setdefault((team or "", user), Owner(team or "", user, tz))
+        title = f"evaluate the {kpi} breach ({org}, {period})"
+        owner.items.append(OverdueItem(bid, code, title, due, (today - due).days, "qtl"))
     return list(owners.values())
+
+
+def _breach_owner_zone(stmt: S, default_tz: str) -> tuple[S, ColumnElement[str]]:
+    owner = cast(SQLColumnExpression[str], QtlBreach.owner_user_id)
+    return with_user_zone(stmt, QtlBreach.owner_team_id, owner, default_tz)
+
+
+def _overdue_breaches_stmt(default_tz: str, latest_due: date) -> Select[Any]:
+    stmt = (
+        select(
+            QtlBreach.id,
+            QtlBreach.owner_team_id,
+            QtlBreach.owner_user_id,
+            Study.code,
+            KpiDefinition.label,
+            Organization.name,
+            QtlBreach.period_label,
+            QtlBreach.evaluation_due,
+        )
+        .join(Study, Study.id == QtlBreach.study_id)
+        .join(KpiDefinition, KpiDefinition.id == QtlBreach.kpi_id)
+        .join(Organization, Organization.id == QtlBreach.org_id)
+    )
+    stmt, zone = _breach_owner_zone(stmt, default_tz)
+    return (
+        stmt.add_columns(zone)
+        .where(
+            QtlBreach.status == BreachStatus.OPEN,
+            QtlBreach.owner_user_id.is_not(None),
+            QtlBreach.evaluation_due < latest_due,
+        )
+        .order_by(QtlBreach.evaluation_due, QtlBreach.id)
+    )
 
 
 def owner_zones(session: Session, default_tz: str) -> set[str]:
     """Zones of everyone who owns an open action (the zones nudge jobs are needed for)."""
     stmt, zone = _owner_zone(select(ActionItem.id), default_tz)
     zones = stmt.with_only_columns(zone).where(ActionItem.status == ActionStatus.OPEN).distinct()
-    return {str(z) for z in session.scalars(zones)} | {default_tz}
+    bstmt, bzone = _breach_owner_zone(select(QtlBreach.id), default_tz)
+    owned = QtlBreach.owner_user_id.is_not(None)
+    breach_zones = (
+        bstmt.with_only_columns(bzone)
+        .where(QtlBreach.status == BreachStatus.OPEN, owned)
+        .distinct()
+    )
+    found = set(session.scalars(zones)) | set(session.scalars(breach_zones))
+    return {str(z) for z in found} | {default_tz}
 
 
 def compose_nudge(
@@ -123,7 +186,10 @@ def render_nudge(owner: Owner) -> Nudge:
     count = len(owner.items)
     blocks = [section(Mrkdwn(f"*Good morning — you have {count} overdue action item(s):*"))]
     blocks += lines_block(lines, budget=MAX_BLOCKS - 3, total=count, noun="overdue items")
-    blocks.append(context(Mrkdwn("Mark one done with `/cro action done ID`.")))
+    hint = "Mark one done with `/cro action done ID`."
+    if any(i.kind == "qtl" for i in owner.items):
+        hint += " Evaluate a QTL breach from its post in the sponsor channel."
+    blocks.append(context(Mrkdwn(hint)))
     summary = fallback(Mrkdwn(f"You have {count} overdue action item(s)."))
     return Nudge(summary, blocks)
 

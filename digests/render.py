@@ -28,6 +28,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from crobot.digests.compose import DigestView, KpiView
 from crobot.handlers import blockkit, kpi_charts
 from crobot.handlers.blockkit import Block, Mrkdwn, cap, fmt, line
+from crobot.handlers.qtl_news import open_line
 from crobot.services.kpis import Trend, pending_mark
 from crobot.services.visibility import Scope
 
@@ -205,6 +206,10 @@ def sections(view: DigestView) -> list[Section]:
     if view.kpis:
         lines = [_macro("kpi", k, t) for k in view.kpis for t in k.trends]
         out.append(_listed("kpis", "KPIs", lines[:KPI_LINES], len(lines), "KPI lines"))
+    if view.audience.scope == Scope.SPONSOR and view.breaches:
+        lines = [open_line(b, today) for b in view.breaches[:APPROVAL_LINES]]
+        heading = f"Open QTL breaches: {len(view.breaches)}"
+        out.append(_listed("qtl", heading, lines, len(view.breaches), "open breaches"))
     if view.audience.scope == Scope.SPONSOR and view.pending_approvals:
         lines = [_macro("approval", a) for a in view.approvals[:APPROVAL_LINES]]
         heading = f"Pending approvals: {view.pending_approvals}"

@@ -23,6 +23,7 @@ def register_listeners(app: App, runtime: Runtime) -> None:
         home,
         middleware,
         payload,
+        qtl_listeners,
         questions,
         replay,
     )
@@ -36,5 +37,6 @@ def register_listeners(app: App, runtime: Runtime) -> None:
     forms.register(app)
     approvals.register(app)
     home.register(app)
+    qtl_listeners.register(app)
     questions.register(app)
     outbox.attach(runtime, app.client)

@@ -164,6 +164,11 @@ def _apply(session: Session, approval: Approval, today: date) -> None:
     if approval.subject_type == SubjectType.KPI_UPDATE:
         update = session.get_one(KpiUpdate, approval.subject_id)
         update.approval_state = approval.state
+        if approved:
+            from crobot.services import qtl  # the limits read KPI values: imported late
+
+            session.flush()
+            qtl.check(session, update, today)
         return
     if approval.subject_type == SubjectType.SITE_REPORT:
         report = session.get_one(SiteReport, approval.subject_id)

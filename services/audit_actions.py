@@ -43,6 +43,14 @@ ACTIONS: dict[str, str] = {
     "site.correct": UPDATE,  # as kpi.correct
     "milestone.forecast_at_risk": UPDATE,
     "milestone.forecast_recovered": UPDATE,
+    # quality tolerance limits and their breaches (services/qtl.py)
+    "qtl.set": CREATE,
+    "qtl.update": UPDATE,  # a limit set again for the same KPI and organisation
+    "qtl.off": UPDATE,
+    "qtl.warning": EVENT,  # an approved value crossed a warning threshold: posted once
+    "qtl.breach": CREATE,
+    "qtl.assign": UPDATE,
+    "qtl.close": UPDATE,  # evaluated and closed: the closer's decision, with the manifest
     # approvals (services/approvals.py, approval_log.py)
     "approval.request": CREATE,
     "approval.approve": UPDATE,

@@ -1,8 +1,9 @@
 """A sample study for `crobot demo`: a sponsor, a CRO and a central lab on DEMO-301, with
 milestones, action items, 12 weeks of KPI history relative to today, and 14 sites (12
 active, 2 planned) with weekly enrolment since their activation, so that
-`crobot forecast DEMO-301` forecasts its 300 patients. Loading is idempotent: a second
-run finds DEMO-301 and changes nothing."""
+`crobot forecast DEMO-301` forecasts its 300 patients, and one quality tolerance limit
+(protocol deviations) that last week's value breached: one open breach to evaluate.
+Loading is idempotent: a second run finds DEMO-301 and changes nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import actions, approvals, directory, enrolment, kpis, milestones, sites
+from crobot.services import (
+    actions,
+    approvals,
+    directory,
+    enrolment,
+    kpis,
+    milestones,
+    qtl,
+    sites,
+)
 from crobot.services.actor import SYSTEM, Actor, resolve_actor
 from crobot.services.kpi_catalog import iso_week_label, seed_definitions
 from crobot.storage.models import Organization, Study
@@ -73,6 +83,8 @@ def load(session: Session, *, today: date, progress: Callable[[str], None] | Non
     _milestones(session, today)
     say("action items")
     _actions(session, today)
+    say("a quality tolerance limit")
+    _limits(session)
     say(f"{WEEKS} weeks of KPI history")
     _kpis(session, today)
     say("enrolment forecast")
@@ -275,6 +287,20 @@ def _actions(session: Session, t: date) -> None:
         )
 
 
+def _limits(session: Session) -> None:
+    """One QTL: protocol deviations above 6 a week (warning above 4)."""
+    qtl.set_limit(
+        session,
+        resolve_actor(session, TEAM, "UDEMOAPPR"),
+        study=STUDY,
+        kpi="protocol_deviations",
+        bound="max",
+        limit=6,
+        warn=4,
+        rationale="Protocol section 9.2: more than 6 deviations a week signals a systemic issue",
+    )
+
+
 def _kpis(session: Session, t: date) -> None:
     rng = random.Random(301)
     series: dict[tuple[str, str], Callable[[int], float]] = {
@@ -282,7 +308,10 @@ def _kpis(session: Session, t: date) -> None:
         (CRO, "screen_failure_rate"): lambda w: round(31 - w * 0.6 + rng.uniform(-2, 2), 1),
         (CRO, "site_activation"): lambda w: float(min(40, 12 + 2 * w)),
         (CRO, "query_aging"): lambda w: round(19 - w * 0.5 + rng.uniform(-1.5, 1.5), 1),
-        (CRO, "protocol_deviations"): lambda w: float(rng.randint(0, 4)),
+        # Last week's deviations beyond the study's QTL (6): the demo's open breach.
+        (CRO, "protocol_deviations"): lambda w: float(
+            rng.randint(0, 4) + (7 if w == WEEKS - 2 else 0)
+        ),
         (CRO, "data_entry_timeliness"): lambda w: round(7 - w * 0.2 + rng.uniform(-1, 1), 1),
         (LAB, "compliance_rate"): lambda w: round(min(100.0, 92 + w * 0.4 + rng.uniform(-1, 1)), 1),
         (LAB, "supplier_performance"): lambda w: round(min(5.0, 3.4 + w * 0.08), 2),

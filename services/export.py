@@ -10,7 +10,8 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import approval_log, audit, signatures
+from crobot.services import approval_log, audit, qtl, signatures
+from crobot.services.actor import Actor
 from crobot.services.csv_cells import SafeWriter
 from crobot.services.lookup import study_by_code
 from crobot.storage.models import (
@@ -280,3 +281,67 @@ def export_approvals(session: Session, out: IO[str], *, study: str | None = None
         row["summary"] = json.dumps(row["summary"], sort_keys=True)
         writer.writerow([row[c] for c in APPROVAL_COLS])
     return len(records)
+
+
+QTL_COLS = [
+    "breach",
+    "study",
+    "parameter",
+    "limit",
+    "rationale",
+    "observed",
+    "period",
+    "detected",
+    "evaluation",
+    "systemic",
+    "actions",
+    "status",
+    "closed",
+]
+QTL_HEADINGS = [
+    "#",
+    "Study",
+    "Parameter",
+    "Limit",
+    "Rationale",
+    "Observed",
+    "Period",
+    "Detected",
+    "Evaluation",
+    "Systemic",
+    "Actions (status)",
+    "Status",
+    "Closed by, when",
+]
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def export_qtl(
+    session: Session,
+    out: IO[str],
+    *,
+    fmt: str = "csv",
+    study: str | None = None,
+    actor: Actor | None = None,
+) -> int:
+    """The CSR section 9.6 table: one row per QTL breach. `actor` (default: the operator,
+    every breach) limits it to what that person sees: a vendor its own KPIs' breaches."""
+    rows = [
+        qtl.as_row(session, b)
+        for b in qtl.breaches(session, None, study_id=_study_id(session, study))
+        if actor is None or qtl.visible_to(actor, b)
+    ]
+    if fmt == "md":
+        out.write("| " + " | ".join(QTL_HEADINGS) + " |\n")
+        out.write("|" + "---|" * len(QTL_HEADINGS) + "\n")
+        for row in rows:
+            out.write("| " + " | ".join(_md_cell(row[c]) for c in QTL_COLS) + " |\n")
+        return len(rows)
+    writer = SafeWriter(out)
+    writer.writerow(QTL_COLS)
+    for row in rows:
+        writer.writerow([row[c] for c in QTL_COLS])
+    return len(rows)

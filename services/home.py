@@ -12,7 +12,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services import actions, approval_log, milestones, signatures
+from crobot.services import actions, approval_log, milestones, qtl, signatures
 from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord
 from crobot.services.lookup import org_studies, vendor_org_ids
@@ -83,6 +83,7 @@ class HomeModel:
     approvals: list[ApprovalRecord] = field(default_factory=list)
     decided: list[ApprovalRecord] = field(default_factory=list)  # newest first
     studies: list[StudyLine] = field(default_factory=list)
+    breaches: list[qtl.OpenBreach] = field(default_factory=list)  # open, of their studies
     signer: bool = False  # an approver on one of their studies: may set a signing PIN
     has_pin: bool = False
 
@@ -113,6 +114,7 @@ def home_for(session: Session, actor: Actor, *, today: date) -> HomeModel:
                 *not_own,
                 limit=MAX_ITEMS,
             )
+        model.breaches += qtl.open_breaches(session, my.audience)
         upcoming = milestones.list_for(session, my.audience, today=today, open_only=True, limit=1)
         model.studies.append(StudyLine(my.study, upcoming[0] if upcoming else None))
     model.overdue_actions.sort(key=lambda a: (a.due_date, a.id))
@@ -120,6 +122,7 @@ def home_for(session: Session, actor: Actor, *, today: date) -> HomeModel:
     del model.overdue_actions[MAX_ITEMS:]
     del model.open_actions[MAX_ITEMS:]
     del model.approvals[MAX_ITEMS:]
+    del model.breaches[MAX_ITEMS:]
     model.decided.sort(key=lambda r: (r.decided_at or r.requested_at, r.id), reverse=True)
     del model.decided[MAX_DECIDED:]
     model.has_pin = model.signer and signatures.has_pin(session, actor)

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
-from sqlalchemy import ColumnElement, Subquery, and_, func, select
+from sqlalchemy import ColumnElement, Select, Subquery, and_, func, select
 from sqlalchemy.orm import Session
 
 from crobot.services import approvals, audit
@@ -122,6 +122,10 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
         after=audit.snapshot(update, *FIELDS),
     )
     approval_id = None
+    if not waits:
+        from crobot.services import qtl  # it reads KPI values: imported late
+
+        qtl.check(session, update, today)  # approved at once: checked against the limits
     if waits:
         approval_id = approvals.request(
             session,
@@ -275,11 +279,11 @@ def trend_of(kpi: KpiDefinition, points: list[Point]) -> list[Trend]:
     return out
 
 
-def latest_per_kpi(session: Session, audience: Audience, *, since: date) -> dict[int, list[Point]]:
-    """Every KPI's current points since a date for one audience, in one query (digests,
-    status)."""
+def _latest_stmt(
+    audience: Audience, since: date
+) -> Select[int, int, str, date, str, float, ApprovalState, str | None]:
     newest = current_value_ids(kpi_filter(audience), KpiUpdate.period_start >= since, per_kpi=True)
-    stmt = (
+    return (
         select(
             KpiUpdate.kpi_id,
             KpiUpdate.org_id,
@@ -292,9 +296,32 @@ def latest_per_kpi(session: Session, audience: Audience, *, since: date) -> dict
         )
         .join(newest, and_(newest.c.id == KpiUpdate.id))
         .join(Organization, Organization.id == KpiUpdate.org_id)
-        .order_by(KpiUpdate.kpi_id, KpiUpdate.period_start, Organization.name)
+    )
+
+
+def latest_per_kpi(session: Session, audience: Audience, *, since: date) -> dict[int, list[Point]]:
+    """Every KPI's current points since a date for one audience, in one query (digests,
+    status)."""
+    stmt = _latest_stmt(audience, since).order_by(
+        KpiUpdate.kpi_id, KpiUpdate.period_start, Organization.name
     )
     out: dict[int, list[Point]] = {}
     for row in session.execute(stmt):
         out.setdefault(row.kpi_id, []).append(Point(*row[1:]))
     return out
+
+
+def latest_with_definitions(
+    session: Session, audience: Audience, *, since: date
+) -> list[tuple[KpiDefinition, list[Point]]]:
+    """As `latest_per_kpi`, with each KPI's definition, by label: still one query."""
+    stmt = (
+        _latest_stmt(audience, since)
+        .add_columns(KpiDefinition)
+        .join(KpiDefinition, KpiDefinition.id == KpiUpdate.kpi_id)
+        .order_by(KpiDefinition.label, KpiUpdate.kpi_id, KpiUpdate.period_start, Organization.name)
+    )
+    out: dict[int, tuple[KpiDefinition, list[Point]]] = {}
+    for *row, definition in session.execute(stmt):
+        out.setdefault(row[0], (definition, []))[1].append(Point(*row[1:]))
+    return list(out.values())

@@ -137,3 +137,20 @@ def require_schedule_rights(actor: Actor, link: ChannelLink, vendor_ids: set[int
     raise Forbidden(
         "Only the sponsor's staff (or this vendor channel's own team) can change its digest."
     )
+
+
+def require_limit_setter(actor: Actor, study: Study) -> None:
+    """Quality tolerance limits are the sponsor's pre-specified ranges (ICH E6(R3)): only
+    its approvers (or the trusted operator, the CLI) set or withdraw them."""
+    require_known(actor)
+    if not (actor.trusted or is_approver(actor, study)):
+        raise Forbidden(
+            msg("Only sponsor approvers for {} can set quality tolerance limits.", study.code)
+        )
+
+
+def require_breach_closer(actor: Actor, study: Study) -> None:
+    """Closing a QTL breach is a sponsor approver's decision (a person: never the CLI)."""
+    require_known(actor)
+    if not is_approver(actor, study):
+        raise Forbidden(msg("Only sponsor approvers for {} can close a QTL breach.", study.code))

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
-from crobot.services import actions, kpis, milestones
+from crobot.services import actions, kpis, milestones, qtl
 from crobot.services.kpis import Trend
 from crobot.services.visibility import Audience, action_filter, approval_filter
 from crobot.storage.models import (
@@ -36,6 +36,7 @@ class StudyStatus:
     kpis: list[tuple[KpiDefinition, list[Trend]]] = field(default_factory=list)
     pending_approvals: list[Approval] = field(default_factory=list)  # the first SHOWN
     pending_count: int = 0
+    open_breaches: list[qtl.OpenBreach] = field(default_factory=list)
 
 
 # A status answer lists this many overdue actions and pending approvals and counts the rest:
@@ -73,6 +74,7 @@ def study_status(
             select(Approval).where(pending).order_by(Approval.requested_at).limit(SHOWN)
         )
     )
+    st.open_breaches = qtl.open_breaches(session, audience)
     return st
 
 

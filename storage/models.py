@@ -147,6 +147,19 @@ class SignatureMode(enum.StrEnum):
     PART11 = "part11"  # the Slack identity and the signer's PIN (21 CFR 11.200)
 
 
+class QtlBound(enum.StrEnum):
+    """Which side of a quality tolerance limit is acceptable: `max` for a lower-is-better
+    KPI (values above it breach), `min` for a higher-is-better one."""
+
+    MAX = "max"
+    MIN = "min"
+
+
+class BreachStatus(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
 class DigestRunState(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
@@ -461,6 +474,81 @@ class Approval(Base):
     signature_hash: Mapped[str | None] = mapped_column(String(64))
 
 
+class QualityLimit(Base):
+    """A quality tolerance limit (ICH E6(R3)) on one KPI of a study: trial level
+    (`org_id` NULL) or one organisation's, with an optional warning threshold (a KRI)."""
+
+    __tablename__ = "qtl_limits"
+    __table_args__ = (Index("ix_qtl_limits_study_kpi", "study_id", "kpi_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    kpi_id: Mapped[int] = mapped_column(ForeignKey("kpi_definitions.id"))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    bound: Mapped[QtlBound] = mapped_column(_enum(QtlBound, "qtl_bound"))
+    limit_value: Mapped[float] = mapped_column(Float)
+    warn_value: Mapped[float | None] = mapped_column(Float)
+    rationale: Mapped[str | None] = mapped_column(String(500))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    study: Mapped[Study] = relationship(lazy="joined")
+    kpi: Mapped[KpiDefinition] = relationship(lazy="joined")
+    org: Mapped[Organization | None] = relationship(lazy="joined")
+
+
+class QtlBreach(Base):
+    """An approved value beyond a quality tolerance limit, and its evaluation and closure.
+
+    One per study, KPI, organisation and period; a later value back inside does not close
+    it: a sponsor approver does, once it is evaluated (services/qtl.py)."""
+
+    __tablename__ = "qtl_breaches"
+    __table_args__ = (
+        UniqueConstraint("study_id", "kpi_id", "org_id", "period_start", name="uq_qtl_breach"),
+        Index("ix_qtl_breaches_study_status", "study_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    limit_id: Mapped[int] = mapped_column(ForeignKey("qtl_limits.id"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    kpi_id: Mapped[int] = mapped_column(ForeignKey("kpi_definitions.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_label: Mapped[str] = mapped_column(String(12))
+    observed: Mapped[float] = mapped_column(Float)
+    # The limit as it was when the breach was detected (a limit may change later).
+    bound: Mapped[QtlBound] = mapped_column(_enum(QtlBound, "qtl_breach_bound"))
+    limit_value: Mapped[float] = mapped_column(Float)
+    kpi_update_id: Mapped[int] = mapped_column(ForeignKey("kpi_updates.id"))
+    submitted_by: Mapped[str] = mapped_column(String(32))
+    detected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    evaluation_due: Mapped[date] = mapped_column(Date)
+    owner_team_id: Mapped[str | None] = mapped_column(String(32))
+    owner_user_id: Mapped[str | None] = mapped_column(String(32))
+    systemic: Mapped[bool | None] = mapped_column(Boolean)
+    root_cause: Mapped[str | None] = mapped_column(Text)
+    impact: Mapped[str | None] = mapped_column(Text)
+    action_needed: Mapped[bool | None] = mapped_column(Boolean)
+    remedial: Mapped[str | None] = mapped_column(Text)
+    action_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    status: Mapped[BreachStatus] = mapped_column(
+        _enum(BreachStatus, "qtl_breach_status"), default=BreachStatus.OPEN
+    )
+    # The closure as a decision: shown with the same manifest as approvals.
+    closed_by: Mapped[str | None] = mapped_column(String(32))
+    closed_at: Mapped[datetime | None] = mapped_column()
+    signer_name: Mapped[str | None] = mapped_column(String(120))
+    signer_tz: Mapped[str | None] = mapped_column(String(64))
+    signature_method: Mapped[str | None] = mapped_column(String(20))
+
+    limit: Mapped[QualityLimit] = relationship(lazy="joined")
+    study: Mapped[Study] = relationship(lazy="joined")
+    kpi: Mapped[KpiDefinition] = relationship(lazy="joined")
+    org: Mapped[Organization] = relationship(lazy="joined")
+
+
 class AuditEvent(Base):
     """Append-only (triggers, migration 0008), HMAC-chained record of every write."""
 
@@ -546,7 +634,10 @@ class DigestRun(Base):
       decision in that message), `dm:<team>:<user>` (the submitter told by DM) or
       `vendor:<channel>` (the vendor's own channel told); see services/approval_log.py;
     - `forecast:<milestone id>` — an enrolment milestone marked at risk or recovered by the
-      forecast, `period_key` `<audit seq>:<channel>`; see services/enrolment.py.
+      forecast, `period_key` `<audit seq>:<channel>`; see services/enrolment.py;
+    - `qtl:<breach id>` — a quality tolerance limit breach posted (with its buttons),
+      `period_key` `<channel>`; `qtlwarn:<limit id>` — a warning threshold crossed,
+      `period_key` `<org id>:<period start>:<channel>`; see services/qtl.py.
     A row is claimed by the process that inserts it (digests) or, when enqueued unclaimed
     (`claimed_by` NULL) by the transaction that made the work, by the first deliverer.
     """

@@ -27,12 +27,14 @@ from crobot.services import (
     enrolment,
     kpis,
     milestones,
+    qtl,
     signatures,
     sites,
 )
 from crobot.services.actor import SYSTEM
 from crobot.services.audit_actions import ACTIONS, CREATE, EVENT, UPDATE, UPSERT
-from crobot.storage.models import Approval, AuditEvent, ChannelLink
+from crobot.services.kpi_catalog import iso_week_label
+from crobot.storage.models import Approval, AuditEvent, ChannelLink, QtlBreach
 from tests.conftest import TODAY, World
 from tests.test_sites import history
 
@@ -190,6 +192,40 @@ def _drive_every_write_path(world: World) -> None:
         enrolment.recompute(s, world.study_id, TODAY)  # 300 more in 60 days: at risk
         lpi.target_count = 50
         enrolment.recompute(s, world.study_id, TODAY)  # within reach: recovered
+    # Quality tolerance limits: set, set again, a warning, a breach assigned, evaluated and
+    # closed, and the limit withdrawn.
+    with world.db.write() as s:
+        lim = qtl.set_limit(
+            s, approver, study="ONC-301", kpi="protocol_deviations", bound="max", limit=5
+        )
+        qtl.set_limit(
+            s,
+            approver,
+            study="ONC-301",
+            kpi="protocol_deviations",
+            bound="max",
+            limit=6,
+            warn=3,
+            rationale="Protocol section 9",
+        )
+        last_week = iso_week_label(TODAY - timedelta(days=7))
+        for value, period in ((4, None), (9, last_week)):
+            rep = kpis.report(
+                s,
+                apex,
+                today=TODAY,
+                study="ONC-301",
+                kpi="protocol_deviations",
+                value=value,
+                period=period,
+            )
+            assert rep.approval_id is not None
+            approvals.decide(s, approver, rep.approval_id, approve=True)
+        breach = s.scalars(select(QtlBreach)).one()
+        qtl.assign(s, approver, breach.id, team_id="T1", user_id="UAPPROVER")
+        evaluation = qtl.Evaluation(False, "Site training gap", "None on safety", True, "Retrain")
+        qtl.close(s, approver, breach.id, evaluation, today=TODAY)
+        qtl.turn_off(s, approver, lim.id)
     # A workspace registered to an organisation, and its user recognised on first use.
     with world.db.write() as s:
         directory.update_org(s, SYSTEM, name="CentraLab", slack_team_id="TLAB9")

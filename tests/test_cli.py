@@ -191,6 +191,15 @@ def test_demo_is_idempotent_and_exports(
     assert len(decided) == len(approvals) - 2 > 100
     assert {(a["state"], a["decided_by"]) for a in decided} == {("approved", "TDEMO:UDEMOAPPR")}
     assert {a["org"] for a in decided} == {"Apex CRO", "CentraLab"}
+    # One quality tolerance limit and one open breach to show (CSR table, Markdown).
+    capsys.readouterr()
+    assert main(["qtl", "list", "DEMO-301"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == ["#1", "breach"], listed
+    assert main(["export", "qtl", "--study", "DEMO-301", "--format", "md"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 3 and "Protocol deviations (Apex CRO)" in table[2]
+    assert "evaluation pending" in table[2] and "Protocol section 9.2" in table[2]
     assert main(["audit", "verify"]) == 0
     assert "hash chain intact" in capsys.readouterr().out
     audit_json = tmp_path / "audit.json"

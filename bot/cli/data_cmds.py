@@ -55,9 +55,21 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "export", help="export milestones, actions, KPI values or the approval history as CSV"
     )
-    p.add_argument("what", choices=["milestones", "actions", "kpis", "approvals"])
+    p.add_argument("what", choices=["milestones", "actions", "kpis", "approvals", "qtl"])
     p.add_argument("--study", help="only this study")
     p.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    p.add_argument(
+        "--format",
+        choices=["csv", "md"],
+        default="csv",
+        help="qtl only: CSV, or a Markdown table for the CSR (section 9.6)",
+    )
+    p.add_argument(
+        "--as",
+        dest="as_person",
+        metavar="PERSON",
+        help="qtl only: what this registered person sees (a vendor: its own KPIs' breaches)",
+    )
     p.set_defaults(func=cmd_export)
 
     aud = sub.add_parser("audit", help="the hash-chained audit trail")
@@ -127,7 +139,14 @@ def run_import(
 def cmd_export(args: argparse.Namespace, ctx: CliContext) -> int:
     try:
         with ctx.db.read() as session, _output(args.out) as out:
-            if args.what == "approvals":
+            if args.what != "qtl" and (args.format != "csv" or args.as_person):
+                raise UserError("`--format md` and `--as` are for `crobot export qtl` only.")
+            if args.what == "qtl":
+                actor = acting_as(session, args.as_person) if args.as_person else None
+                count = export.export_qtl(
+                    session, out, fmt=args.format, study=args.study, actor=actor
+                )
+            elif args.what == "approvals":
                 count = export.export_approvals(session, out, study=args.study)
             else:
                 count = export.export_csv(session, args.what, out, study=args.study)

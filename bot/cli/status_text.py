@@ -56,6 +56,14 @@ def render_status(st: StudyStatus) -> str:
         lines.append(f"  ? #{ap.id} {what}: requested by {ap.requested_by}")
     if st.pending_count > len(st.pending_approvals):
         lines.append(f"  … and {st.pending_count - len(st.pending_approvals)} more")
+    if st.open_breaches:
+        lines += ["", f"Open QTL breaches: {len(st.open_breaches)}"]
+        for b in st.open_breaches:
+            owner = f"<@{b.owner_user_id}>" if b.owner_user_id else "no owner"
+            lines.append(
+                f"  ! #{b.id} {b.kpi} [{b.org}] {b.period}: {b.observed} (limit {b.limit}), "
+                f"evaluation by {b.due} — {owner}"
+            )
     return "\n".join(lines)
 
 

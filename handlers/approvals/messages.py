@@ -16,11 +16,17 @@ from zoneinfo import ZoneInfo
 
 from crobot.handlers import blockkit as bk
 from crobot.handlers.blockkit import Block, Mrkdwn, fmt
+from crobot.handlers.manifest import manifest_text
 from crobot.services.actor import Actor
 from crobot.services.approval_log import ApprovalRecord, person_of
 from crobot.services.approvals import MAX_REASON
 from crobot.services.kpi_values import shown
-from crobot.services.signatures import APPROVED_MEANING, HOW_TO_SET, MAX_PIN, manifest
+from crobot.services.signatures import (
+    APPROVED_MEANING,
+    HOW_TO_SET,
+    MAX_PIN,
+    manifest,
+)
 from crobot.storage.models import ApprovalState
 
 APPROVE = "approval_approve"
@@ -135,15 +141,7 @@ def signature_text(rec: ApprovalRecord) -> Mrkdwn | None:
     """The decision's manifest (21 CFR 11.50): meaning, printed name, UTC and the signer's
     local time; "signed" only for a Part 11 signature, else "acknowledged"."""
     m = manifest(rec)
-    if m is None:
-        return None
-    text = fmt("*Meaning:* {}\n{} by {}", m.meaning, m.word.capitalize(), m.name)
-    if m.word != "signed":
-        text += Mrkdwn(" (Slack identity; not a Part 11 signature)")
-    text += fmt(" · {}", m.utc)
-    if m.local:
-        text += fmt(" · {}, signer's local time", m.local)
-    return text
+    return None if m is None else manifest_text(m)
 
 
 def signature_block(rec: ApprovalRecord) -> list[Block]:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from slack_sdk import WebClient
 
 from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
+from crobot.services import qtl
 from crobot.services.approval_log import outbox_target
 from crobot.services.runtime import Runtime
 
@@ -42,6 +43,11 @@ class ApprovalOutbox:
         try:
             while self._deliver_once(approval_id):
                 pass
+            # A value approved beyond a quality tolerance limit: its breach or warning too.
+            with self.delivery.runtime.db.read() as s:
+                targets = qtl.outbox_targets(s, approval_id)
+            for target in targets:
+                self.delivery.resume_pending(target)
         except Exception:  # the rows stay pending for the sweep; say why here
             log.exception("delivering approval %s's Slack messages failed", approval_id)
 

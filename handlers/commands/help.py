@@ -60,6 +60,16 @@ TOPICS: dict[str, tuple[str, list[str]]] = {
             "`/cro site list [STUDY]` — a vendor sees its own sites only.",
         ],
     ),
+    "qtl": (
+        "Quality tolerance limits",
+        [
+            '`/cro qtl set STUDY KPI max:N|min:N [warn:N] [org:ORG] [rationale:"..."]` — '
+            "sponsor approvers; `max` for a lower-is-better KPI, `min` otherwise.",
+            "`/cro qtl list [STUDY]` — limits in force and open breaches · `/cro qtl off ID`",
+            "An approved value beyond a limit opens a breach, posted with Assign owner / "
+            "Evaluate; a sponsor approver closes it once evaluated.",
+        ],
+    ),
     "forecast": (
         "Enrolment forecast",
         [

@@ -27,7 +27,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from crobot.handlers import forms
 from crobot.handlers.blockkit import Mrkdwn
-from crobot.handlers.commands import action, digest, forecast, help, kpi, milestone, site, status
+from crobot.handlers.commands import (
+    action,
+    digest,
+    forecast,
+    help,
+    kpi,
+    milestone,
+    qtl,
+    site,
+    status,
+)
 from crobot.handlers.commands.base import CommandContext, Reply, Subcommand
 from crobot.handlers.commands.render import error_reply, notice
 from crobot.handlers.errors import UNAVAILABLE
@@ -71,6 +81,7 @@ TABLE: dict[str, Entry] = {
     "kpi": Entry(kpi.kpi_command, writes=kpi.WRITE_VERBS, forms=frozenset({"report"})),
     "digest": Entry(digest.digest_command, deferred=True),
     "site": Entry(site.site_command, writes=site.WRITE_VERBS),
+    "qtl": Entry(qtl.qtl_command, writes=qtl.WRITE_VERBS),
     # Thousands of simulated futures: answered after the ack, never against its 3 s.
     "forecast": Entry(forecast.forecast_command, deferred=True),
 }

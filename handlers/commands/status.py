@@ -15,6 +15,7 @@ from crobot.handlers.blockkit import (
 )
 from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.handlers.commands.common import audience_note, reader_audience, study_for
+from crobot.handlers.qtl_news import open_line
 from crobot.services.command_parser import classify
 from crobot.services.errors import UserError
 from crobot.services.kpi_values import shown
@@ -106,6 +107,10 @@ def _blocks(st: StudyStatus) -> list[Block]:
     if kpi_lines:
         blocks += [divider(), section(Mrkdwn("*KPIs (latest)*"))]
         blocks += lines_block(kpi_lines, budget=10)
+    if st.open_breaches:
+        lines = [open_line(b, st.today) for b in st.open_breaches]
+        blocks += [divider(), section(Mrkdwn(f"*Open QTL breaches ({len(lines)})*"))]
+        blocks += lines_block(lines, budget=6)
     if st.pending_count:
         blocks.append(context(Mrkdwn(f"{st.pending_count} submission(s) await approval.")))
     return blocks

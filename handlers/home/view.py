@@ -16,6 +16,7 @@ from crobot.handlers.approvals import messages
 from crobot.handlers.blockkit import Block, Mrkdwn, fmt, wording
 from crobot.handlers.home.pin import SET_PIN
 from crobot.handlers.middleware import Identity
+from crobot.handlers.qtl_news import open_line
 from crobot.handlers.user_tz import user_timezone
 from crobot.services.actor import resolve_actor
 from crobot.services.errors import NotRegistered
@@ -72,6 +73,9 @@ def render(model: HomeModel, notice: Mrkdwn | None) -> Block:
             )
             block_id = f"{messages.ACTIONS_BLOCK}:{rec.id}"
             blocks.append(messages.decide_buttons(rec.id, block_id=block_id))
+    if model.breaches:
+        blocks.append(bk.header("Open QTL breaches"))
+        blocks += bk.lines_block([open_line(b, model.today) for b in model.breaches], budget=6)
     if model.decided:
         blocks.append(bk.header("Recent decisions"))
         for rec in model.decided:
