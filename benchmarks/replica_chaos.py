@@ -52,6 +52,7 @@ from benchmarks.common import Summary, machine_line, redact, stop_process
 from crobot.storage.db import Database, normalise_url
 from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
 from tests.bot_server import free_port
+from tests.digest_helpers import working_country
 from tests.fake_slack import FakeSlack
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -129,6 +130,7 @@ def make_due(db: Database, ids: list[int], fire: datetime) -> None:
             link.digest_enabled, link.charts_enabled = True, False
             link.digest_days = DAYS[local.weekday()]
             link.digest_time = local.strftime("%H:%M")
+            link.country = working_country(local.date())  # a run on a day off still fires
             # Linked (and scheduled) well before the fire time, so it is a missed digest.
             link.created_at = fire - timedelta(days=1)
             link.schedule_changed_at = None

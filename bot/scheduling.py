@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SYNC_MINUTES = 10  # a full rebuild, in case a change was missed
 CHANGE_POLL_SECONDS = 5  # schedule changes made by other processes (replicas, the CLI)
+HOLIDAY_MINUTES = 5  # how late after its local time a holiday-shifted digest may go out
 ANCHOR_HOURS = 1  # the audit anchor job; it posts once per study and UTC day
 
 
@@ -105,6 +106,15 @@ class DigestScheduler:
         self.scheduler.add_job(
             self.anchor, "interval", hours=ANCHOR_HOURS, id="anchor", replace_existing=True
         )
+        # A digest whose day was a public holiday goes out at its local time on the next
+        # working day: looked for every few minutes (the cron trigger has no such day).
+        self.scheduler.add_job(
+            self.shifted,
+            "interval",
+            minutes=HOLIDAY_MINUTES,
+            id="holidays",
+            replace_existing=True,
+        )
         self.scheduler.add_job(
             self.poll_changes,
             "interval",
@@ -128,6 +138,9 @@ class DigestScheduler:
         self._follow_up(self.delivery.resume_pending())
         self._follow_up(self.runner.catch_up())
         self._follow_up(self.runner.nudge_catch_up())
+
+    def shifted(self) -> None:
+        self._follow_up(self.runner.shifted())
 
     def sweep(self) -> None:
         """Deliver outbox rows left pending: unclaimed ones (an approval whose kick never

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from crobot.digests.render import environment
 from crobot.handlers.blockkit import MAX_BLOCKS, Mrkdwn, context, fallback, lines_block, section
-from crobot.services.user_tz import S, with_user_zone
+from crobot.services.user_tz import S, with_user_place, with_user_zone
+from crobot.services.workdays import country_of, is_working_day
 from crobot.storage.models import (
     ActionItem,
     ActionStatus,
@@ -36,7 +37,6 @@ from crobot.storage.models import (
 NUDGE_HOUR = 9
 NUDGE_GRACE = timedelta(hours=1)
 MAX_ITEMS = 20
-WEEKEND = (5, 6)  # Saturday, Sunday (date.weekday())
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,12 @@ def _owner_zone(stmt: S, default_tz: str) -> tuple[S, ColumnElement[str]]:
     return with_user_zone(stmt, ActionItem.owner_team_id, ActionItem.owner_user_id, default_tz)
 
 
+def _owner_place(
+    stmt: S, default_tz: str
+) -> tuple[S, ColumnElement[str], SQLColumnExpression[str | None]]:
+    return with_user_place(stmt, ActionItem.owner_team_id, ActionItem.owner_user_id, default_tz)
+
+
 def _open_overdue_stmt(default_tz: str, latest_due: date) -> Select[Any]:
     stmt = select(
         ActionItem.id,
@@ -80,9 +86,9 @@ def _open_overdue_stmt(default_tz: str, latest_due: date) -> Select[Any]:
         ActionItem.title,
         ActionItem.due_date,
     ).join(Study, Study.id == ActionItem.study_id)
-    stmt, zone = _owner_zone(stmt, default_tz)
+    stmt, zone, country = _owner_place(stmt, default_tz)
     return (
-        stmt.add_columns(zone)
+        stmt.add_columns(zone, country)
         .where(ActionItem.status == ActionStatus.OPEN, ActionItem.due_date < latest_due)
         .order_by(ActionItem.due_date, ActionItem.id)
     )
@@ -96,24 +102,24 @@ def overdue_owners(
     # No zone is more than a day ahead of UTC: this bound keeps the scan to candidates.
     latest_due = now.date() + timedelta(days=2)
     owners: dict[tuple[str, str], Owner] = {}
-    for aid, team, user, code, title, due, tz in session.execute(
+    for aid, team, user, code, title, due, tz, country in session.execute(
         _open_overdue_stmt(default_tz, latest_due)
     ):
         if zone is not None and tz != zone:
             continue
         today = now.astimezone(ZoneInfo(tz)).date()
-        if due >= today or today.weekday() in WEEKEND:
+        if due >= today or not is_working_day(today, country_of(country, tz)):
             continue
         owner = owners.setdefault((team or "", user), Owner(team or "", user, tz))
         owner.items.append(OverdueItem(aid, code, title, due, (today - due).days))
     # Owners of overdue QTL breach evaluations are nudged the same way (services/qtl.py).
-    for bid, team, user, code, kpi, org, period, due, tz in session.execute(
+    for bid, team, user, code, kpi, org, period, due, tz, country in session.execute(
         _overdue_breaches_stmt(default_tz, latest_due)
     ):
         if zone is not None and tz != zone:
             continue
         today = now.astimezone(ZoneInfo(tz)).date()
-        if due >= today or today.weekday() in WEEKEND:
+        if due >= today or not is_working_day(today, country_of(country, tz)):
             continue
         owner = owners.setdefault((team or "", user), Owner(team or "", user, tz))
         title = f"evaluate the {kpi} breach ({org}, {period})"
@@ -122,8 +128,15 @@ def overdue_owners(
 
 
 def _breach_owner_zone(stmt: S, default_tz: str) -> tuple[S, ColumnElement[str]]:
+    stmt, zone, _ = _breach_owner_place(stmt, default_tz)
+    return stmt, zone
+
+
+def _breach_owner_place(
+    stmt: S, default_tz: str
+) -> tuple[S, ColumnElement[str], SQLColumnExpression[str | None]]:
     owner = cast(SQLColumnExpression[str], QtlBreach.owner_user_id)
-    return with_user_zone(stmt, QtlBreach.owner_team_id, owner, default_tz)
+    return with_user_place(stmt, QtlBreach.owner_team_id, owner, default_tz)
 
 
 def _overdue_breaches_stmt(default_tz: str, latest_due: date) -> Select[Any]:
@@ -142,9 +155,9 @@ def _overdue_breaches_stmt(default_tz: str, latest_due: date) -> Select[Any]:
         .join(KpiDefinition, KpiDefinition.id == QtlBreach.kpi_id)
         .join(Organization, Organization.id == QtlBreach.org_id)
     )
-    stmt, zone = _breach_owner_zone(stmt, default_tz)
+    stmt, zone, country = _breach_owner_place(stmt, default_tz)
     return (
-        stmt.add_columns(zone)
+        stmt.add_columns(zone, country)
         .where(
             QtlBreach.status == BreachStatus.OPEN,
             QtlBreach.owner_user_id.is_not(None),

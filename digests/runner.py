@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -19,9 +19,38 @@ from crobot.digests.nudges import (
 )
 from crobot.digests.schedule import Schedule
 from crobot.services.runtime import Runtime
+from crobot.services.workdays import (
+    country_of,
+    is_weekend,
+    is_working_day,
+    next_working_day,
+)
 from crobot.storage.models import ChannelLink, DigestRun
 
 log = logging.getLogger(__name__)
+
+
+def link_country(link: ChannelLink) -> str | None:
+    return country_of(link.country, link.timezone)
+
+
+def working_time(fire: datetime, sched: Schedule, country: str | None) -> datetime | None:
+    """When the digest of `fire` goes out: at `fire` on a working day; never for a fire on
+    the channel's weekend (skipped, as nudges are); for a public holiday, the same local
+    time on the next working day — unless the schedule fires that day anyway, whose digest
+    then covers it ("changes since the last digest")."""
+    local = fire.astimezone(sched.zone)
+    today = local.date()
+    if is_working_day(today, country):
+        return fire
+    if is_weekend(today, country):
+        return None
+    day = next_working_day(today, country)
+    shifted = datetime.combine(day, local.timetz().replace(tzinfo=None), sched.zone)
+    own = sched.next_fire(datetime.combine(day, time.min, sched.zone) - timedelta(seconds=1))
+    if own is not None and own.astimezone(sched.zone).date() == day:
+        return None
+    return shifted
 
 
 @dataclass
@@ -31,17 +60,28 @@ class DigestRunner:
     grace: timedelta = timedelta(hours=6)
 
     def scheduled(self, link_id: int) -> Outcome | None:
-        """Scheduler job body: deliver the period of the latest fire time, if within grace."""
+        """Scheduler job body: deliver the period of the latest fire time, if within grace;
+        a fire time on the channel's weekend or public holiday waits for `shifted`."""
         with self.runtime.db.read() as s:
             link = s.get(ChannelLink, link_id)
             if link is None or not link.digest_enabled:
                 return None
-            sched = Schedule.of(link)
+            sched, country = Schedule.of(link), link_country(link)
         now = self.runtime.now()
         fire = sched.last_fire(now)
         if fire is None:
             return None
-        if now - fire > self.grace:
+        due = working_time(fire, sched, country)
+        if due is None or due > now:
+            log.info(
+                "digest for link %s at %s falls on a day off in %s; %s",
+                link_id,
+                fire,
+                country,
+                f"it goes out {due}" if due else "skipped",
+            )
+            return None
+        if now - due > self.grace:
             log.info("digest for link %s at %s is past the grace window; skipped", link_id, fire)
             return None
         return self._send_link(link_id, sched.period_key(fire))
@@ -52,6 +92,24 @@ class DigestRunner:
         outcome = self.delivery.send_link(link_id, period_key)
         log.info("digest for link %s (%s): %s", link_id, period_key, outcome.state)
         return outcome
+
+    def shifted(self) -> list[Outcome]:
+        """Digests whose fire time fell on the channel's day off, sent on its next working
+        day at the same local time (the period stays the fire time's: still once)."""
+        now = self.runtime.now()
+        with self.runtime.db.read() as s:
+            links = list(s.scalars(select(ChannelLink).where(ChannelLink.digest_enabled.is_(True))))
+        out = []
+        for link in links:
+            sched = Schedule.of(link)
+            fire = sched.last_fire(now)
+            since = max(link.created_at, link.schedule_changed_at or link.created_at)
+            if fire is None or fire < since:
+                continue
+            due = working_time(fire, sched, link_country(link))
+            if due is not None and due != fire and due <= now <= due + self.grace:
+                out.append(self._send_link(link.id, sched.period_key(fire)))
+        return out
 
     def catch_up(self) -> list[Outcome]:
         """Send each channel's most recent missed digest once, if within grace: at start,
@@ -82,7 +140,10 @@ class DigestRunner:
             if (f"link:{link.id}", key) in done:
                 claimed += 1
                 continue
-            if now - fire > self.grace:
+            due = working_time(fire, sched, link_country(link))
+            if due is None or due > now:
+                continue  # a day off: skipped, or `shifted` sends it on the next working day
+            if now - due > self.grace:
                 log.info(
                     "missed digest for %s (%s) is %s old, beyond the %s grace window; skipped",
                     link.channel_id,

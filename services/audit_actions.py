@@ -27,6 +27,7 @@ ACTIONS: dict[str, str] = {
     "study.vendor.add": CREATE,
     "person.create": CREATE,
     "person.enrol": CREATE,  # a registered workspace's user, recognised on first use
+    "person.update": UPDATE,  # time zone or holiday country
     "channel.link": UPSERT,
     # work items (services/actions.py, milestones.py, kpis.py)
     "action.create": CREATE,

@@ -257,3 +257,13 @@ COUNTRIES: dict[str, str] = {
     "ZM": "Zambia",
     "ZW": "Zimbabwe",
 }
+
+
+def check_country(raw: str) -> str:
+    """An ISO 3166-1 alpha-2 code, upper-cased; ValueError (pydantic's field error) else."""
+    code = raw.strip().upper()
+    if code not in COUNTRIES:
+        raise ValueError(
+            f"`{raw.strip()}` is not an ISO 3166-1 alpha-2 country code (e.g. DE, FR, US)"
+        )
+    return code

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from crobot.services import audit
 from crobot.services.actor import SYSTEM, Actor
+from crobot.services.countries import check_country
 from crobot.services.errors import UserError, validate
 from crobot.services.lookup import org_by_name, study_by_code, vendor_org_ids
 from crobot.services.zones import canonical_zone
@@ -90,11 +91,34 @@ class PersonCreate(_Input):
     org: Name
     role: Role
     timezone: str | None = None
+    country: str | None = None  # whose public holidays apply; default: the zone's
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str | None) -> str | None:
         return None if v is None else check_zone(v)
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str | None) -> str | None:
+        return None if v is None else check_country(v)
+
+
+class PersonUpdate(_Input):
+    team_id: SlackId
+    user_id: SlackId
+    timezone: str | None = None
+    country: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        return None if v is None else check_zone(v)
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str | None) -> str | None:
+        return None if v is None else check_country(v)
 
 
 class ChannelLinkCreate(_Input):
@@ -103,11 +127,17 @@ class ChannelLinkCreate(_Input):
     study: str
     audience: str = Field(description="sponsor | joint | vendor:ORG | joint:ORG")
     timezone: str = "UTC"
+    country: str | None = None  # whose public holidays apply; default: the zone's
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
         return check_zone(v)
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str | None) -> str | None:
+        return None if v is None else check_country(v)
 
     @field_validator("audience")
     @classmethod
@@ -361,6 +391,34 @@ def add_study_vendor(session: Session, actor: Actor, **data: object) -> StudyVen
     return link
 
 
+def update_person(session: Session, actor: Actor, **data: object) -> Person:
+    """Change a person's time zone or country (whose holidays their reminders keep);
+    audited with the previous values."""
+    inp = validate(PersonUpdate, data)
+    person = session.scalars(
+        select(Person).where(Person.team_id == inp.team_id, Person.slack_user_id == inp.user_id)
+    ).first()
+    if person is None:
+        raise UserError(f"{inp.team_id}:{inp.user_id} is not registered.")
+    changes = inp.model_dump(include={"timezone", "country"}, exclude_none=True)
+    if not changes:
+        raise UserError("Nothing to change.", "Give --tz ZONE and/or --country CC.")
+    before = audit.snapshot(person, *changes)
+    for key, value in changes.items():
+        setattr(person, key, value)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "person.update",
+        "person",
+        person.id,
+        before=before,
+        after=audit.snapshot(person, *changes),
+    )
+    return person
+
+
 def add_person(session: Session, actor: Actor, **data: object) -> Person:
     inp = validate(PersonCreate, data)
     org = org_by_name(session, inp.org)
@@ -382,6 +440,7 @@ def add_person(session: Session, actor: Actor, **data: object) -> Person:
         org_id=org.id,
         role=inp.role,
         timezone=inp.timezone,
+        country=inp.country,
     )
     session.add(person)
     session.flush()
@@ -431,11 +490,13 @@ def link_channel(session: Session, actor: Actor, **data: object) -> ChannelLink:
         link = ChannelLink(team_id=inp.team_id, channel_id=inp.channel_id)
         session.add(link)
     else:
-        before = audit.snapshot(link, "study_id", "audience", "audience_org_id", "timezone")
+        before = audit.snapshot(
+            link, "study_id", "audience", "audience_org_id", "timezone", "country"
+        )
         if link.timezone != inp.timezone:
             link.schedule_changed_at = utcnow()  # the same wall time is another instant now
     link.study_id, link.audience, link.audience_org_id = study.id, kind, org_id
-    link.timezone = inp.timezone
+    link.timezone, link.country = inp.timezone, inp.country
     session.flush()
     audit.record(
         session,
@@ -446,7 +507,14 @@ def link_channel(session: Session, actor: Actor, **data: object) -> ChannelLink:
         study_id=study.id,
         before=before,
         after=audit.snapshot(
-            link, "team_id", "channel_id", "study_id", "audience", "audience_org_id", "timezone"
+            link,
+            "team_id",
+            "channel_id",
+            "study_id",
+            "audience",
+            "audience_org_id",
+            "timezone",
+            "country",
         ),
     )
     return link

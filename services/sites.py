@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from crobot.services import approvals, audit
 from crobot.services.actor import Actor
-from crobot.services.countries import COUNTRIES
+from crobot.services.countries import check_country
 from crobot.services.errors import NotFound, UserError, msg, validate
 from crobot.services.kpi_catalog import Period, current_period, parse_period
 from crobot.services.lookup import org_by_name, study_named_by, vendor_org_ids
@@ -55,15 +55,6 @@ UPDATE_HINT = (
 FIELDS = ("code", "name", "country", "org_id", "planned_activation", "activated_on", "status")
 REPORT_FIELDS = ("site_id", "period_label", "enrolled", "approval_state", "supersedes_id")
 MAX_ENROLLED = 100_000  # patients at one site in one period: more is a typo
-
-
-def check_country(raw: str) -> str:
-    code = raw.strip().upper()
-    if code not in COUNTRIES:
-        raise ValueError(
-            f"`{raw.strip()}` is not an ISO 3166-1 alpha-2 country code (e.g. DE, FR, US)"
-        )
-    return code
 
 
 def check_country_cell(raw: str) -> str:

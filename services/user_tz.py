@@ -107,12 +107,24 @@ def with_user_zone(
     A cached zone counts here whatever its age: `CACHE_TTL` says when to ask Slack again,
     and a background job has nobody to ask, so the last answer is still the best guess.
     """
+    joined, zone, _ = with_user_place(stmt, team_id, user_id, default_tz)
+    return joined, zone
+
+
+def with_user_place(
+    stmt: S,
+    team_id: SQLColumnExpression[str | None],
+    user_id: SQLColumnExpression[str],
+    default_tz: str,
+) -> tuple[S, ColumnElement[str], SQLColumnExpression[str | None]]:
+    """As `with_user_zone`, with the person's recorded country as a column too (None:
+    nobody recorded one; `services.workdays.country_of` then uses the zone's)."""
     person = aliased(Person)
     cache = aliased(UserTimezoneCache)
     joined = stmt.outerjoin(
         person, and_(person.team_id == team_id, person.slack_user_id == user_id)
     ).outerjoin(cache, and_(cache.team_id == team_id, cache.user_id == user_id))
-    return joined, func.coalesce(person.timezone, cache.timezone, default_tz)
+    return joined, func.coalesce(person.timezone, cache.timezone, default_tz), person.country
 
 
 def owners_to_ask(session: Session, *, now: datetime, limit: int = 200) -> list[tuple[str, str]]:

@@ -231,6 +231,8 @@ class Person(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     role: Mapped[Role] = mapped_column(_enum(Role, "person_role"))
     timezone: Mapped[str | None] = mapped_column(String(64))
+    # ISO 3166 alpha-2 whose public holidays apply (None: the time zone's country).
+    country: Mapped[str | None] = mapped_column(String(2))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     org: Mapped[Organization] = relationship(lazy="joined")
@@ -252,6 +254,8 @@ class ChannelLink(Base):
     # vendor:<org> channels name their org; a joint channel may name one vendor it is shared with.
     audience_org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # ISO 3166 alpha-2 whose public holidays apply (None: the time zone's country).
+    country: Mapped[str | None] = mapped_column(String(2))
     digest_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     digest_days: Mapped[str] = mapped_column(String(40), default="mon")
     digest_time: Mapped[str] = mapped_column(String(5), default="09:00")

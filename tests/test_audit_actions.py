@@ -230,6 +230,7 @@ def _drive_every_write_path(world: World) -> None:
     with world.db.write() as s:
         directory.update_org(s, SYSTEM, name="CentraLab", slack_team_id="TLAB9")
         assert directory.enrol_member(s, "TLAB9", "ULAB9", None, display_name="Lab tech")
+        directory.update_person(s, SYSTEM, team_id="TLAB9", user_id="ULAB9", country="IE")
     for attempt in range(signatures.MAX_ATTEMPTS + 1):  # the last one meets the lock
         with pytest.raises(signatures.PinRefused) as refused, world.db.write() as s:
             signatures.check_pin(s, approver, f"wrong-{attempt}")

@@ -213,3 +213,19 @@ def test_demo_is_idempotent_and_exports(
     assert study_id is not None
     assert main(["audit", "verify"]) == 1
     assert "BROKEN at event seq 30" in capsys.readouterr().out
+
+
+def test_person_update_records_the_holiday_country_audited(
+    cli_env: Database, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["person", "update", "UAPEX", "--team", "T1"]
+    assert main([*argv, "--country", "de"]) == 0
+    assert "holidays of DE" in capsys.readouterr().out
+    with cli_env.read() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "person.update")).one()
+    assert event.before == {"country": None} and event.after == {"country": "DE"}
+    before = snapshot(cli_env)
+    assert main([*argv, "--country", "XX"]) == 2
+    assert "not an ISO 3166-1 alpha-2 country code" in capsys.readouterr().err
+    assert main(argv) == 2  # nothing to change
+    assert_unchanged(cli_env, before)

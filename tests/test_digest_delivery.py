@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from slack_sdk import WebClient
@@ -610,3 +611,94 @@ def test_the_kpi_section_is_a_table_off_target_first_with_charts_of_the_worst_tw
     sections = [json.dumps(b, ensure_ascii=False) for b in blocks if b["type"] == "section"]
     assert any("Enrolment — Apex CRO: 7" in text for text in sections)
     assert validate_calls(env.fake.calls_to("chat.postMessage")) >= 1
+
+
+def test_nudges_skip_public_holidays_of_the_owners_country(env: Env) -> None:
+    """Three countries, two with daylight saving: the owner's recorded country, else their
+    zone's, decides; Thanksgiving spares only the American, Christmas everyone."""
+    from crobot.storage.models import Person
+
+    with env.world.db.write() as s:
+        lab = s.scalars(select(Person).where(Person.slack_user_id == "ULAB")).one()
+        lab.timezone = "Europe/Berlin"  # DE by its zone
+    for owner in ("UAPEX", "UAPPROVER", "ULAB"):
+        _overdue(env, owner)
+    runner = DigestRunner(env.runtime, env.delivery())
+
+    def nudged(at: datetime, zone: str) -> list[str]:
+        env.clock.set(at)
+        return [o.state for o in runner.nudges(zone)]
+
+    # Thursday 26 Nov 2026, Thanksgiving in the US, 09:00 in each owner's zone.
+    assert nudged(datetime(2026, 11, 26, 14, 0, tzinfo=UTC), "America/New_York") == []
+    assert nudged(datetime(2026, 11, 26, 3, 30, tzinfo=UTC), "Asia/Kolkata") == ["sent"]
+    assert nudged(datetime(2026, 11, 26, 8, 0, tzinfo=UTC), "Europe/Berlin") == ["sent"]
+    # Friday 25 Dec 2026: a public holiday in all three countries.
+    assert nudged(datetime(2026, 12, 25, 14, 0, tzinfo=UTC), "America/New_York") == []
+    assert nudged(datetime(2026, 12, 25, 3, 30, tzinfo=UTC), "Asia/Kolkata") == []
+    assert nudged(datetime(2026, 12, 25, 8, 0, tzinfo=UTC), "Europe/Berlin") == []
+    # A recorded country wins over the zone's: Berlin-based, working to the US calendar.
+    with env.world.db.write() as s:
+        lab = s.scalars(select(Person).where(Person.slack_user_id == "ULAB")).one()
+        lab.country = "US"
+    env.fake.reset()
+    assert nudged(datetime(2026, 11, 26, 8, 0, tzinfo=UTC), "Europe/Berlin") == []
+    assert nudged(datetime(2026, 11, 27, 8, 0, tzinfo=UTC), "Europe/Berlin") == ["sent"]
+
+
+def _schedule(env: Env, channel: str, days: str, at: str, zone: str) -> int:
+    """`channel`'s digest alone: every other channel's is turned off."""
+    with env.world.db.write() as s:
+        s.execute(update(ChannelLink).values(digest_enabled=False))
+        link = s.scalars(select(ChannelLink).where(ChannelLink.channel_id == channel)).one()
+        link.digest_enabled, link.digest_days, link.digest_time = True, days, at
+        link.timezone, link.charts_enabled = zone, False
+        link.created_at = datetime(2026, 1, 1, tzinfo=UTC)
+        return link.id
+
+
+def test_a_digest_on_a_public_holiday_goes_out_the_next_working_day_once(env: Env) -> None:
+    """Three countries, with and without daylight saving: Thanksgiving (US), Christmas on
+    a Friday (IN: Monday next), Easter Monday the day after Europe's clocks changed (DE)."""
+    cases = [
+        # channel, days, zone, holiday fire (UTC), next working day's local 09:00 (UTC)
+        (C_SPONSOR, "thu", "America/New_York", (2026, 11, 26, 14, 0), (2026, 11, 27, 14, 0)),
+        (C_APEX, "fri", "Asia/Kolkata", (2026, 12, 25, 3, 30), (2026, 12, 28, 3, 30)),
+        (C_LAB, "mon", "Europe/Berlin", (2027, 3, 29, 7, 0), (2027, 3, 30, 7, 0)),
+    ]
+    runner = DigestRunner(env.runtime, env.delivery())
+    for channel, days, zone, fire, shifted in cases:
+        lid = _schedule(env, channel, days, "09:00", zone)
+        env.clock.set(datetime(*fire, tzinfo=UTC))
+        assert runner.scheduled(lid) is None, channel  # a day off: not now
+        assert runner.shifted() == [] and runner.catch_up() == []
+        env.clock.set(datetime(*shifted, tzinfo=UTC) - timedelta(minutes=1))
+        assert runner.shifted() == []  # not before its local time
+        env.clock.set(datetime(*shifted, tzinfo=UTC) + timedelta(minutes=3))
+        assert [o.state for o in runner.shifted()] == ["sent"], channel
+        assert [o.state for o in runner.shifted()] == ["duplicate"]  # once
+        assert runner.catch_up() == []  # already claimed: nothing more
+        posted = [m for m in env.fake.posted(channel) if m.get("metadata")]
+        assert len(posted) == 1, channel
+        key = posted[0]["metadata"]["event_payload"]["run_key"]
+        assert key.endswith(
+            datetime(*fire, tzinfo=UTC).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M")
+        )
+
+
+def test_a_holiday_before_a_digest_day_and_a_weekend_send_nothing_extra(env: Env) -> None:
+    runner = DigestRunner(env.runtime, env.delivery())
+    # Easter Monday in Berlin, with a Tuesday digest anyway: Tuesday's covers it.
+    lid = _schedule(env, C_LAB, "mon,tue", "09:00", "Europe/Berlin")
+    env.clock.set(datetime(2027, 3, 29, 7, 0, tzinfo=UTC))
+    assert runner.scheduled(lid) is None
+    env.clock.set(datetime(2027, 3, 30, 7, 3, tzinfo=UTC))
+    assert runner.shifted() == []
+    assert runner.scheduled(lid) is not None  # Tuesday's own digest
+    # A daily schedule skips the weekend: Saturday's fire is not sent, then or on Monday.
+    lid = _schedule(env, C_APEX, "mon,tue,wed,thu,fri,sat,sun", "09:00", "Asia/Kolkata")
+    env.clock.set(datetime(2026, 11, 28, 3, 30, tzinfo=UTC))  # Saturday 09:00 IST
+    assert runner.scheduled(lid) is None
+    env.clock.set(datetime(2026, 11, 30, 3, 33, tzinfo=UTC))  # Monday 09:03 IST
+    assert runner.shifted() == []
+    assert len([m for m in env.fake.posted(C_APEX) if m.get("metadata")]) == 0

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
 from tests.bot_server import free_port
 from tests.conftest import TEST_AUDIT_KEY, World
+from tests.digest_helpers import working_country
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SIGNING_SECRET
 
@@ -43,6 +44,7 @@ def _schedule_all(world: World, fire_utc: datetime) -> int:
             link.digest_enabled, link.charts_enabled = True, False
             link.digest_days = DAYS[local.weekday()]
             link.digest_time = local.strftime("%H:%M")
+            link.country = working_country(local.date())  # CI may run on a day off
             # Linked well before: a channel linked after a fire time has nothing to catch up.
             link.created_at = fire_utc - timedelta(days=1)
         return len(links)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from crobot.bot.cli.context import CliContext, run_service
-from crobot.services import directory, signatures
+from crobot.services import directory, signatures, workdays
 from crobot.storage.models import Organization, OrgKind, Role, SignatureMode
 
 FOUR_EYES_HELP = (
@@ -74,7 +74,15 @@ def register(sub: Any) -> None:
     p.add_argument("--org", required=True)
     p.add_argument("--role", required=True, choices=[r.value for r in Role])
     p.add_argument("--tz", dest="timezone", help="IANA time zone, e.g. Asia/Kolkata")
+    p.add_argument("--country", help="whose public holidays apply (ISO code; default: the zone's)")
     p.set_defaults(func=cmd_person_add)
+
+    p = psub.add_parser("update", help="change a person's time zone or holiday country")
+    p.add_argument("user_id", help="Slack user id (U...)")
+    p.add_argument("--team", required=True, dest="team_id", help="Slack team id (T...)")
+    p.add_argument("--tz", dest="timezone", help="IANA time zone, e.g. Asia/Kolkata")
+    p.add_argument("--country", help="whose public holidays apply (ISO code, e.g. DE)")
+    p.set_defaults(func=cmd_person_update)
 
     p = psub.add_parser(
         "reset-pin", help="remove a person's forgotten signing PIN (they set a new one in Home)"
@@ -91,6 +99,7 @@ def register(sub: Any) -> None:
     p.add_argument("--study", required=True)
     p.add_argument("--audience", required=True, help="sponsor | joint | vendor:ORG | joint:ORG")
     p.add_argument("--tz", dest="timezone", default="UTC", help="IANA zone for digests")
+    p.add_argument("--country", help="whose public holidays apply (ISO code; default: the zone's)")
     p.set_defaults(func=cmd_channel_link)
 
 
@@ -186,7 +195,7 @@ def cmd_person_add(args: argparse.Namespace, ctx: CliContext) -> int:
     person = run_service(
         ctx,
         directory.add_person,
-        **_fields(args, "team_id", "user_id", "display_name", "org", "role", "timezone"),
+        **_fields(args, "team_id", "user_id", "display_name", "org", "role", "timezone", "country"),
     )
     print(
         f"{person.display_name} ({person.team_id}:{person.slack_user_id}) added as "
@@ -201,11 +210,23 @@ def cmd_person_reset_pin(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
+def cmd_person_update(args: argparse.Namespace, ctx: CliContext) -> int:
+    person = run_service(
+        ctx, directory.update_person, **_fields(args, "team_id", "user_id", "timezone", "country")
+    )
+    place = person.country or f"{workdays.zone_country(person.timezone) or '—'} (from the zone)"
+    print(
+        f"{person.display_name} ({person.team_id}:{person.slack_user_id}): "
+        f"{person.timezone or 'zone from Slack'}; holidays of {place}"
+    )
+    return 0
+
+
 def cmd_channel_link(args: argparse.Namespace, ctx: CliContext) -> int:
     link = run_service(
         ctx,
         directory.link_channel,
-        **_fields(args, "team_id", "channel_id", "study", "audience", "timezone"),
+        **_fields(args, "team_id", "channel_id", "study", "audience", "timezone", "country"),
     )
     print(
         f"channel {link.channel_id} linked to {args.study.upper()} as {args.audience} "
