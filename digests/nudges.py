@@ -21,7 +21,21 @@ from sqlalchemy import ColumnElement, Select, SQLColumnExpression, select
 from sqlalchemy.orm import Session
 
 from crobot.digests.render import environment
-from crobot.handlers.blockkit import MAX_BLOCKS, Mrkdwn, context, fallback, lines_block, section
+from crobot.handlers.blockkit import (
+    MAX_BLOCKS,
+    Block,
+    Mrkdwn,
+    actions,
+    button,
+    context,
+    fallback,
+    lines_block,
+    option,
+    plain,
+    section,
+    static_select,
+)
+from crobot.services.snoozes import DAY, MONDAY, snoozed
 from crobot.services.user_tz import S, with_user_place, with_user_zone
 from crobot.services.workdays import country_of, is_working_day
 from crobot.storage.models import (
@@ -102,6 +116,7 @@ def overdue_owners(
     # No zone is more than a day ahead of UTC: this bound keeps the scan to candidates.
     latest_due = now.date() + timedelta(days=2)
     owners: dict[tuple[str, str], Owner] = {}
+    paused = snoozed(session, now.date() - timedelta(days=1))
     for aid, team, user, code, title, due, tz, country in session.execute(
         _open_overdue_stmt(default_tz, latest_due)
     ):
@@ -110,6 +125,8 @@ def overdue_owners(
         today = now.astimezone(ZoneInfo(tz)).date()
         if due >= today or not is_working_day(today, country_of(country, tz)):
             continue
+        if paused.get((team or "", user), date.min) >= today:
+            continue  # the owner snoozed their reminders
         owner = owners.setdefault((team or "", user), Owner(team or "", user, tz))
         owner.items.append(OverdueItem(aid, code, title, due, (today - due).days))
     # Owners of overdue QTL breach evaluations are nudged the same way (services/qtl.py).
@@ -120,6 +137,8 @@ def overdue_owners(
             continue
         today = now.astimezone(ZoneInfo(tz)).date()
         if due >= today or not is_working_day(today, country_of(country, tz)):
+            continue
+        if paused.get((team or "", user), date.min) >= today:
             continue
         owner = owners.setdefault((team or "", user), Owner(team or "", user, tz))
         title = f"evaluate the {kpi} breach ({org}, {period})"
@@ -199,12 +218,30 @@ def render_nudge(owner: Owner) -> Nudge:
     count = len(owner.items)
     blocks = [section(Mrkdwn(f"*Good morning — you have {count} overdue action item(s):*"))]
     blocks += lines_block(lines, budget=MAX_BLOCKS - 3, total=count, noun="overdue items")
-    hint = "Mark one done with `/cro action done ID`."
+    hint = "Mark one done here or with `/cro action done ID`."
     if any(i.kind == "qtl" for i in owner.items):
         hint += " Evaluate a QTL breach from its post in the sponsor channel."
     blocks.append(context(Mrkdwn(hint)))
+    blocks.append(_buttons(items))
     summary = fallback(Mrkdwn(f"You have {count} overdue action item(s)."))
     return Nudge(summary, blocks)
+
+
+SNOOZE_DAY, SNOOZE_MONDAY, DONE = "nudge_snooze_day", "nudge_snooze_monday", "nudge_done"
+
+
+def _buttons(items: list[OverdueItem]) -> Block:
+    """Snooze (a day / until Monday), and Done for one of the listed actions."""
+    elements = [
+        button("Snooze 1 day", SNOOZE_DAY, DAY),
+        button("Snooze until Monday", SNOOZE_MONDAY, MONDAY),
+    ]
+    done = [option(f"#{i.id} {i.title}", str(i.id)) for i in items if i.kind == "action"]
+    if done:
+        select = static_select(done)
+        select |= {"action_id": DONE, "placeholder": plain("Mark one done…")}
+        elements.append(select)
+    return actions(*elements, block_id="nudge_actions")
 
 
 def nudge_period(owner: Owner, now: datetime) -> str:

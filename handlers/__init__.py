@@ -22,6 +22,7 @@ def register_listeners(app: App, runtime: Runtime) -> None:
         forms,
         home,
         middleware,
+        nudges,
         payload,
         qtl_listeners,
         questions,
@@ -37,6 +38,7 @@ def register_listeners(app: App, runtime: Runtime) -> None:
     forms.register(app)
     approvals.register(app)
     home.register(app)
+    nudges.register(app)
     qtl_listeners.register(app)
     questions.register(app)
     outbox.attach(runtime, app.client)

@@ -28,6 +28,7 @@ ACTIONS: dict[str, str] = {
     "person.create": CREATE,
     "person.enrol": CREATE,  # a registered workspace's user, recognised on first use
     "person.update": UPDATE,  # time zone or holiday country
+    "nudge.snooze": UPSERT,  # a person pauses their own overdue reminders
     "channel.link": UPSERT,
     # work items (services/actions.py, milestones.py, kpis.py)
     "action.create": CREATE,

@@ -706,3 +706,16 @@ BOTS_TABLE = SQLAlchemyInstallationStore.build_bots_table(Base.metadata, "slack_
 OAUTH_STATES_TABLE = SQLAlchemyOAuthStateStore.build_oauth_states_table(
     Base.metadata, "slack_oauth_states"
 )
+
+
+class NudgeSnooze(Base):
+    """An owner's overdue-action reminders paused through `until` (their local date)."""
+
+    __tablename__ = "nudge_snoozes"
+    __table_args__ = (UniqueConstraint("team_id", "user_id", name="uq_nudge_snooze"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    until: Mapped[date] = mapped_column(Date)
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)

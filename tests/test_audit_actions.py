@@ -30,6 +30,7 @@ from crobot.services import (
     qtl,
     signatures,
     sites,
+    snoozes,
 )
 from crobot.services.actor import SYSTEM
 from crobot.services.audit_actions import ACTIONS, CREATE, EVENT, UPDATE, UPSERT
@@ -231,6 +232,8 @@ def _drive_every_write_path(world: World) -> None:
         directory.update_org(s, SYSTEM, name="CentraLab", slack_team_id="TLAB9")
         assert directory.enrol_member(s, "TLAB9", "ULAB9", None, display_name="Lab tech")
         directory.update_person(s, SYSTEM, team_id="TLAB9", user_id="ULAB9", country="IE")
+        for days in (1, 4):  # a snooze, then a change of it (its previous value kept)
+            snoozes.snooze(s, apex, TODAY + timedelta(days=days))
     for attempt in range(signatures.MAX_ATTEMPTS + 1):  # the last one meets the lock
         with pytest.raises(signatures.PinRefused) as refused, world.db.write() as s:
             signatures.check_pin(s, approver, f"wrong-{attempt}")

@@ -418,7 +418,10 @@ def test_an_overdue_dm_is_never_cut_mid_title(env: Env) -> None:
     assert items and all(ln.endswith("day(s) overdue)") for ln in items)  # whole lines
     more = [int(n) for t in texts for n in re.findall(r"…and (\d+) more", t)]
     assert more and len(items) + more[0] == 25
-    assert "Mark one done" in blocks[-1]["elements"][0]["text"]
+    hint = [b for b in blocks if b["type"] == "context"][-1]
+    assert "Mark one done" in hint["elements"][0]["text"]
+    assert blocks[-1]["type"] == "actions"  # Snooze and Done, within Slack's limits
+    assert validate_calls(env.fake.calls_to("chat.postMessage")) == 1
 
 
 def test_an_owner_with_an_unknown_zone_is_looked_up_before_the_first_nudge(
