@@ -10,7 +10,6 @@ only a question from a registered person is handed to the lazy listener, which r
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +24,6 @@ from crobot.handlers.commands.router import CommandRequest, CommandRouter
 from crobot.handlers.handoff import hand_over, take_over
 from crobot.services import questions
 from crobot.services.actor import resolve_actor
-
-log = logging.getLogger(__name__)
 
 ACTION = "question_reading"
 KEY = "crobot_question"

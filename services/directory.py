@@ -6,6 +6,7 @@ import re
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -36,6 +37,8 @@ from crobot.storage.models import (
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 SlackId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Z0-9]{2,32}$")]
+# Whose public holidays apply (ISO 3166 alpha-2); None: the time zone's country.
+Country = Annotated[str, AfterValidator(check_country)]
 
 
 class _Input(BaseModel):
@@ -84,41 +87,24 @@ class StudyVendorCreate(_Input):
     scope: Annotated[str, StringConstraints(max_length=300)] | None = None
 
 
-class PersonCreate(_Input):
+class PersonUpdate(_Input):
+    """A person, and where they are: their zone and whose holidays they keep."""
+
     team_id: SlackId
     user_id: SlackId
+    timezone: str | None = None
+    country: Country | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        return None if v is None else check_zone(v)
+
+
+class PersonCreate(PersonUpdate):
     display_name: Name
     org: Name
     role: Role
-    timezone: str | None = None
-    country: str | None = None  # whose public holidays apply; default: the zone's
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str | None) -> str | None:
-        return None if v is None else check_zone(v)
-
-    @field_validator("country")
-    @classmethod
-    def _country(cls, v: str | None) -> str | None:
-        return None if v is None else check_country(v)
-
-
-class PersonUpdate(_Input):
-    team_id: SlackId
-    user_id: SlackId
-    timezone: str | None = None
-    country: str | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str | None) -> str | None:
-        return None if v is None else check_zone(v)
-
-    @field_validator("country")
-    @classmethod
-    def _country(cls, v: str | None) -> str | None:
-        return None if v is None else check_country(v)
 
 
 class ChannelLinkCreate(_Input):
@@ -127,17 +113,12 @@ class ChannelLinkCreate(_Input):
     study: str
     audience: str = Field(description="sponsor | joint | vendor:ORG | joint:ORG")
     timezone: str = "UTC"
-    country: str | None = None  # whose public holidays apply; default: the zone's
+    country: Country | None = None
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
         return check_zone(v)
-
-    @field_validator("country")
-    @classmethod
-    def _country(cls, v: str | None) -> str | None:
-        return None if v is None else check_country(v)
 
     @field_validator("audience")
     @classmethod
