@@ -21,7 +21,7 @@ Deliberate choices:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SYNC_MINUTES = 10  # a full rebuild, in case a change was missed
 CHANGE_POLL_SECONDS = 5  # schedule changes made by other processes (replicas, the CLI)
+ESCALATION_MINUTES = 5  # how late after 09:00 a missed escalation is made up
 HOLIDAY_MINUTES = 5  # how late after its local time a holiday-shifted digest may go out
 ANCHOR_HOURS = 1  # the audit anchor job; it posts once per study and UTC day
 
@@ -86,45 +87,27 @@ class DigestScheduler:
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> DigestScheduler:
         self.sync_jobs()
-        self.scheduler.add_job(
-            self.sync_jobs, "interval", minutes=SYNC_MINUTES, id="sync", replace_existing=True
-        )
+        self._every(self.sync_jobs, "sync", minutes=SYNC_MINUTES)
         # Recovery runs on a job thread so that start-up never waits for Slack.
         self.scheduler.add_job(self.recover, id="recover", replace_existing=True)
-        self.scheduler.add_job(
-            self.sweep,
-            "interval",
-            seconds=self.sweep_seconds,
-            id="outbox",
-            replace_existing=True,
-        )
-        self.scheduler.add_job(
-            self.ask_owner_zones, "interval", hours=1, id="zones", replace_existing=True
-        )
+        self._every(self.sweep, "outbox", seconds=self.sweep_seconds)
+        self._every(self.ask_owner_zones, "zones", hours=1)
         # Hourly, so a process that was down at midnight still anchors that day; the
         # outbox claim (`anchor:<study>`, the UTC day) lets only the first run post.
-        self.scheduler.add_job(
-            self.anchor, "interval", hours=ANCHOR_HOURS, id="anchor", replace_existing=True
-        )
+        self._every(self.anchor, "anchor", hours=ANCHOR_HOURS)
         # A digest whose day was a public holiday goes out at its local time on the next
         # working day: looked for every few minutes (the cron trigger has no such day).
-        self.scheduler.add_job(
-            self.shifted,
-            "interval",
-            minutes=HOLIDAY_MINUTES,
-            id="holidays",
-            replace_existing=True,
-        )
-        self.scheduler.add_job(
-            self.poll_changes,
-            "interval",
-            seconds=CHANGE_POLL_SECONDS,
-            id="changes",
-            replace_existing=True,
-        )
+        self._every(self.shifted, "holidays", minutes=HOLIDAY_MINUTES)
+        # Overdue actions reaching their study's escalation threshold: the 09:00 nudge job
+        # escalates its zone's at once; this catches owners whose job a restart missed.
+        self._every(self.escalate, "escalations", minutes=ESCALATION_MINUTES)
+        self._every(self.poll_changes, "changes", seconds=CHANGE_POLL_SECONDS)
         self.runtime.schedule_listeners.append(self.on_schedule_changed)
         self.scheduler.start()
         return self
+
+    def _every(self, job: Callable[[], object], job_id: str, **interval: float) -> None:
+        self.scheduler.add_job(job, "interval", id=job_id, replace_existing=True, **interval)
 
     def shutdown(self, wait: bool = True) -> None:
         if self.on_schedule_changed in self.runtime.schedule_listeners:
@@ -141,6 +124,9 @@ class DigestScheduler:
 
     def shifted(self) -> None:
         self._follow_up(self.runner.shifted())
+
+    def escalate(self) -> None:
+        self._follow_up(self.runner.escalate())
 
     def sweep(self) -> None:
         """Deliver outbox rows left pending: unclaimed ones (an approval whose kick never
@@ -241,7 +227,9 @@ class DigestScheduler:
             self._follow_up([outcome])
 
     def _nudges(self, zone: str) -> None:
+        """09:00 in `zone`: its owners' nudges, then their actions due for escalation."""
         self._follow_up(self.runner.nudges(zone))
+        self._follow_up(self.runner.escalate(zone=zone))
 
     def _follow_up(self, outcomes: list[Outcome]) -> None:
         """Runs still pending (rate limited, unknown outcome, leased) get a one-off retry."""

@@ -2,8 +2,8 @@
 
 Digests, overdue nudges, failure notices, an approval's request post, decision updates
 and the submitter's notices, the audit chain's daily anchors, an enrolment milestone
-flagged at risk (or recovered) by the forecast, QTL breaches and warnings (kinds: see
-`DigestRun`). The protocol, for one (target, key):
+flagged at risk (or recovered) by the forecast, QTL breaches and warnings, an overdue
+action's escalation (kinds: see `DigestRun`). The protocol, for one (target, key):
 1. Claim: INSERT a `DigestRun` row. The UNIQUE (target, period_key) constraint decides
    which process (or thread) posts; every other claimant gets an IntegrityError and stops.
    Work written by a transaction (an approval's rows) is inserted unclaimed, and the first
@@ -57,10 +57,10 @@ from crobot.digests.nudges import compose_nudge
 from crobot.digests.render import render, render_detail, render_short
 from crobot.digests.targets import GONE_PREFIX, target_team
 from crobot.handlers import blockkit as bk
-from crobot.handlers import forecast_news, installs, qtl_news
+from crobot.handlers import escalation_news, forecast_news, installs, qtl_news
 from crobot.handlers.approvals import posts as approval_posts
 from crobot.handlers.user_tz import with_token
-from crobot.services import anchors, approval_log
+from crobot.services import anchors, approval_log, escalations
 from crobot.services.lookup import sponsor_channels
 from crobot.services.runtime import NotInstalled, Runtime
 from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
@@ -87,6 +87,7 @@ METADATA_EVENT = "crobot_digest_run"
 APPROVAL_METADATA_EVENT = "crobot_approval"
 FORECAST_EVENT = forecast_news.METADATA_EVENT
 QTL_EVENT = qtl_news.METADATA_EVENT
+ESCALATION_EVENT = escalation_news.METADATA_EVENT
 HISTORY_PAGES = 25  # 5,000 messages since a run's first attempt
 # Slack's refusals of a message's size or shape: a digest is then posted in a shorter form.
 TOO_BIG = frozenset({"invalid_blocks", "msg_too_long"})
@@ -582,6 +583,13 @@ class Delivery:
         if kind in ("qtl", "qtlwarn"):
             said = qtl_news.payload(self.runtime, run.target, run.period_key)
             return None if said is None else Payload(**said, metadata_event=QTL_EVENT)
+        if kind == escalations.TARGET_PREFIX.rstrip(":"):
+            told = escalation_news.payload(self.runtime, run.target, run.period_key)
+            if told is None:
+                return None
+            if escalation_news.DM_USER in told:
+                told["channel"] = self._open_dm(told.pop(escalation_news.DM_USER))
+            return Payload(**told, metadata_event=ESCALATION_EVENT)
         if kind == "approval":
             msg = approval_posts.payload(self.runtime, self.client, run.target, run.period_key)
             if msg is None:

@@ -18,6 +18,7 @@ from crobot.digests.nudges import (
     owner_zones,
 )
 from crobot.digests.schedule import Schedule
+from crobot.services import escalations
 from crobot.services.runtime import Runtime
 from crobot.services.workdays import (
     country_of,
@@ -183,6 +184,22 @@ class DigestRunner:
         with self.runtime.db.read() as s:
             owners = overdue_owners(s, now, self.runtime.default_tz, zone=zone)
         return [self.delivery.send(o.target, nudge_period(o, now)) for o in owners]
+
+    def escalate(self, *, zone: str | None = None) -> list[Outcome]:
+        """Escalate every action due for it (services/escalations.py), one transaction
+        each, then deliver what each wrote. Not before 09:00 in the owner's zone."""
+        now = self.runtime.now()
+        with self.runtime.db.read() as s:
+            due = escalations.due_escalations(s, now, self.runtime.default_tz, zone=zone)
+        out: list[Outcome] = []
+        for item in due:
+            if now.astimezone(ZoneInfo(item.zone)).hour < NUDGE_HOUR:
+                continue
+            with self.runtime.db.write() as s:
+                targets = escalations.escalate(s, item)
+            for target in targets:
+                out.extend(self.delivery.resume_pending(target))
+        return out
 
     def nudge_catch_up(self) -> list[Outcome]:
         now = self.runtime.now()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from crobot.services import anchors, approval_log, enrolment, qtl
+from crobot.services import anchors, approval_log, enrolment, escalations, qtl
 from crobot.services.approval_log import DM, Work
 from crobot.services.lookup import sponsor_channels
 from crobot.storage.models import (
@@ -106,6 +106,12 @@ def target_team(session: Session, run: DigestRun) -> str | None:
     if kind in (qtl.BREACH_PREFIX.rstrip(":"), qtl.WARN_PREFIX.rstrip(":")):
         # the channel named in the period key (services/qtl.py): that channel's side.
         return channel_team(session, qtl.channel_of(run.target, run.period_key))
+    if kind == escalations.TARGET_PREFIX.rstrip(":"):
+        # a lead's DM goes through the lead's workspace, a post through the channel's.
+        lead = escalations.dm_of(run.period_key)
+        if lead is not None:
+            return lead[0]
+        return channel_team(session, escalations.channel_of(run.period_key) or "")
     if kind == GONE_PREFIX.rstrip(":"):
         link = gone_channel(session, rest, gone_study(run.period_key))
         return link.team_id if link is not None else None

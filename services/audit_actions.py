@@ -27,12 +27,13 @@ ACTIONS: dict[str, str] = {
     "study.vendor.add": CREATE,
     "person.create": CREATE,
     "person.enrol": CREATE,  # a registered workspace's user, recognised on first use
-    "person.update": UPDATE,  # time zone or holiday country
+    "person.update": UPDATE,  # time zone, holiday country or role
     "nudge.snooze": UPSERT,  # a person pauses their own overdue reminders
     "channel.link": UPSERT,
     # work items (services/actions.py, milestones.py, kpis.py)
     "action.create": CREATE,
     "action.done": UPDATE,
+    "action.escalate": UPDATE,  # overdue past the study's threshold: lead and sponsor told
     "milestone.create": CREATE,
     "milestone.update": UPDATE,
     "kpi.report": CREATE,

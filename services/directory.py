@@ -62,6 +62,10 @@ class OrgUpdate(_Input):
 EnrolmentTarget = Annotated[int, Field(ge=1, le=10_000_000)]
 
 
+# Working days an action may be overdue before it is escalated; 0 turns it off.
+EscalateAfter = Annotated[int, Field(ge=0, le=60)]
+
+
 class StudyCreate(_Input):
     code: Annotated[
         str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*$", max_length=40)
@@ -72,6 +76,7 @@ class StudyCreate(_Input):
     four_eyes: bool = False
     signatures: SignatureMode = SignatureMode.ACKNOWLEDGE
     enrolment_target: EnrolmentTarget | None = None
+    escalate_after_days: EscalateAfter = 3
 
 
 class StudyUpdate(_Input):
@@ -79,6 +84,7 @@ class StudyUpdate(_Input):
     four_eyes: bool | None = None
     signatures: SignatureMode | None = None
     enrolment_target: EnrolmentTarget | None = None
+    escalate_after_days: EscalateAfter | None = None
 
 
 class StudyVendorCreate(_Input):
@@ -87,7 +93,7 @@ class StudyVendorCreate(_Input):
     scope: Annotated[str, StringConstraints(max_length=300)] | None = None
 
 
-class PersonUpdate(_Input):
+class PersonPlace(_Input):
     """A person, and where they are: their zone and whose holidays they keep."""
 
     team_id: SlackId
@@ -101,7 +107,11 @@ class PersonUpdate(_Input):
         return None if v is None else check_zone(v)
 
 
-class PersonCreate(PersonUpdate):
+class PersonUpdate(PersonPlace):
+    role: Role | None = None
+
+
+class PersonCreate(PersonPlace):
     display_name: Name
     org: Name
     role: Role
@@ -297,6 +307,7 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         four_eyes=inp.four_eyes,
         signatures=inp.signatures,
         enrolment_target=inp.enrolment_target,
+        escalate_after_days=inp.escalate_after_days,
     )
     session.add(study)
     session.flush()
@@ -316,13 +327,15 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
             "four_eyes",
             "signatures",
             "enrolment_target",
+            "escalate_after_days",
         ),
     )
     return study
 
 
 def update_study(session: Session, actor: Actor, **data: object) -> Study:
-    """Change a study's settings (four eyes, signatures, enrolment target); audited with
+    """Change a study's settings (four eyes, signatures, enrolment target, escalation
+    threshold); audited with
     the previous value."""
     inp = validate(StudyUpdate, data)
     study = study_by_code(session, inp.code)
@@ -330,7 +343,8 @@ def update_study(session: Session, actor: Actor, **data: object) -> Study:
     if not changes:
         raise UserError(
             "Nothing to change.",
-            "Give --four-eyes, --no-four-eyes, --signatures MODE or --enrolment-target N.",
+            "Give --four-eyes, --no-four-eyes, --signatures MODE, --enrolment-target N "
+            "or --escalate-after DAYS.",
         )
     before = audit.snapshot(study, *changes)
     for name, value in changes.items():
@@ -373,17 +387,19 @@ def add_study_vendor(session: Session, actor: Actor, **data: object) -> StudyVen
 
 
 def update_person(session: Session, actor: Actor, **data: object) -> Person:
-    """Change a person's time zone or country (whose holidays their reminders keep);
-    audited with the previous values."""
+    """Change a person's time zone, country (whose holidays their reminders keep) or role
+    (a lead, for instance); audited with the previous values."""
     inp = validate(PersonUpdate, data)
     person = session.scalars(
         select(Person).where(Person.team_id == inp.team_id, Person.slack_user_id == inp.user_id)
     ).first()
     if person is None:
         raise UserError(f"{inp.team_id}:{inp.user_id} is not registered.")
-    changes = inp.model_dump(include={"timezone", "country"}, exclude_none=True)
+    changes = inp.model_dump(include={"timezone", "country", "role"}, exclude_none=True)
     if not changes:
-        raise UserError("Nothing to change.", "Give --tz ZONE and/or --country CC.")
+        raise UserError("Nothing to change.", "Give --tz ZONE, --country CC and/or --role ROLE.")
+    if inp.role is not None:
+        check_role(inp.role, person.org)
     before = audit.snapshot(person, *changes)
     for key, value in changes.items():
         setattr(person, key, value)
@@ -400,14 +416,28 @@ def update_person(session: Session, actor: Actor, **data: object) -> Person:
     return person
 
 
+SPONSOR_SIDE_ROLES = (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.SPONSOR_LEAD)
+VENDOR_SIDE_ROLES = (Role.VENDOR_MEMBER, Role.VENDOR_LEAD)
+
+
+def check_role(role: Role, org: Organization) -> None:
+    """Sponsor roles belong to the sponsor's people, vendor roles to a vendor's."""
+    if role in SPONSOR_SIDE_ROLES and org.kind != OrgKind.SPONSOR:
+        raise UserError(
+            f"{role.value} needs a sponsor organisation; `{org.name}` is not.",
+            "Use vendor_member or vendor_lead for a vendor's people.",
+        )
+    if role in VENDOR_SIDE_ROLES and org.kind == OrgKind.SPONSOR:
+        raise UserError(
+            f"{role.value} needs a vendor organisation; `{org.name}` is a sponsor.",
+            "Use sponsor_member, sponsor_lead or sponsor_approver for the sponsor's people.",
+        )
+
+
 def add_person(session: Session, actor: Actor, **data: object) -> Person:
     inp = validate(PersonCreate, data)
     org = org_by_name(session, inp.org)
-    sponsor_role = inp.role in (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER)
-    if sponsor_role and org.kind != OrgKind.SPONSOR:
-        raise UserError(f"{inp.role.value} needs a sponsor organisation; `{org.name}` is not.")
-    if inp.role == Role.VENDOR_MEMBER and org.kind == OrgKind.SPONSOR:
-        raise UserError(f"vendor_member needs a vendor organisation; `{org.name}` is a sponsor.")
+    check_role(inp.role, org)
     check_workspace(session, org, inp.team_id)
     existing = session.scalars(
         select(Person).where(Person.team_id == inp.team_id, Person.slack_user_id == inp.user_id)

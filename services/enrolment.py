@@ -28,19 +28,17 @@ from crobot.services import audit, recruitment
 from crobot.services.actor import SYSTEM
 from crobot.services.errors import UserError, msg
 from crobot.services.lookup import sponsor_channels, vendor_channel, vendor_org_ids
+from crobot.services.outbox_rows import enqueue
 from crobot.services.sites import current_reports
 from crobot.services.visibility import Audience, Scope, milestone_filter, site_filter
 from crobot.storage.models import (
     ApprovalState,
     AuditEvent,
-    DigestRun,
-    DigestRunState,
     Milestone,
     MilestoneStatus,
     Site,
     SiteReport,
     Study,
-    utcnow,
 )
 
 AT_RISK_BELOW = 0.50
@@ -270,7 +268,7 @@ def _flag(
         after={**audit.snapshot(m, *fields), "reason": reason, "milestone": m.name},
     )
     for channel in announce_channels(session, study, m):
-        _enqueue(session, m.id, f"{event.seq}:{channel}")
+        enqueue(session, f"{TARGET_PREFIX}{m.id}", f"{event.seq}:{channel}")
     return Flag(m.id, event.action, reason)
 
 
@@ -282,22 +280,6 @@ def announce_channels(session: Session, study: Study, m: Milestone) -> list[str]
         if link is not None and link.channel_id not in channels:
             channels.append(link.channel_id)
     return channels
-
-
-def _enqueue(session: Session, milestone_id: int, key: str) -> None:
-    now = utcnow()
-    session.add(
-        DigestRun(
-            target=f"{TARGET_PREFIX}{milestone_id}",
-            period_key=key,
-            state=DigestRunState.PENDING,
-            attempts=0,
-            claimed_by=None,
-            claimed_at=now,
-            created_at=now,
-        )
-    )
-    session.flush()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from crobot.services.actor import Actor
 from crobot.services.errors import Forbidden, NotRegistered, msg
 from crobot.storage.models import AudienceKind, ChannelLink, Person, Role, Study
 
-_SPONSOR_ROLES = (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.ADMIN)
+_SPONSOR_ROLES = (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.SPONSOR_LEAD, Role.ADMIN)
 
 
 def not_registered(team_id: str, user_id: str) -> NotRegistered:

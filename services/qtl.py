@@ -47,6 +47,7 @@ from crobot.services.lookup import (
     vendor_channel,
     vendor_org_ids,
 )
+from crobot.services.outbox_rows import enqueue
 from crobot.services.permissions import (
     is_sponsor,
     is_sponsor_staff,
@@ -59,7 +60,6 @@ from crobot.storage.models import (
     ActionItem,
     BreachStatus,
     DigestRun,
-    DigestRunState,
     Direction,
     KpiDefinition,
     KpiUpdate,
@@ -345,7 +345,7 @@ def _open(session: Session, lim: QualityLimit, update: KpiUpdate, today: date) -
         after={**audit.snapshot(breach, *BREACH_FIELDS), "rationale": lim.rationale},
     )
     for channel in _channels(session, breach.study, breach.org_id):
-        _enqueue(session, f"{BREACH_PREFIX}{breach.id}", f"open:{channel}")
+        enqueue(session, f"{BREACH_PREFIX}{breach.id}", f"open:{channel}")
     return breach
 
 
@@ -376,7 +376,7 @@ def _warn(session: Session, lim: QualityLimit, update: KpiUpdate) -> None:
         },
     )
     for channel in channels:
-        _enqueue(session, target, f"{prefix}{channel}:{update.id}")
+        enqueue(session, target, f"{prefix}{channel}:{update.id}")
 
 
 def _channels(session: Session, study: Study, org_id: int) -> list[str]:
@@ -387,22 +387,6 @@ def _channels(session: Session, study: Study, org_id: int) -> list[str]:
         if link is not None and link.channel_id not in channels:
             channels.append(link.channel_id)
     return channels
-
-
-def _enqueue(session: Session, target: str, key: str) -> None:
-    now = utcnow()
-    session.add(
-        DigestRun(
-            target=target,
-            period_key=key[:80],
-            state=DigestRunState.PENDING,
-            attempts=0,
-            claimed_by=None,
-            claimed_at=now,
-            created_at=now,
-        )
-    )
-    session.flush()
 
 
 def channel_of(target: str, key: str) -> str:
@@ -557,7 +541,7 @@ def close(
         after={**audit.snapshot(breach, *EVALUATION_FIELDS), "meaning": CLOSED_MEANING},
     )
     for channel in _channels(session, breach.study, breach.org_id):
-        _enqueue(session, f"{BREACH_PREFIX}{breach.id}", f"closed:{channel}")
+        enqueue(session, f"{BREACH_PREFIX}{breach.id}", f"closed:{channel}")
     return breach
 
 

@@ -81,7 +81,11 @@ class OrgKind(enum.StrEnum):
 class Role(enum.StrEnum):
     SPONSOR_APPROVER = "sponsor_approver"
     SPONSOR_MEMBER = "sponsor_member"
+    # An organisation's lead: told once when one of its people's actions is overdue by
+    # the study's escalation threshold (services/escalations.py).
+    SPONSOR_LEAD = "sponsor_lead"
     VENDOR_MEMBER = "vendor_member"
+    VENDOR_LEAD = "vendor_lead"
     ADMIN = "admin"
 
 
@@ -203,6 +207,9 @@ class Study(Base):
     )
     # Patients the study plans to enrol: what `crobot forecast` forecasts by default.
     enrolment_target: Mapped[int | None] = mapped_column(Integer)
+    # Working days an open action may be overdue before its owner's lead and the sponsor
+    # channel are told (once); 0 turns escalation off for the study.
+    escalate_after_days: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sponsor: Mapped[Organization] = relationship(lazy="joined")
@@ -373,6 +380,8 @@ class ActionItem(Base):
     created_by: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
+    # When the overdue action was escalated (set once, by compare-and-set).
+    escalated_at: Mapped[datetime | None] = mapped_column()
 
     owner_org: Mapped[Organization | None] = relationship(lazy="joined")
     study: Mapped[Study] = relationship(lazy="joined")
@@ -641,7 +650,10 @@ class DigestRun(Base):
       forecast, `period_key` `<audit seq>:<channel>`; see services/enrolment.py;
     - `qtl:<breach id>` — a quality tolerance limit breach posted (with its buttons),
       `period_key` `<channel>`; `qtlwarn:<limit id>` — a warning threshold crossed,
-      `period_key` `<org id>:<period start>:<channel>`; see services/qtl.py.
+      `period_key` `<org id>:<period start>:<channel>`; see services/qtl.py;
+    - `escalate:<action id>` — an overdue action escalated, `period_key`
+      `<audit seq>:dm:<team>:<user>` (a lead of the owner's organisation) or
+      `<audit seq>:ch:<channel>` (a sponsor channel); see services/escalations.py.
     A row is claimed by the process that inserts it (digests) or, when enqueued unclaimed
     (`claimed_by` NULL) by the transaction that made the work, by the first deliverer.
     """

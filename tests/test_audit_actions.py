@@ -25,6 +25,7 @@ from crobot.services import (
     approvals,
     directory,
     enrolment,
+    escalations,
     kpis,
     milestones,
     qtl,
@@ -119,6 +120,17 @@ def _drive_every_write_path(world: World) -> None:
             due=TODAY + timedelta(days=3),
         )
         actions.complete(s, apex, item.id)
+        late = actions.add(
+            s,
+            apex,
+            today=TODAY - timedelta(days=10),
+            study="ONC-301",
+            title="Close site queries",
+            owner_user_id="UAPEX",
+            due=TODAY - timedelta(days=7),
+        )
+        assert escalations.escalate(s, escalations.Due(late.id, 5, "UTC"))
+        assert not escalations.escalate(s, escalations.Due(late.id, 5, "UTC"))  # once
         ms = milestones.add(
             s,
             apex,

@@ -21,6 +21,11 @@ SIGNATURES_HELP = (
 
 
 TARGET_HELP = "patients the study plans to enrol (what `crobot forecast` aims at)"
+ROLE_HELP = "sponsor_approver decides submissions; *_lead is told of its people's overdue actions"
+ESCALATE_HELP = (
+    "working days an action may be overdue before its owner's lead and the sponsor channel "
+    "are told (default 3; 0: never)"
+)
 
 
 def register(sub: Any) -> None:
@@ -48,6 +53,7 @@ def register(sub: Any) -> None:
     p.add_argument("--four-eyes", action="store_true", help=FOUR_EYES_HELP)
     p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
     p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
+    p.add_argument("--escalate-after", type=int, dest="escalate_after_days", help=ESCALATE_HELP)
     p.set_defaults(func=cmd_study_add)
     p = ssub.add_parser("update", help="change a study's settings")
     p.add_argument("code", help="e.g. ONC-301")
@@ -56,6 +62,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
     p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
+    p.add_argument("--escalate-after", type=int, dest="escalate_after_days", help=ESCALATE_HELP)
     p.set_defaults(func=cmd_study_update)
     vendor = ssub.add_parser("vendor", help="vendors on a study")
     vsub = vendor.add_subparsers(dest="vendor_command", required=True)
@@ -72,16 +79,17 @@ def register(sub: Any) -> None:
     p.add_argument("--team", required=True, dest="team_id", help="Slack team id (T...)")
     p.add_argument("--name", required=True, dest="display_name")
     p.add_argument("--org", required=True)
-    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--role", required=True, choices=[r.value for r in Role], help=ROLE_HELP)
     p.add_argument("--tz", dest="timezone", help="IANA time zone, e.g. Asia/Kolkata")
     p.add_argument("--country", help="whose public holidays apply (ISO code; default: the zone's)")
     p.set_defaults(func=cmd_person_add)
 
-    p = psub.add_parser("update", help="change a person's time zone or holiday country")
+    p = psub.add_parser("update", help="change a person's time zone, holiday country or role")
     p.add_argument("user_id", help="Slack user id (U...)")
     p.add_argument("--team", required=True, dest="team_id", help="Slack team id (T...)")
     p.add_argument("--tz", dest="timezone", help="IANA time zone, e.g. Asia/Kolkata")
     p.add_argument("--country", help="whose public holidays apply (ISO code, e.g. DE)")
+    p.add_argument("--role", choices=[r.value for r in Role], help=ROLE_HELP)
     p.set_defaults(func=cmd_person_update)
 
     p = psub.add_parser(
@@ -149,10 +157,20 @@ def cmd_study_add(args: argparse.Namespace, ctx: CliContext) -> int:
         ctx,
         directory.add_study,
         **_fields(
-            args, "code", "title", "sponsor", "phase", "four_eyes", "signatures", "enrolment_target"
+            args,
+            "code",
+            "title",
+            "sponsor",
+            "phase",
+            "four_eyes",
+            "signatures",
+            "enrolment_target",
+            "escalate_after_days",
         ),
     )
     notes = [_four_eyes(True)] if study.four_eyes else []
+    if study.escalate_after_days != 3:
+        notes.append(_escalation(study.escalate_after_days))
     if study.signatures == SignatureMode.PART11:
         notes.append(_signatures(study.signatures))
     print(f"study {study.code} added" + (f" ({'; '.join(notes)})" if notes else ""))
@@ -165,12 +183,23 @@ def cmd_study_update(args: argparse.Namespace, ctx: CliContext) -> int:
     study = run_service(
         ctx,
         directory.update_study,
-        **_fields(args, "code", "four_eyes", "signatures", "enrolment_target"),
+        **_fields(
+            args, "code", "four_eyes", "signatures", "enrolment_target", "escalate_after_days"
+        ),
     )
-    print(f"study {study.code}: {_four_eyes(study.four_eyes)}; {_signatures(study.signatures)}")
+    print(
+        f"study {study.code}: {_four_eyes(study.four_eyes)}; {_signatures(study.signatures)}; "
+        f"{_escalation(study.escalate_after_days)}"
+    )
     if study.enrolment_target:
         print(f"enrolment target: {study.enrolment_target} patients")
     return 0
+
+
+def _escalation(days: int) -> str:
+    if days == 0:
+        return "overdue actions are not escalated"
+    return f"overdue actions escalated after {days} working day(s)"
 
 
 def _signatures(mode: SignatureMode) -> str:
@@ -212,12 +241,14 @@ def cmd_person_reset_pin(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def cmd_person_update(args: argparse.Namespace, ctx: CliContext) -> int:
     person = run_service(
-        ctx, directory.update_person, **_fields(args, "team_id", "user_id", "timezone", "country")
+        ctx,
+        directory.update_person,
+        **_fields(args, "team_id", "user_id", "timezone", "country", "role"),
     )
     place = person.country or f"{workdays.zone_country(person.timezone) or '—'} (from the zone)"
     print(
         f"{person.display_name} ({person.team_id}:{person.slack_user_id}): "
-        f"{person.timezone or 'zone from Slack'}; holidays of {place}"
+        f"{person.timezone or 'zone from Slack'}; holidays of {place}; {person.role.value}"
     )
     return 0
 
