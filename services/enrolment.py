@@ -17,8 +17,8 @@ the sponsor set by hand (`status_pinned`) is never overridden.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -55,6 +55,8 @@ class StudyForecast:
     forecast: recruitment.Forecast
     pending_reports: int  # reports awaiting approval, not counted
     whole_study: bool  # False: only the sites this audience sees
+    # Month ends and the patients enrolled in all by then (approved reports).
+    history: list[tuple[date, int]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """The shape `crobot forecast --json` prints (ISO dates; null: beyond the horizon)."""
@@ -89,14 +91,27 @@ def model_sites(
     session: Session, study_id: int, as_of: date, audience: Audience | None = None
 ) -> tuple[list[recruitment.Site], int]:
     """(the model's sites as of a date, reports awaiting approval among them)."""
+    found = _model(session, study_id, as_of, audience)
+    return found.sites, found.pending
+
+
+@dataclass(frozen=True)
+class _Model:
+    sites: list[recruitment.Site]
+    pending: int
+    reports: list[SiteReport]  # the approved current reports counted
+
+
+def _model(session: Session, study_id: int, as_of: date, audience: Audience | None) -> _Model:
     where = [Site.study_id == study_id]
     if audience is not None:
         where.append(site_filter(audience))
     rows = list(session.scalars(select(Site).where(*where).order_by(Site.id)))
     if not rows:
-        return [], 0
+        return _Model([], 0, [])
+    reports = current_reports(session, (s.id for s in rows), approved_only=True, until=as_of)
     counts: dict[int, int] = {}
-    for r in current_reports(session, (s.id for s in rows), approved_only=True, until=as_of):
+    for r in reports:
         counts[r.site_id] = counts.get(r.site_id, 0) + r.enrolled
     pending = session.scalar(
         select(func.count(SiteReport.id)).where(
@@ -120,7 +135,26 @@ def model_sites(
                 closed=s.closed_on,
             )
         )
-    return out, int(pending or 0)
+    return _Model(out, int(pending or 0), reports)
+
+
+def monthly_enrolled(reports: list[SiteReport], as_of: date) -> list[tuple[date, int]]:
+    """Patients enrolled in all by the end of each month, from the first reported month
+    through `as_of`'s (the last: everything reported so far), at most PATH_MONTHS."""
+    if not reports:
+        return []
+    by_month: dict[tuple[int, int], int] = {}
+    for r in reports:
+        key = (r.period_start.year, r.period_start.month)
+        by_month[key] = by_month.get(key, 0) + r.enrolled
+    first = min(by_month)
+    start = date(first[0], first[1], 1) - timedelta(days=1)
+    ends = recruitment.month_ends(start, as_of, limit=10 * recruitment.PATH_MONTHS)
+    total, out = 0, []
+    for end in ends:
+        total += by_month.get((end.year, end.month), 0)
+        out.append((end, total))
+    return out[-recruitment.PATH_MONTHS :]
 
 
 def milestone_targets(
@@ -171,7 +205,8 @@ def study_forecast(
         )
     if goal <= 0:
         raise UserError("The target must be a positive number of patients.", field="target")
-    sites, pending = model_sites(session, study.id, as_of, audience)
+    found = _model(session, study.id, as_of, audience)
+    sites, pending = found.sites, found.pending
     if not any(s.months_active(as_of) > 0 for s in sites):
         raise UserError(
             msg("{} has no active site with enrolment data as of {}.", study.code, as_of),
@@ -180,7 +215,8 @@ def study_forecast(
     ms = milestone_targets(session, study.id, audience)
     result = recruitment.forecast(sites, target=goal, as_of=as_of, milestones=_targets(ms))
     whole = audience is None or audience.scope == Scope.SPONSOR
-    return StudyForecast(study.code, result, pending, whole)
+    history = monthly_enrolled(found.reports, as_of)
+    return StudyForecast(study.code, result, pending, whole, history)
 
 
 # --- what the forecast does -----------------------------------------------------------

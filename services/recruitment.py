@@ -37,6 +37,7 @@ SIMULATIONS = 4000
 MAX_EXTRA_SITES = 500
 MAX_LOG_ALPHA = math.log(1e6)
 HORIZON_MONTHS = 1200.0  # a century: "not in any horizon that matters"
+PATH_MONTHS = 36  # how far the month-by-month path is drawn
 
 MODEL_PG = "Poisson–gamma (Anisimov & Fedorov 2007)"
 MODEL_POOLED = "pooled Poisson (fallback)"
@@ -93,6 +94,18 @@ class MilestoneOutlook:
     extra_sites_needed: int | None  # None: no number of sites within reach makes it
 
 
+@dataclass(frozen=True)
+class PathPoint:
+    """Patients enrolled in all by `day` (a month's end): the 10th, 50th and 90th
+    percentiles across simulations. The 90th is the optimistic path (it reaches the
+    target by the P10 date), the 10th the cautious one."""
+
+    day: date
+    low: int
+    median: int
+    high: int
+
+
 @dataclass
 class Forecast:
     target: int
@@ -105,6 +118,8 @@ class Forecast:
     active_sites: int
     planned_sites: int
     milestones: list[MilestoneOutlook] = field(default_factory=list)
+    # Month by month from as_of until the cautious date (at most PATH_MONTHS).
+    path: list[PathPoint] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -338,7 +353,42 @@ def forecast(
     extra = rng.gamma(draws.alpha[:, None], 1 / draws.beta[:, None], size=(sims, n_extra))
     for m in milestones:
         out.milestones.append(_outlook(m, draws, arrivals, extra, g, enrolled, as_of))
+    # Its own stream: the dates and odds above stay what they were for a given seed.
+    out.path = _path(draws, np.random.default_rng((seed, 1)), enrolled, as_of, out.p90)
     return out
+
+
+def month_ends(start: date, until: date, limit: int = PATH_MONTHS) -> list[date]:
+    """The last day of each month after `start`'s, through `until`'s (at most `limit`)."""
+    out: list[date] = []
+    year, month = start.year, start.month
+    while len(out) < limit:
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        end = date(year, month, 1) + timedelta(days=31)
+        end = end.replace(day=1) - timedelta(days=1)
+        out.append(end)
+        if end >= until:
+            break
+    return out
+
+
+def _path(
+    d: _Draws, rng: np.random.Generator, enrolled: int, as_of: date, until: date | None
+) -> list[PathPoint]:
+    """Cumulative enrolment at each coming month's end: the patients so far plus a
+    Poisson count with each simulation's Λ(t), as percentiles (marginal, per month)."""
+    days = month_ends(as_of, until or as_of + timedelta(days=PATH_MONTHS * 31))
+    if not days or d.rates.shape[1] == 0:
+        return []
+    months = np.array([(day - as_of).days / DAYS_PER_MONTH for day in days])
+    active = np.clip(months[None, :] - d.starts[:, None], 0.0, None)  # sites × months
+    lam = d.rates @ active  # sims × months
+    counts = enrolled + rng.poisson(lam)
+    low, mid, high = np.quantile(counts, [0.1, 0.5, 0.9], axis=0)
+    return [
+        PathPoint(day, int(lo), int(me), int(hi))
+        for day, lo, me, hi in zip(days, low, mid, high, strict=True)
+    ]
 
 
 def _arrivals(

@@ -186,6 +186,39 @@ def test_forecast_through_slack_model_and_fallback(world: World, slash: SlashCli
     assert "no active site with enrolment data" in a.text
 
 
+def test_forecast_draws_reported_enrolment_and_the_three_paths(
+    world: World, slash: SlashClient
+) -> None:
+    """A native line chart: reported months shared by every path, then P10/P50/P90 paths
+    fanning out up to the cautious date, with the target; the table has the same figures."""
+    history(world, 6, 10)
+    set_target(world, 200)
+    a = slash.send("forecast ONC-301", SPONSOR, C_SPONSOR)
+    assert message_problems(a.payload) == []
+    blocks = a.payload["blocks"]
+    [chart] = [b for b in blocks if b["type"] == "data_visualization"]
+    [values] = [b for b in blocks if b["type"] == "table"]
+    months = chart["chart"]["axis_config"]["categories"]
+    series = {x["name"]: [pt["value"] for pt in x["data"]] for x in chart["chart"]["series"]}
+    high, mid, low = (
+        series["Optimistic path (P10 date)"],
+        series["Median path (P50 date)"],
+        series["Cautious path (P90 date)"],
+    )
+    assert set(series["Target (200 patients)"]) == {200}
+    # 6 sites × 10 weeks: 3 sites at 1 and 3 at 2 a week, 90 patients in all so far.
+    now = months.index(f"{TODAY:%Y-%m}")
+    assert high[now] == mid[now] == low[now] == 90
+    assert high[:now] == mid[:now] == low[:now] and high[:now] == sorted(high[:now])
+    assert all(h >= m >= lo for h, m, lo in zip(high, mid, low, strict=True))
+    assert high[-1] > low[-1] and low[-1] >= 200 > low[-2]  # up to the cautious date
+    assert mid == sorted(mid) and months == sorted(months)
+    rows = values["rows"]
+    assert [c["text"] for c in rows[0]] == ["Month", "Reported", "Optimistic", "Median", "Cautious"]
+    assert [c["text"] for c in rows[now + 1]][:2] == [f"{TODAY:%Y-%m}", "90"]
+    assert [c["text"] for c in rows[-1]][2:] == [f"{v[-1]:.0f}" for v in (high, mid, low)]
+
+
 def test_forecast_fallback_is_labelled(world: World, slash: SlashClient) -> None:
     history(world, 3, 4)
     set_target(world, 100)

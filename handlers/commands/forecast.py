@@ -1,7 +1,8 @@
 """`/cro forecast [STUDY]`: when the study reaches its enrolment target, with odds.
 
-A text answer (P10 / P50 / P90, the model, each enrolment milestone's on-time odds and the
-sites it needs); the fallback model is labelled whenever it is used.
+P10 / P50 / P90, the model, each enrolment milestone's on-time odds and the sites it
+needs, as text; then a native chart of reported enrolment and the three paths ahead, with
+its table (handlers/forecast_chart.py). The fallback model is labelled whenever it is used.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from crobot.handlers.blockkit import (
 )
 from crobot.handlers.commands.base import CommandContext, Reply
 from crobot.handlers.commands.common import audience_note, reader_audience, study_for
+from crobot.handlers.forecast_chart import forecast_visuals
 from crobot.services import forecast_text
 from crobot.services.command_parser import classify
 from crobot.services.enrolment import study_forecast
@@ -49,5 +51,6 @@ def forecast_command(ctx: CommandContext, args: list[str]) -> Reply:
         blocks += lines_block(lines, budget=30)
     extra = " ".join(forecast_text.notes(sf))
     blocks.append(context(note, fmt("{} {}", forecast_text.INTERVAL, extra)))
+    blocks += forecast_visuals(sf)
     text = wording(head) + (Mrkdwn(" — ") + wording(warning) if warning is not None else Mrkdwn(""))
     return Reply(text, blocks)
