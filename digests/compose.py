@@ -26,12 +26,15 @@ from sqlalchemy import (
     ColumnElement,
     Over,
     ScalarSelect,
+    String,
     and_,
     case,
+    cast,
     func,
     literal,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.orm import Session
@@ -54,6 +57,7 @@ from crobot.storage.models import (
     ActionStatus,
     Approval,
     ApprovalState,
+    AuditEvent,
     ChannelLink,
     DigestRun,
     DigestRunState,
@@ -160,6 +164,9 @@ class Changes:
     approvals_requested: int
     approved: int
     rejected: int
+    reforecast: int = 0  # milestone forecast dates changed
+    slipped: int = 0  # of those, moved later (than the previous forecast, else the plan)
+    escalated: int = 0  # overdue actions escalated to their organisation's lead
 
     def __bool__(self) -> bool:
         return any(
@@ -169,6 +176,8 @@ class Changes:
                 self.approvals_requested,
                 self.approved,
                 self.rejected,
+                self.reforecast,
+                self.escalated,
             )
         )
 
@@ -334,7 +343,8 @@ def _since_last(
 ) -> tuple[datetime | None, Changes]:
     """When the channel's previous digest went out (before `now`: a thread reply composed
     as of its parent's time does not count the parent), and what happened since then (or
-    since `default`): actions opened and closed, approvals asked for and decided. One
+    since `default`): actions opened, closed and escalated, milestone forecasts changed
+    and slipped (from their audit events), approvals asked for and decided. One
     statement."""
     last = (
         select(func.max(DigestRun.sent_at))
@@ -353,6 +363,27 @@ def _since_last(
     def approvals(cond: ColumnElement[bool]) -> ScalarSelect[int]:
         return select(func.count()).where(approval_filter(aud), cond).scalar_subquery()
 
+    # A milestone update's audit event holds the whole milestone before and after it.
+    old = AuditEvent.before["forecast_date"].as_string()
+    new = AuditEvent.after["forecast_date"].as_string()
+    planned = AuditEvent.after["planned_date"].as_string()
+
+    def reforecasts(cond: ColumnElement[bool]) -> ScalarSelect[int]:
+        return (
+            select(func.count())
+            .select_from(AuditEvent)
+            .join(Milestone, AuditEvent.subject_id == cast(Milestone.id, String))
+            .where(
+                milestone_filter(aud),
+                AuditEvent.study_id == Milestone.study_id,
+                AuditEvent.action == "milestone.update",
+                AuditEvent.at >= start,
+                new.is_distinct_from(old),
+                cond,
+            )
+            .scalar_subquery()
+        )
+
     decided = and_(Approval.decided_at.is_not(None), Approval.decided_at >= start)
     sent, *counts = session.execute(
         select(
@@ -362,6 +393,11 @@ def _since_last(
             approvals(Approval.requested_at >= start),
             approvals(and_(decided, Approval.state == ApprovalState.APPROVED)),
             approvals(and_(decided, Approval.state == ApprovalState.REJECTED)),
+            reforecasts(true()),
+            # ISO dates compare as text; a new forecast later than the last one, or than
+            # the plan when there was none.
+            reforecasts(new > func.coalesce(old, planned)),
+            actions(ActionItem.escalated_at >= start),
         )
     ).one()
     return sent, Changes(*(int(n or 0) for n in counts))

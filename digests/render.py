@@ -298,6 +298,10 @@ def _changes(view: DigestView) -> Mrkdwn:
     c = view.changes
     assert c is not None
     parts = [f"{c.actions_opened} action(s) opened, {c.actions_closed} closed"]
+    if c.escalated:
+        parts[0] += f", {c.escalated} escalated"
+    if c.reforecast:
+        parts.append(f"{c.reforecast} milestone forecast(s) changed, {c.slipped} later")
     if c.approvals_requested or c.approved or c.rejected:
         parts.append(
             f"{c.approvals_requested} approval(s) asked for, "

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from crobot.digests.compose import ActionRow, DigestView, MilestoneRow, OwnerGroup, compose
 from crobot.digests.render import render
 from crobot.handlers.blockkit import cap, esc, line
-from crobot.services import actions, kpis, milestones
+from crobot.services import actions, escalations, kpis, milestones
 from crobot.services.approvals import decide
 from crobot.services.visibility import Audience, Scope
 from crobot.storage.db import Database
@@ -253,7 +253,8 @@ def test_the_one_escape_leaves_no_control_characters(text: str, limit: int) -> N
 
 
 def test_the_digest_says_what_changed_what_comes_next_and_how_late(world: World) -> None:
-    """Since the last digest: actions opened and closed, approvals asked for and decided;
+    """Since the last digest: actions opened, closed and escalated, milestone forecasts
+    changed and slipped, approvals asked for and decided;
     the next milestones after the 14-day window; completed milestones with their lateness."""
     apex, approver = world.actor("UAPEX"), world.actor("UAPPROVER")
     today = NOW.date()
@@ -281,7 +282,7 @@ def test_the_digest_says_what_changed_what_comes_next_and_how_late(world: World)
         assert asked.approval_id is not None
         decide(s, approver, asked.approval_id, approve=False, reason="wrong week")
         kpis.report(s, apex, today=today, study="ONC-301", kpi="enrollment", value=4)
-        for name, days in (("Interim analysis", 40), ("Database lock", 90)):
+        coming = [
             milestones.add(
                 s,
                 apex,
@@ -290,6 +291,22 @@ def test_the_digest_says_what_changed_what_comes_next_and_how_late(world: World)
                 name=name,
                 planned=today + timedelta(days=days),
             )
+            for name, days in (("Interim analysis", 40), ("Database lock", 90))
+        ]
+        # Re-forecast: one later than planned (a slip), one earlier (a change, no slip).
+        for ms, days in zip(coming, (47, 85), strict=True):
+            milestones.update(s, apex, today=today, id=ms.id, forecast=today + timedelta(days))
+        overdue = actions.add(
+            s,
+            apex,
+            today=today - timedelta(days=10),
+            allow_past=True,
+            study="ONC-301",
+            title="Return the CTA",
+            owner_user_id="UAPEX",
+            due=today - timedelta(days=6),
+        )
+        assert escalations.escalate(s, escalations.Due(overdue.id, 4, "Asia/Kolkata"))
         late = milestones.add(
             s,
             apex,
@@ -303,7 +320,8 @@ def test_the_digest_says_what_changed_what_comes_next_and_how_late(world: World)
     texts = _render_all(world.db)
     sponsor, apex_view = texts[C_SPONSOR], texts[C_APEX]
     for text in (sponsor, apex_view):
-        assert "2 action(s) opened, 1 closed" in text
+        assert "3 action(s) opened, 1 closed, 1 escalated" in text
+        assert "2 milestone forecast(s) changed, 1 later" in text
         assert "2 approval(s) asked for, 0 approved, 1 rejected" in text
         assert "Coming after that" in text and "Interim analysis" in text
         assert text.index("Interim analysis") < text.index("Database lock")
