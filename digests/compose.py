@@ -4,8 +4,9 @@ Queries per digest (independent of how many milestones, actions or KPI values ex
 1. the last digest sent to this channel (the "since" of "completed since last digest"),
 2. milestones due / slipped / completed (one query, sorted into sections here),
 3. open action items with their owner's display name,
-4. every KPI's points for the trend window (`services.kpis.latest_per_kpi`),
-5. the KPI definitions,
+4. every KPI's points for the trend window with the KPI definitions and the study's
+   targets that apply to each organisation (`services.kpis.latest_with_definitions`),
+5. (none: the definitions and targets come with the points),
 6. pending approvals with their total count (sponsor channels only),
 7. the study's sites this audience sees, and — only when there are some — their current
    reports, the reports awaiting approval and the enrolment milestones (the forecast line),
@@ -40,6 +41,7 @@ from crobot.services import kpis as kpi_service
 from crobot.services import qtl
 from crobot.services.enrolment import study_forecast
 from crobot.services.errors import UserError
+from crobot.services.kpi_targets import AppliedTarget
 from crobot.services.kpis import Point, Trend
 from crobot.services.visibility import (
     Audience,
@@ -119,7 +121,7 @@ class KpiView:
     key: str
     label: str
     unit: str
-    target: float | None
+    target: float | None  # the catalogue's default; each trend has the one that applies
     direction: Direction
     trends: list[Trend]
     points: list[Point]
@@ -127,6 +129,11 @@ class KpiView:
     @property
     def period_count(self) -> int:
         return len({p.period_start for p in self.points})
+
+    @property
+    def targets(self) -> dict[str, AppliedTarget]:
+        """The target that applies to each organisation shown, by its name (charts)."""
+        return {t.org_name: t.target for t in self.trends}
 
 
 @dataclass(frozen=True)
@@ -410,13 +417,12 @@ def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> 
 
 def _kpis(session: Session, view: DigestView, aud: Audience, today: date) -> None:
     since = kpi_service.since_weeks(today, KPI_WEEKS)
-    # The definitions come with the points: one statement (the digest's budget is 8).
-    for d, pts in kpi_service.latest_with_definitions(session, aud, since=since):
-        view.kpis.append(
-            KpiView(
-                d.key, d.label, d.unit, d.target, d.direction, kpi_service.trend_of(d, pts), pts
-            )
-        )
+    # The definitions and targets come with the points: one statement (the budget is 8).
+    code = view.study_code
+    for kp in kpi_service.latest_with_definitions(session, aud, since=since, study_code=code):
+        d = kp.definition
+        trends = kpi_service.trend_of(d, kp.points, kp.target_of)
+        view.kpis.append(KpiView(d.key, d.label, d.unit, d.target, d.direction, trends, kp.points))
 
 
 def _approvals(session: Session, view: DigestView, aud: Audience, zone: ZoneInfo) -> None:

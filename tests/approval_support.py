@@ -54,7 +54,11 @@ def wait_until(fn: Callable[[], T | None], timeout: float = 10.0) -> T:
 
 
 def pending_kpi(
-    world: World, value: float = 12, user: str = "UAPEX", note: str | None = None
+    world: World,
+    value: float = 12,
+    user: str = "UAPEX",
+    note: str | None = None,
+    kpi: str = "enrollment",
 ) -> int:
     """A vendor reports a KPI value through the service; returns the approval id."""
     with world.db.write() as s:
@@ -63,7 +67,7 @@ def pending_kpi(
             world.actor(user),
             today=TODAY,
             study="ONC-301",
-            kpi="enrollment",
+            kpi=kpi,
             value=value,
             note=note,
         )
