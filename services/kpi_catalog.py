@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services.errors import UserError, msg
+from crobot.services.errors import Msg, UserError, msg
 from crobot.storage.models import Aggregation, Direction, KpiDefinition, KpiKind
 
 
@@ -324,6 +324,16 @@ def seed_definitions(session: Session) -> int:
 def normalise_key(raw: str) -> str:
     key = raw.strip().lower().replace("-", "_")
     return ALIASES.get(key, key)
+
+
+_STORED_KEY = re.compile(r"^[a-z][a-z0-9_]*$", re.ASCII)
+
+
+def key_word(key: str) -> Msg:
+    """A stored KPI key in a message, as crobot's own wording (`query_aging`, not escaped
+    look-alikes): every key is checked on its way in (services/kpi_admin.py `check_key`).
+    Anything else is quoted as the value it is."""
+    return msg(f"`{key}`") if _STORED_KEY.match(key) else msg("`{}`", key)
 
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.IGNORECASE | re.ASCII)

@@ -24,7 +24,7 @@ from crobot.services import audit
 from crobot.services.actor import Actor
 from crobot.services.computed_keys import COMPUTED_MEASURES
 from crobot.services.errors import NotFound, UserError, msg
-from crobot.services.kpi_catalog import normalise_key
+from crobot.services.kpi_catalog import key_word, normalise_key
 from crobot.services.kpi_units import natural_bounds
 from crobot.services.kpi_values import parse_value, shown
 from crobot.services.lookup import org_by_name, study_named_by, study_org_ids, suggest_names
@@ -201,7 +201,11 @@ def targetable(session: Session, raw: str, *, retired_ok: bool = False) -> Targe
     if kpi is not None:
         if kpi.retired_at is not None and not retired_ok:
             raise UserError(
-                msg("{} (`{}`) is retired: it takes no new values, so no target.", kpi.label, key),
+                msg(
+                    "{} ({}) is retired: it takes no new values, so no target.",
+                    kpi.label,
+                    key_word(key),
+                ),
                 field="kpi",
             )
         return Targetable(key, kpi.label, kpi.unit, kpi.min_value, kpi.max_value, False)
@@ -342,9 +346,9 @@ def clear_target(
     key = normalise_key(kpi)
     row = _existing(session, st.id, key, o.id if o else None)
     if row is None:
-        whose = msg(" for {}", o.name) if o else msg(" study-wide")
+        whose = msg("for {}", o.name) if o else msg("study-wide")
         raise UserError(
-            msg("{} has no target for `{}`{} to clear.", st.code, key, whose),
+            msg("{} has no target for `{}` {} to clear.", st.code, key, whose),
             "`/cro kpi list STUDY` shows the study's targets.",
             field="kpi",
         )

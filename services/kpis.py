@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from crobot.services import approvals, audit
 from crobot.services.actor import Actor
 from crobot.services.errors import Forbidden, UserError, msg, validate
-from crobot.services.kpi_catalog import Period, current_period, parse_period
+from crobot.services.kpi_catalog import Period, current_period, key_word, parse_period
 from crobot.services.kpi_targets import AppliedTarget, applied, join_targets
 from crobot.services.kpi_values import Reading, check_value, parse_value
 from crobot.services.lookup import (
@@ -166,9 +166,9 @@ def require_open(kpi: KpiDefinition) -> None:
     if kpi.retired_at is not None:
         raise UserError(
             msg(
-                "{} (`{}`) was retired on {}: its history stays, but it takes no new values.",
+                "{} ({}) was retired on {}: its history stays, but it takes no new values.",
                 kpi.label,
-                kpi.key,
+                key_word(kpi.key),
                 kpi.retired_at.date().isoformat(),
             ),
             "`/cro kpi list` shows the KPIs in use.",
@@ -189,13 +189,18 @@ def require_reportable(session: Session, actor: Actor, study: Study, kpi: KpiDef
     """A vendor reports the KPIs of its kind and those for everyone; the sponsor any."""
     if may_report(actor, study, kpi.kind):
         return
-    keys = ", ".join(f"`{d.key}`" for d in reportable_kpis(session, actor))
+    keys = [key_word(d.key) for d in reportable_kpis(session, actor)]
     who = actor.person.org.name if actor.person else "You"
     raise Forbidden(
         msg(
-            "{} does not report {} (`{}`): it is {}.", who, kpi.label, kpi.key, KIND_WORDS[kpi.kind]
+            "{} does not report {} ({}): it is " + KIND_WORDS[kpi.kind] + ".",
+            who,
+            kpi.label,
+            key_word(kpi.key),
         ),
-        msg("It reports: {}.", keys or "no KPI"),
+        msg("It reports: " + ", ".join("{}" for _ in keys) + ".", *keys)
+        if keys
+        else msg("It reports no KPI of the catalogue."),
         field="kpi",
     )
 
