@@ -36,9 +36,8 @@ from crobot.services.actor import Actor
 from crobot.services.computed_keys import COMPUTED_MEASURES
 from crobot.services.errors import NotFound, UserError, msg, validate
 from crobot.services.kpi_catalog import ALIASES, normalise_key
-from crobot.services.kpi_targets import range_text
 from crobot.services.kpi_units import Unit, parse_unit
-from crobot.services.kpi_values import parse_value, shown
+from crobot.services.kpi_values import parse_value, range_text, shown
 from crobot.services.lookup import suggest_names
 from crobot.services.permissions import require_catalogue_editor
 from crobot.storage.models import (

@@ -26,7 +26,7 @@ from crobot.services.computed_keys import COMPUTED_MEASURES
 from crobot.services.errors import NotFound, UserError, msg
 from crobot.services.kpi_catalog import key_word, normalise_key
 from crobot.services.kpi_units import natural_bounds
-from crobot.services.kpi_values import parse_value, shown
+from crobot.services.kpi_values import parse_value, range_text, shown
 from crobot.services.lookup import org_by_name, study_named_by, study_org_ids, suggest_names
 from crobot.services.permissions import require_target_setter
 from crobot.storage.models import Direction, KpiDefinition, KpiTarget, Organization, Study
@@ -219,16 +219,6 @@ def targetable(session: Session, raw: str, *, retired_ok: bool = False) -> Targe
         suggest_names(key, keys, own=True),
         field="kpi",
     )
-
-
-def range_text(low: float | None, high: float | None) -> str:
-    if low is not None and high is not None:
-        return f"from {shown(low)} to {shown(high)}"
-    if low is not None:
-        return f"from {shown(low)} up"
-    if high is not None:
-        return f"up to {shown(high)}"
-    return "any number"
 
 
 def check_in_range(

@@ -59,8 +59,11 @@ def pending_kpi(
     user: str = "UAPEX",
     note: str | None = None,
     kpi: str = "enrollment",
+    period: str | None = None,
+    org: str | None = None,
 ) -> int:
-    """A vendor reports a KPI value through the service; returns the approval id."""
+    """A vendor (or a sponsor member, for `org`) reports a KPI value through the service;
+    returns the approval id."""
     with world.db.write() as s:
         rep = kpis.report(
             s,
@@ -70,6 +73,8 @@ def pending_kpi(
             kpi=kpi,
             value=value,
             note=note,
+            period=period,
+            org=org,
         )
         approval = for_subject(s, SubjectType.KPI_UPDATE, rep.update.id)
         assert approval is not None

@@ -20,12 +20,12 @@ from sqlalchemy import select
 from crobot.bot.cli import main
 from crobot.digests.compose import compose
 from crobot.digests.render import render
-from crobot.services import approvals, kpi_targets, kpis
+from crobot.services import approvals, kpi_targets
 from crobot.services.actor import SYSTEM
 from crobot.storage.db import Database
 from crobot.storage.models import AuditEvent, ChannelLink, KpiTarget
 from tests import form_values as form
-from tests.approval_support import send, view_submission
+from tests.approval_support import pending_kpi, send, view_submission
 from tests.conftest import (
     APEX_PM,
     APPROVER,
@@ -34,7 +34,6 @@ from tests.conftest import (
     C_SPONSOR,
     LAB_PM,
     SPONSOR,
-    TODAY,
     World,
 )
 from tests.dbstate import assert_unchanged, snapshot
@@ -79,19 +78,9 @@ def _events(db: Database, action: str) -> list[AuditEvent]:
 def _approved(
     world: World, user: str, kpi: str, value: float, period: str, org: str | None = None
 ) -> None:
+    approval = pending_kpi(world, value, user, kpi=kpi, period=period, org=org)
     with world.db.write() as s:
-        rep = kpis.report(
-            s,
-            world.actor(user),
-            today=TODAY,
-            study="ONC-301",
-            kpi=kpi,
-            value=value,
-            period=period,
-            org=org,
-        )
-        if rep.approval_id is not None:
-            approvals.decide(s, world.actor(APPROVER), rep.approval_id, approve=True)
+        approvals.decide(s, world.actor(APPROVER), approval, approve=True)
 
 
 def _csv(path: Path, rows: list[list[str]]) -> Path:
@@ -110,6 +99,19 @@ def _kpi_options(fake: FakeSlack, bot_url: str, user: str, channel: str, trigger
     (call,) = [c for c in calls if c.params["trigger_id"] == trigger]
     (block,) = [b for b in call.params["view"]["blocks"] if b.get("block_id") == "kpi"]
     return [o["value"] for o in block["element"]["options"]]
+
+
+def _form_error(slash: SlashClient, user: str, channel: str, kpi: str, value: str) -> str:
+    """The KPI form submitted (as Slack would, whatever it offered): the error it shows
+    next to the KPI."""
+    values = {"study": form.select("ONC-301"), "kpi": form.select(kpi), "value": form.text(value)}
+    meta = json.dumps({"channel_id": channel})
+    status, body = send(
+        slash.bot, view_submission("modal_kpi_report", values, user=user, private_metadata=meta)
+    )
+    answer = json.loads(body)
+    assert status == 200 and answer["response_action"] == "errors", answer
+    return str(answer["errors"]["kpi"])
 
 
 # --- the catalogue: the operator's -------------------------------------------------------
@@ -161,18 +163,7 @@ def test_the_operator_defines_updates_and_retires_a_kpi_and_slack_shows_it(
         refused = slash.send("kpi report ONC-301 otd_kits 95", APPROVER, C_SPONSOR)
         assert ":warning:" in refused.text and "was retired on" in refused.text, refused.text
         assert "takes no new values" in refused.text
-        payload = view_submission(
-            "modal_kpi_report",
-            {
-                "study": form.select("ONC-301"),
-                "kpi": form.select("otd_kits"),
-                "value": form.text("95"),
-            },
-            user=APPROVER,
-            private_metadata=json.dumps({"channel_id": C_SPONSOR}),
-        )
-        status, body = send(slash.bot, payload)
-        assert status == 200 and "was retired" in json.loads(body)["errors"]["kpi"]
+        assert "was retired" in _form_error(slash, APPROVER, C_SPONSOR, "otd_kits", "95")
         code, _, err = _cli(
             capsys,
             "kpi",
@@ -442,18 +433,7 @@ def test_a_vendor_is_offered_and_may_report_only_its_kinds_kpis(
             in refused.text
         )
         assert "It reports:" in refused.text and "`sample_turnaround`" in refused.text
-        payload = view_submission(
-            "modal_kpi_report",
-            {
-                "study": form.select("ONC-301"),
-                "kpi": form.select("otif_delivery"),
-                "value": form.text("90"),
-            },
-            user=LAB_PM,
-            private_metadata=json.dumps({"channel_id": C_LAB}),
-        )
-        status, body = send(slash.bot, payload)
-        assert status == 200 and "does not report" in json.loads(body)["errors"]["kpi"]
+        assert "does not report" in _form_error(slash, LAB_PM, C_LAB, "otif_delivery", "90")
         code, _, err = _cli(
             capsys,
             "kpi",

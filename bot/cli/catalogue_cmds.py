@@ -9,7 +9,10 @@ whose role then decides."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError, acting_as
 from crobot.services import kpi_admin, kpi_targets
@@ -111,34 +114,37 @@ def _line(kpi: KpiDefinition) -> str:
     )
 
 
-def cmd_define(args: argparse.Namespace, ctx: CliContext) -> int:
+def _committed(ctx: CliContext, change: Callable[[Session], str]) -> int:
+    """Run one change in one transaction; print what it says once it is committed."""
     try:
         with ctx.db.write() as s:
-            kpi = kpi_admin.define(s, CLI_ACTOR, key=args.key, **_given(args))
-            print(f"defined {_line(kpi)}")
+            said = change(s)
     except UserError as exc:
         raise CliError(str(exc)) from None
+    print(said)
     return 0
+
+
+def cmd_define(args: argparse.Namespace, ctx: CliContext) -> int:
+    return _committed(
+        ctx,
+        lambda s: "defined " + _line(kpi_admin.define(s, CLI_ACTOR, key=args.key, **_given(args))),
+    )
 
 
 def cmd_update(args: argparse.Namespace, ctx: CliContext) -> int:
-    try:
-        with ctx.db.write() as s:
-            kpi = kpi_admin.update(s, CLI_ACTOR, key=args.key, **_given(args))
-            print(f"updated {_line(kpi)}")
-    except UserError as exc:
-        raise CliError(str(exc)) from None
-    return 0
+    return _committed(
+        ctx,
+        lambda s: "updated " + _line(kpi_admin.update(s, CLI_ACTOR, key=args.key, **_given(args))),
+    )
 
 
 def cmd_retire(args: argparse.Namespace, ctx: CliContext) -> int:
-    try:
-        with ctx.db.write() as s:
-            kpi = kpi_admin.retire(s, CLI_ACTOR, key=args.key, now=utcnow())
-            print(f"retired {kpi.key}: its history stays; it takes no new values")
-    except UserError as exc:
-        raise CliError(str(exc)) from None
-    return 0
+    def retire(s: Session) -> str:
+        kpi = kpi_admin.retire(s, CLI_ACTOR, key=args.key, now=utcnow())
+        return f"retired {kpi.key}: its history stays; it takes no new values"
+
+    return _committed(ctx, retire)
 
 
 def cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -162,21 +168,18 @@ def cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
 def cmd_target(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.clear == (args.value is not None):
         raise CliError("give a target value, or --clear (not both)")
-    try:
-        with ctx.db.write() as s:
-            actor = acting_as(s, args.as_person) if args.as_person else CLI_ACTOR
-            if args.clear:
-                change = kpi_targets.clear_target(
-                    s, actor, study=args.study, kpi=args.kpi, org=args.org
-                )
-            else:
-                change = kpi_targets.set_target(
-                    s, actor, study=args.study, kpi=args.kpi, value=args.value, org=args.org
-                )
-            whom = f" for {change.org.name}" if change.org else " study-wide"
-            now = "target cleared" if change.value is None else change.describe()
-            was = "" if change.previous is None else f" (was {shown(change.previous)})"
-            print(f"{change.study.code} {change.subject.key}{whom}: {now}{was}")
-    except UserError as exc:
-        raise CliError(str(exc)) from None
-    return 0
+
+    def change(s: Session) -> str:
+        actor = acting_as(s, args.as_person) if args.as_person else CLI_ACTOR
+        if args.clear:
+            done = kpi_targets.clear_target(s, actor, study=args.study, kpi=args.kpi, org=args.org)
+        else:
+            done = kpi_targets.set_target(
+                s, actor, study=args.study, kpi=args.kpi, value=args.value, org=args.org
+            )
+        whom = f" for {done.org.name}" if done.org else " study-wide"
+        now = "target cleared" if done.value is None else done.describe()
+        was = "" if done.previous is None else f" (was {shown(done.previous)})"
+        return f"{done.study.code} {done.subject.key}{whom}: {now}{was}"
+
+    return _committed(ctx, change)
