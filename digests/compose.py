@@ -4,13 +4,12 @@ Queries per digest (independent of how many milestones, actions or KPI values ex
 1. the last digest sent to this channel (the "since" of "completed since last digest"),
 2. milestones due / slipped / completed (one query, sorted into sections here),
 3. open action items with their owner's display name,
-4. every KPI's points for the trend window with the KPI definitions and the study's
-   targets that apply to each organisation (`services.kpis.latest_with_definitions`),
-5. (none: the definitions and targets come with the points),
-6. pending approvals with their total count (sponsor channels only),
-7. the study's sites this audience sees, and — only when there are some — their current
+4. every KPI's points for the trend window, with its definition and the study's targets
+   that apply to each organisation joined in (`services.kpis.latest_with_definitions`),
+5. pending approvals with their total count (sponsor channels only),
+6. the study's sites this audience sees, and — only when there are some — their current
    reports, the reports awaiting approval and the enrolment milestones (the forecast line),
-8. open QTL breaches (sponsor channels only).
+7. open QTL breaches (sponsor channels only).
 The channel link itself is loaded by the caller (one more query, with its study joined).
 
 The audience rule is applied in those queries through `services.visibility`; nothing is
