@@ -87,5 +87,7 @@ def downgrade() -> None:
     op.drop_index('uq_kpi_target_study', table_name='kpi_targets')
     op.drop_table('kpi_targets')
     with op.batch_alter_table('kpi_definitions') as batch:
+        # The kind's CHECK is named after its enum: SQLite's table copy would keep it.
+        batch.drop_constraint('kpi_kind', type_='check')
         batch.drop_column('retired_at')
         batch.drop_column('kind')
