@@ -4,12 +4,12 @@ Queries per digest (independent of how many milestones, actions or KPI values ex
 1. the last digest sent to this channel (the "since" of "completed since last digest"),
 2. milestones due / slipped / completed (one query, sorted into sections here),
 3. open action items with their owner's display name,
-4. every KPI's points for the trend window (`services.kpis.latest_per_kpi`),
-5. the KPI definitions,
-6. pending approvals with their total count (sponsor channels only),
-7. the study's sites this audience sees, and — only when there are some — their current
+4. every KPI's points for the trend window, with its definition and the study's targets
+   that apply to each organisation joined in (`services.kpis.latest_with_definitions`),
+5. pending approvals with their total count (sponsor channels only),
+6. the study's sites this audience sees, and — only when there are some — their current
    reports, the reports awaiting approval and the enrolment milestones (the forecast line),
-8. open QTL breaches (sponsor channels only).
+7. open QTL breaches (sponsor channels only).
 The channel link itself is loaded by the caller (one more query, with its study joined).
 
 The audience rule is applied in those queries through `services.visibility`; nothing is
@@ -43,6 +43,7 @@ from crobot.services import kpis as kpi_service
 from crobot.services import qtl
 from crobot.services.enrolment import study_forecast
 from crobot.services.errors import UserError
+from crobot.services.kpi_targets import AppliedTarget
 from crobot.services.kpis import Point, Trend
 from crobot.services.visibility import (
     Audience,
@@ -123,7 +124,7 @@ class KpiView:
     key: str
     label: str
     unit: str
-    target: float | None
+    target: float | None  # the catalogue's default; each trend has the one that applies
     direction: Direction
     trends: list[Trend]
     points: list[Point]
@@ -131,6 +132,11 @@ class KpiView:
     @property
     def period_count(self) -> int:
         return len({p.period_start for p in self.points})
+
+    @property
+    def targets(self) -> dict[str, AppliedTarget]:
+        """The target that applies to each organisation shown, by its name (charts)."""
+        return {t.org_name: t.target for t in self.trends}
 
 
 @dataclass(frozen=True)
@@ -446,13 +452,12 @@ def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> 
 
 def _kpis(session: Session, view: DigestView, aud: Audience, today: date) -> None:
     since = kpi_service.since_weeks(today, KPI_WEEKS)
-    # The definitions come with the points: one statement (the digest's budget is 8).
-    for d, pts in kpi_service.latest_with_definitions(session, aud, since=since):
-        view.kpis.append(
-            KpiView(
-                d.key, d.label, d.unit, d.target, d.direction, kpi_service.trend_of(d, pts), pts
-            )
-        )
+    # The definitions and targets come with the points: one statement (the budget is 8).
+    code = view.study_code
+    for kp in kpi_service.latest_with_definitions(session, aud, since=since, study_code=code):
+        d = kp.definition
+        trends = kpi_service.trend_of(d, kp.points, kp.target_of)
+        view.kpis.append(KpiView(d.key, d.label, d.unit, d.target, d.direction, trends, kp.points))
 
 
 def _approvals(session: Session, view: DigestView, aud: Audience, zone: ZoneInfo) -> None:

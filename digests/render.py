@@ -25,7 +25,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from crobot.digests.compose import DigestView, KpiView
+from crobot.digests.compose import DigestView
 from crobot.handlers import blockkit, kpi_charts
 from crobot.handlers.blockkit import Block, Mrkdwn, cap, fmt, line
 from crobot.handlers.qtl_news import open_line
@@ -314,12 +314,14 @@ KPI_TABLE = ["KPI", "Organisation", "Latest", "Change", "Target", "Status"]
 MAX_DIGEST_CHARTS = 2
 
 
-def _gap(k: KpiView, t: Trend) -> float:
-    """How far off target a value is, as a share of the target (0 when on target)."""
-    if k.target is None or t.on_target is not False:
+def _gap(t: Trend) -> float:
+    """How far off its target (the one that applies to it) a value is, as a share of that
+    target (0 when on target)."""
+    goal = t.target.value
+    if goal is None or t.on_target is not False:
         return 0.0
-    scale = abs(k.target) or 1.0
-    return abs(t.latest.value - k.target) / scale
+    scale = abs(goal) or 1.0
+    return abs(t.latest.value - goal) / scale
 
 
 def _status(t: Trend) -> str:
@@ -339,24 +341,25 @@ def kpi_blocks(view: DigestView) -> list[Block]:
     rows: list[tuple[float, list[str]]] = []
     for k in view.kpis:
         sign = "≥" if k.direction.value == "up" else "≤"
-        target = "—" if k.target is None else f"{sign} {_num(k.target)} {k.unit}"
         for t in k.trends:
+            goal = t.target.value  # the study's and organisation's, saying whose
+            target = "—" if goal is None else f"{sign} {_num(goal)} {k.unit} ({t.target.where()})"
             latest = f"{_num(t.latest.value)} {k.unit}{pending_mark(t.latest)}"
             latest += f" ({t.latest.period_label})"
             cells = [k.label, t.org_name, latest, _change(t), target, _status(t)]
-            rows.append((_gap(k, t) + (1.0 if t.on_target is False else 0.0), cells))
+            rows.append((_gap(t) + (1.0 if t.on_target is False else 0.0), cells))
     if not rows:
         return []
     rows.sort(key=lambda r: -r[0])  # off target first, furthest first; stable otherwise
     blocks = [blockkit.table(KPI_TABLE, [cells for _, cells in rows], right=[2])]
     worst = sorted(
-        (max((_gap(k, t) for t in k.trends), default=0.0), i, k) for i, k in enumerate(view.kpis)
+        (max((_gap(t) for t in k.trends), default=0.0), i, k) for i, k in enumerate(view.kpis)
     )
     charted = 0 if view.charts else MAX_DIGEST_CHARTS
     for gap, _, k in reversed(worst):
         if gap <= 0 or charted == MAX_DIGEST_CHARTS:
             break
-        drawn = kpi_charts.chart(k, k.points)
+        drawn = kpi_charts.chart(k, k.points, k.targets)
         if drawn:
             blocks += drawn
             charted += 1

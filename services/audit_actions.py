@@ -38,6 +38,12 @@ ACTIONS: dict[str, str] = {
     "milestone.update": UPDATE,
     "kpi.report": CREATE,
     "kpi.correct": UPDATE,  # a new row superseding the current value: `before` is that value
+    # the KPI catalogue and study targets (services/kpi_admin.py, kpi_targets.py)
+    "kpi.define": CREATE,
+    "kpi.update": UPDATE,
+    "kpi.retire": UPDATE,  # `before` has no retirement date, `after` has one
+    "kpi.target.set": UPSERT,  # a study's target (study-wide or one organisation's)
+    "kpi.target.clear": UPDATE,  # removed: `after` says the target is none
     # sites and the enrolment forecast (services/sites.py, enrolment.py)
     "site.create": CREATE,
     "site.activate": UPDATE,

@@ -20,6 +20,7 @@ from crobot.services import (
     approvals,
     directory,
     enrolment,
+    kpi_targets,
     kpis,
     milestones,
     qtl,
@@ -83,8 +84,9 @@ def load(session: Session, *, today: date, progress: Callable[[str], None] | Non
     _milestones(session, today)
     say("action items")
     _actions(session, today)
-    say("a quality tolerance limit")
+    say("a quality tolerance limit and the study's KPI targets")
     _limits(session)
+    _targets(session)
     say(f"{WEEKS} weeks of KPI history")
     _kpis(session, today)
     say("enrolment forecast")
@@ -301,6 +303,20 @@ def _limits(session: Session) -> None:
     )
 
 
+SPONSOR_RATINGS = ("supplier_performance", "customer_satisfaction")
+
+
+def _targets(session: Session) -> None:
+    """A phase 3 study's own targets: a study-wide one and one organisation's."""
+    approver = resolve_actor(session, TEAM, APPROVER)
+    kpi_targets.set_target(
+        session, approver, study=STUDY, kpi="screen_failure_rate", value=30
+    )  # an oncology population screens out more than the catalogue's 25 %
+    kpi_targets.set_target(
+        session, approver, study=STUDY, kpi="compliance_rate", value=97, org=LAB
+    )  # the lab's contract asks more than the default 95 %
+
+
 def _kpis(session: Session, t: date) -> None:
     rng = random.Random(301)
     series: dict[tuple[str, str], Callable[[int], float]] = {
@@ -322,14 +338,17 @@ def _kpis(session: Session, t: date) -> None:
     for week in range(WEEKS):
         start = monday - timedelta(weeks=WEEKS - 1 - week)
         for (org, key), fn in series.items():
+            # A rating of a vendor (kind `sponsor`) is the sponsor's to enter, never its own.
+            rated = key in SPONSOR_RATINGS and org != SPONSOR
             rep = kpis.report(
                 session,
-                _entrant(session, org),
+                _entrant(session, SPONSOR if rated else org),
                 today=t,
                 study=STUDY,
                 kpi=key,
                 value=fn(week),
                 period=iso_week_label(start),
+                org=org if rated else None,
             )
             _accept(session, rep.approval_id)
     # This week's CRO enrolment, reported by the CRO itself: pending sponsor approval.

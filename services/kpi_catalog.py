@@ -1,4 +1,9 @@
-"""The KPI definitions crobot ships, and the periods values are reported for."""
+"""The KPI definitions crobot ships, and the periods values are reported for.
+
+The sponsor owns the catalogue from there on (`crobot kpi define | update | retire`,
+services/kpi_admin.py); seeding only adds shipped definitions that are missing, so it never
+undoes what the sponsor changed.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,8 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crobot.services.errors import UserError, msg
-from crobot.storage.models import Aggregation, Direction, KpiDefinition
+from crobot.services.errors import Msg, UserError, msg
+from crobot.storage.models import Aggregation, Direction, KpiDefinition, KpiKind
 
 
 @dataclass(frozen=True)
@@ -26,10 +31,14 @@ class KpiSpec:
     max_value: float | None
     integer: bool
     description: str
+    kind: KpiKind = KpiKind.ANY  # who reports it (services/permissions.py reportable_kinds)
 
 
 UP, DOWN = Direction.UP, Direction.DOWN
 SUM, LATEST, AVG = Aggregation.SUM, Aggregation.LATEST, Aggregation.AVERAGE
+CRO, CMO, LAB, ANY = KpiKind.CRO, KpiKind.CMO, KpiKind.LAB, KpiKind.ANY
+# Ratings of the vendor by the sponsor: a vendor must never score itself.
+SPONSOR_ONLY = KpiKind.SPONSOR
 
 SHIPPED: tuple[KpiSpec, ...] = (
     KpiSpec(
@@ -43,6 +52,8 @@ SHIPPED: tuple[KpiSpec, ...] = (
         100_000,
         True,
         "Patients enrolled in the period (count).",
+        # Patients enrolled at the sites a CRO manages.
+        CRO,
     ),
     KpiSpec(
         "screen_failure_rate",
@@ -55,6 +66,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         100,
         False,
         "Share of screened patients who failed screening.",
+        CRO,
     ),
     KpiSpec(
         "site_activation",
@@ -67,6 +79,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         10_000,
         True,
         "Sites activated to date.",
+        CRO,
     ),
     KpiSpec(
         "query_aging",
@@ -79,6 +92,8 @@ SHIPPED: tuple[KpiSpec, ...] = (
         3650,
         False,
         "Average age of open data queries.",
+        # CROs answer site data queries and labs lab-data ones: a kind names one, so any.
+        ANY,
     ),
     KpiSpec(
         "protocol_deviations",
@@ -91,6 +106,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         100_000,
         True,
         "Protocol deviations recorded in the period.",
+        ANY,
     ),
     KpiSpec(
         "compliance_rate",
@@ -103,6 +119,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         100,
         False,
         "Share of visits/processes compliant with protocol and SOPs.",
+        ANY,
     ),
     KpiSpec(
         "cost_of_quality",
@@ -115,6 +132,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         1_000_000,
         False,
         "Cost of rework, deviations and audits in the period.",
+        ANY,
     ),
     KpiSpec(
         "supplier_performance",
@@ -127,6 +145,9 @@ SHIPPED: tuple[KpiSpec, ...] = (
         5,
         False,
         "Sponsor's scorecard rating of the vendor (0-5).",
+        # The sponsor's rating of a vendor (reported with `org:VENDOR`): a vendor that typed
+        # its own score would be grading itself. The computed scorecard measures complement it.
+        SPONSOR_ONLY,
     ),
     KpiSpec(
         "data_entry_timeliness",
@@ -139,6 +160,7 @@ SHIPPED: tuple[KpiSpec, ...] = (
         3650,
         False,
         "Median days from visit to eCRF entry.",
+        CRO,
     ),
     KpiSpec(
         "customer_satisfaction",
@@ -151,6 +173,127 @@ SHIPPED: tuple[KpiSpec, ...] = (
         5,
         False,
         "Sponsor satisfaction survey score (0-5).",
+        # The sponsor's survey of a vendor, as supplier performance.
+        SPONSOR_ONLY,
+    ),
+    # What sponsors ask of CMOs, labs and CROs beyond the trial's own numbers.
+    KpiSpec(
+        "otif_delivery",
+        "On-time-in-full delivery",
+        "%",
+        UP,
+        LATEST,
+        95,
+        0,
+        100,
+        False,
+        "Share of deliveries (drug product, kits, supplies) that arrived on time and complete.",
+        CMO,
+    ),
+    KpiSpec(
+        "right_first_time",
+        "Right-first-time batches",
+        "%",
+        UP,
+        LATEST,
+        98,
+        0,
+        100,
+        False,
+        "Share of batches made and released without a deviation, rework or reprocessing.",
+        CMO,
+    ),
+    KpiSpec(
+        "batch_release_days",
+        "Batch release cycle time",
+        "days",
+        DOWN,
+        LATEST,
+        30,
+        0,
+        3650,
+        False,
+        "Median days from the end of manufacture to QP release of the period's batches.",
+        CMO,
+    ),
+    KpiSpec(
+        "open_capas",
+        "Open CAPAs",
+        "count",
+        DOWN,
+        LATEST,
+        5,
+        0,
+        100_000,
+        True,
+        "Corrective and preventive actions still open at the end of the period.",
+        ANY,
+    ),
+    KpiSpec(
+        "staff_turnover",
+        "CRO staff turnover",
+        "%",
+        DOWN,
+        LATEST,
+        15,
+        0,
+        100,
+        False,
+        "Share of the study team (CRAs, project staff) who left in the last 12 months.",
+        CRO,
+    ),
+    KpiSpec(
+        "training_compliance",
+        "Protocol-training compliance",
+        "%",
+        UP,
+        LATEST,
+        100,
+        0,
+        100,
+        False,
+        "Share of the study team trained on the current protocol version and amendments.",
+        ANY,
+    ),
+    KpiSpec(
+        "data_security_compliance",
+        "Data-security compliance",
+        "%",
+        UP,
+        LATEST,
+        98,
+        0,
+        100,
+        False,
+        "Share of data-security and privacy controls (access reviews, GDPR) found in place.",
+        ANY,
+    ),
+    KpiSpec(
+        "resource_utilisation",
+        "Resource utilisation",
+        "%",
+        UP,
+        LATEST,
+        85,
+        0,
+        # Planned hours can be overrun: above 100 % is a real, if worrying, value.
+        150,
+        False,
+        "Hours worked on the study as a share of the hours planned for the period.",
+        CRO,
+    ),
+    KpiSpec(
+        "sample_turnaround",
+        "Sample result turnaround",
+        "hours",
+        DOWN,
+        LATEST,
+        48,
+        0,
+        2160,
+        False,
+        "Median hours from a sample's receipt at the lab to its result reported.",
+        LAB,
     ),
 )
 
@@ -159,6 +302,9 @@ ALIASES = {
     "sfr": "screen_failure_rate",
     "deviations": "protocol_deviations",
     "coq": "cost_of_quality",
+    "otif": "otif_delivery",
+    "rft": "right_first_time",
+    "capas": "open_capas",
 }
 
 
@@ -178,6 +324,16 @@ def seed_definitions(session: Session) -> int:
 def normalise_key(raw: str) -> str:
     key = raw.strip().lower().replace("-", "_")
     return ALIASES.get(key, key)
+
+
+_STORED_KEY = re.compile(r"^[a-z][a-z0-9_]*$", re.ASCII)
+
+
+def key_word(key: str) -> Msg:
+    """A stored KPI key in a message, as crobot's own wording (`query_aging`, not escaped
+    look-alikes): every key is checked on its way in (services/kpi_admin.py `check_key`).
+    Anything else is quoted as the value it is."""
+    return msg(f"`{key}`") if _STORED_KEY.match(key) else msg("`{}`", key)
 
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.IGNORECASE | re.ASCII)

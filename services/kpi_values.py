@@ -164,15 +164,22 @@ def check_value(kpi: KpiDefinition, reading: Reading) -> float:
 
 def value_range(kpi: KpiDefinition) -> str:
     """The values a KPI takes, in words: `whole numbers from 0 to 100000`."""
-    whole = "whole numbers " if kpi.integer else ""
-    low, high = kpi.min_value, kpi.max_value
+    if kpi.integer:
+        bounds = range_text(kpi.min_value, kpi.max_value, bounded_only=True)
+        return f"whole numbers {bounds}".strip()
+    return range_text(kpi.min_value, kpi.max_value)
+
+
+def range_text(low: float | None, high: float | None, *, bounded_only: bool = False) -> str:
+    """A range in words: `from 0 to 100`, `from 0 up`, `up to 5`, `any number` (or "" with
+    `bounded_only`, when there are no bounds to name)."""
     if low is not None and high is not None:
-        return f"{whole}from {shown(low)} to {shown(high)}"
+        return f"from {shown(low)} to {shown(high)}"
     if low is not None:
-        return f"{whole}from {shown(low)} up"
+        return f"from {shown(low)} up"
     if high is not None:
-        return f"{whole}up to {shown(high)}"
-    return whole.strip() or "any number"
+        return f"up to {shown(high)}"
+    return "" if bounded_only else "any number"
 
 
 def _other_reading(kpi: KpiDefinition, reading: Reading) -> str:

@@ -11,6 +11,7 @@ A current value that still awaits approval is shown marked (`pending_mark`:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated
@@ -21,18 +22,27 @@ from sqlalchemy.orm import Session
 
 from crobot.services import approvals, audit
 from crobot.services.actor import Actor
-from crobot.services.errors import UserError, msg, validate
-from crobot.services.kpi_catalog import Period, current_period, parse_period
+from crobot.services.errors import Forbidden, UserError, msg, validate
+from crobot.services.kpi_catalog import Period, current_period, key_word, parse_period
+from crobot.services.kpi_targets import AppliedTarget, applied, join_targets
 from crobot.services.kpi_values import Reading, check_value, parse_value
-from crobot.services.lookup import kpi_by_key, org_by_name, study_named_by, vendor_org_ids
-from crobot.services.permissions import needs_approval, require_org_write
+from crobot.services.lookup import (
+    kpi_by_key,
+    org_by_name,
+    reportable_kpis,
+    study_named_by,
+    vendor_org_ids,
+)
+from crobot.services.permissions import may_report, needs_approval, require_org_write
 from crobot.services.visibility import Audience, kpi_filter
 from crobot.storage.models import (
     ApprovalState,
     Direction,
     KpiDefinition,
+    KpiKind,
     KpiUpdate,
     Organization,
+    Study,
     SubjectType,
 )
 
@@ -87,6 +97,8 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
     if org_id not in vendors and org_id != study.sponsor_org_id:
         raise UserError("That organisation is not on this study.", REPORT_HINT, field="org")
     require_org_write(actor, study, vendors, org_id)
+    require_open(kpi)
+    require_reportable(session, actor, study, kpi)
     value = check_value(kpi, inp.value)
     period: Period = parse_period(inp.period) if inp.period else current_period(today)
     if period.start > today:
@@ -147,6 +159,50 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
             },
         ).id
     return Reported(update, previous, approval_id)
+
+
+def require_open(kpi: KpiDefinition) -> None:
+    """A retired KPI keeps its history but takes no new value (nor correction)."""
+    if kpi.retired_at is not None:
+        raise UserError(
+            msg(
+                "{} ({}) was retired on {}: its history stays, but it takes no new values.",
+                kpi.label,
+                key_word(kpi.key),
+                kpi.retired_at.date().isoformat(),
+            ),
+            "`/cro kpi list` shows the KPIs in use.",
+            field="kpi",
+        )
+
+
+KIND_WORDS = {
+    KpiKind.CRO: "a CRO KPI",
+    KpiKind.CMO: "a CMO KPI",
+    KpiKind.LAB: "a lab KPI",
+    KpiKind.SPONSOR: "the sponsor's rating of a vendor",
+    KpiKind.ANY: "a KPI for everyone",
+}
+
+
+def require_reportable(session: Session, actor: Actor, study: Study, kpi: KpiDefinition) -> None:
+    """A vendor reports the KPIs of its kind and those for everyone; the sponsor any."""
+    if may_report(actor, study, kpi.kind):
+        return
+    keys = [key_word(d.key) for d in reportable_kpis(session, actor)]
+    who = actor.person.org.name if actor.person else "You"
+    raise Forbidden(
+        msg(
+            "{} does not report {} ({}): it is " + KIND_WORDS[kpi.kind] + ".",
+            who,
+            kpi.label,
+            key_word(kpi.key),
+        ),
+        msg("It reports: " + ", ".join("{}" for _ in keys) + ".", *keys)
+        if keys
+        else msg("It reports no KPI of the catalogue."),
+        field="kpi",
+    )
 
 
 NOT_REJECTED = KpiUpdate.approval_state != ApprovalState.REJECTED
@@ -254,10 +310,22 @@ class Trend:
     arrow: str  # ▲ ▼ or →
     good: bool | None  # moved in the KPI's better direction
     on_target: bool | None
+    target: AppliedTarget  # the one that applies to this organisation (services/kpi_targets)
 
 
-def trend_of(kpi: KpiDefinition, points: list[Point]) -> list[Trend]:
-    """Latest vs previous period per organisation, with the KPI's better direction."""
+TargetOf = Callable[[int], AppliedTarget]  # an organisation's id -> its applied target
+
+
+def default_target(kpi: KpiDefinition) -> AppliedTarget:
+    """The catalogue's target, for a KPI read outside any study's targets."""
+    return applied(None, None, kpi.target)
+
+
+def trend_of(
+    kpi: KpiDefinition, points: list[Point], targets: TargetOf | None = None
+) -> list[Trend]:
+    """Latest vs previous period per organisation, with the KPI's better direction, against
+    the target that applies to that organisation (`targets`; else the catalogue's)."""
     by_org: dict[str, list[Point]] = {}
     for p in points:
         by_org.setdefault(p.org_name, []).append(p)
@@ -268,14 +336,9 @@ def trend_of(kpi: KpiDefinition, points: list[Point]) -> list[Trend]:
         change = latest.value - prev.value if prev else None
         arrow = "→" if not change else ("▲" if change > 0 else "▼")
         good = None if not change else ((change > 0) == (kpi.direction == Direction.UP))
-        on_target = None
-        if kpi.target is not None:
-            on_target = (
-                latest.value >= kpi.target
-                if kpi.direction == Direction.UP
-                else latest.value <= kpi.target
-            )
-        out.append(Trend(org, latest, prev, change, arrow, good, on_target))
+        target = targets(latest.org_id) if targets is not None else default_target(kpi)
+        on_target = target.met_by(latest.value, kpi.direction)
+        out.append(Trend(org, latest, prev, change, arrow, good, on_target, target))
     return out
 
 
@@ -299,29 +362,42 @@ def _latest_stmt(
     )
 
 
-def latest_per_kpi(session: Session, audience: Audience, *, since: date) -> dict[int, list[Point]]:
-    """Every KPI's current points since a date for one audience, in one query (digests,
-    status)."""
-    stmt = _latest_stmt(audience, since).order_by(
-        KpiUpdate.kpi_id, KpiUpdate.period_start, Organization.name
-    )
-    out: dict[int, list[Point]] = {}
-    for row in session.execute(stmt):
-        out.setdefault(row.kpi_id, []).append(Point(*row[1:]))
-    return out
+@dataclass(frozen=True)
+class KpiPoints:
+    """One KPI's definition, its current points, and the target each organisation has."""
+
+    definition: KpiDefinition
+    points: list[Point]
+    targets: dict[int, AppliedTarget]  # by organisation id
+
+    def target_of(self, org_id: int) -> AppliedTarget:
+        return self.targets.get(org_id) or default_target(self.definition)
 
 
 def latest_with_definitions(
-    session: Session, audience: Audience, *, since: date
-) -> list[tuple[KpiDefinition, list[Point]]]:
-    """As `latest_per_kpi`, with each KPI's definition, by label: still one query."""
-    stmt = (
+    session: Session, audience: Audience, *, since: date, study_code: str | None = None
+) -> list[KpiPoints]:
+    """Every KPI's current points since a date for one audience, with its definition and
+    the target that applies to each organisation (services/kpi_targets.py), by label: one
+    query, the study's targets joined in (status, digests: the digest's budget is 8)."""
+    stmt = join_targets(
         _latest_stmt(audience, since)
         .add_columns(KpiDefinition)
-        .join(KpiDefinition, KpiDefinition.id == KpiUpdate.kpi_id)
-        .order_by(KpiDefinition.label, KpiUpdate.kpi_id, KpiUpdate.period_start, Organization.name)
-    )
-    out: dict[int, tuple[KpiDefinition, list[Point]]] = {}
-    for *row, definition in session.execute(stmt):
-        out.setdefault(row[0], (definition, []))[1].append(Point(*row[1:]))
+        .join(KpiDefinition, KpiDefinition.id == KpiUpdate.kpi_id),
+        study_id=KpiUpdate.study_id,
+        kpi_key=KpiDefinition.key,
+        org_id=KpiUpdate.org_id,
+    ).order_by(KpiDefinition.label, KpiUpdate.kpi_id, KpiUpdate.period_start, Organization.name)
+    out: dict[int, KpiPoints] = {}
+    for *row, definition, org_target, study_target in session.execute(stmt):
+        kp = out.setdefault(row[0], KpiPoints(definition, [], {}))
+        point = Point(*row[1:])
+        kp.points.append(point)
+        kp.targets[point.org_id] = applied(
+            org_target,
+            study_target,
+            definition.target,
+            study_code=study_code,
+            org_name=point.org_name,
+        )
     return list(out.values())

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from crobot.services.actor import Actor
 from crobot.services.errors import Msg, NotFound, UserError, msg
 from crobot.services.kpi_catalog import normalise_key
-from crobot.services.permissions import is_sponsor, is_vendor, require_known
+from crobot.services.permissions import is_sponsor, is_vendor, reportable_kinds, require_known
 from crobot.storage.models import (
     AudienceKind,
     ChannelLink,
@@ -202,6 +202,17 @@ def channel_link_by_id(session: Session, link_id: int) -> ChannelLink:
 def kpi_definitions(session: Session) -> list[KpiDefinition]:
     """The KPI catalogue, by key."""
     return list(session.scalars(select(KpiDefinition).order_by(KpiDefinition.key)))
+
+
+def reportable_kpis(session: Session, actor: Actor) -> list[KpiDefinition]:
+    """The KPIs `actor`'s organisation reports (services/permissions.py
+    `reportable_kinds`), not retired, by key: what a form offers and `/cro kpi list`
+    shows a vendor."""
+    stmt = select(KpiDefinition).where(KpiDefinition.retired_at.is_(None))
+    kinds = reportable_kinds(actor)
+    if kinds is not None:
+        stmt = stmt.where(KpiDefinition.kind.in_(sorted(kinds)))
+    return list(session.scalars(stmt.order_by(KpiDefinition.key)))
 
 
 def sponsor_channels(session: Session, study_id: int, *, team_id: str | None = None) -> list[str]:

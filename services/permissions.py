@@ -2,14 +2,16 @@
 
 This is the one home of "is sponsor staff" (the visibility rule asks `is_sponsor_staff`
 too), of who may change a channel's digest, and of which entries wait for an approver
-(`needs_approval`) and who may decide them (`require_approver`, `require_second_approver`).
+(`needs_approval`) and who may decide them (`require_approver`, `require_second_approver`),
+of which KPIs a reporter's organisation reports (`reportable_kinds`), and of who keeps the
+KPI catalogue and a study's KPI targets.
 """
 
 from __future__ import annotations
 
 from crobot.services.actor import Actor
 from crobot.services.errors import Forbidden, NotRegistered, msg
-from crobot.storage.models import AudienceKind, ChannelLink, Person, Role, Study
+from crobot.storage.models import AudienceKind, ChannelLink, KpiKind, OrgKind, Person, Role, Study
 
 _SPONSOR_ROLES = (Role.SPONSOR_APPROVER, Role.SPONSOR_MEMBER, Role.SPONSOR_LEAD, Role.ADMIN)
 
@@ -154,3 +156,49 @@ def require_breach_closer(actor: Actor, study: Study) -> None:
     require_known(actor)
     if not is_approver(actor, study):
         raise Forbidden(msg("Only sponsor approvers for {} can close a QTL breach.", study.code))
+
+
+_VENDOR_KINDS = {OrgKind.CRO: KpiKind.CRO, OrgKind.CMO: KpiKind.CMO, OrgKind.LAB: KpiKind.LAB}
+
+
+def reportable_kinds(actor: Actor) -> frozenset[KpiKind] | None:
+    """The kinds of KPI `actor` may report: None for every kind (the sponsor's people and
+    the operator); a vendor's person, those of its organisation's kind and `any` (a vendor
+    of kind `other` only `any`). `sponsor` KPIs rate a vendor: never a vendor's to report."""
+    if actor.trusted:
+        return None
+    person = actor.person
+    if person is None:
+        return frozenset()
+    if person.org.kind == OrgKind.SPONSOR:
+        return None
+    own = _VENDOR_KINDS.get(person.org.kind)
+    return frozenset({KpiKind.ANY} | ({own} if own else set()))
+
+
+def may_report(actor: Actor, study: Study, kind: KpiKind) -> bool:
+    """Whether `actor` may report a KPI of this kind on this study: the sponsor any KPI,
+    for any organisation; a vendor the kinds `reportable_kinds` gives it."""
+    if is_sponsor(actor, study):
+        return True
+    kinds = reportable_kinds(actor)
+    return kinds is None or kind in kinds
+
+
+def require_catalogue_editor(actor: Actor) -> None:
+    """The KPI catalogue is the sponsor's, kept by the crobot operator on the server
+    (`crobot kpi define | update | retire`): no Slack user changes it, a vendor least of
+    all, since every study's views and the vendors' scorecards read it."""
+    if not actor.trusted:
+        raise Forbidden(
+            "KPI definitions are kept by the sponsor's crobot operator, not from Slack.",
+            "Ask them to run `crobot kpi define KEY …` (or `update` / `retire`) on the server.",
+        )
+
+
+def require_target_setter(actor: Actor, study: Study) -> None:
+    """A study's KPI targets are the sponsor's expectations of its vendors: only its
+    approvers (or the operator, the CLI) set or clear them."""
+    require_known(actor)
+    if not (actor.trusted or is_approver(actor, study)):
+        raise Forbidden(msg("Only sponsor approvers for {} can set KPI targets.", study.code))

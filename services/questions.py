@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from crobot.services.actor import Actor
 from crobot.services.lookup import kpi_definitions, org_studies, study_org_ids
+from crobot.services.permissions import reportable_kinds
 from crobot.storage.models import Organization, Person
 
 # Reading verbs: a plain-language question never runs anything else.
@@ -81,6 +82,15 @@ KPI_SYNONYMS: dict[str, tuple[str, ...]] = {
         "ecrf entry",
     ),
     "customer_satisfaction": ("satisfaction", "customer satisfaction", "survey"),
+    "otif_delivery": ("otif", "on time in full", "on-time-in-full", "deliveries on time"),
+    "right_first_time": ("right first time", "rft", "batch failures", "batches right"),
+    "batch_release_days": ("batch release", "release cycle", "qp release", "release time"),
+    "open_capas": ("capa", "capas", "open capas", "corrective actions"),
+    "staff_turnover": ("turnover", "staff turnover", "attrition", "cra turnover"),
+    "training_compliance": ("protocol training", "training compliance"),
+    "data_security_compliance": ("data security", "security compliance", "gdpr"),
+    "resource_utilisation": ("utilisation", "utilization", "resource utilisation"),
+    "sample_turnaround": ("sample turnaround", "result turnaround", "lab turnaround"),
 }
 
 # Intent cues: (phrase, weight). Phrases are matched on word boundaries.
@@ -395,7 +405,9 @@ def _best_per_command(readings: Iterable[Reading]) -> list[Reading]:
 
 def vocabulary(session: Session, actor: Actor) -> Vocabulary:
     """What `actor` may name: the studies they are on, those studies' organisations, the
-    KPIs, and the people of those organisations (nobody learns of other studies)."""
+    KPIs of their organisation's kind (services/permissions.py `reportable_kinds`: a lab
+    is not offered a CMO's KPIs; retired ones too, their history is readable), and the
+    people of those organisations (nobody learns of other studies)."""
     studies = org_studies(session, actor.org_id) if actor.org_id is not None else []
     org_ids: set[int] = set()
     for study in studies:
@@ -408,9 +420,10 @@ def vocabulary(session: Session, actor: Actor) -> Vocabulary:
     people = session.execute(
         select(Person.display_name, Person.slack_user_id).where(Person.org_id.in_(org_ids))
     )
+    kinds = reportable_kinds(actor)
     return Vocabulary(
         studies=[s.code for s in studies],
         orgs=org_vocabulary((name, kind.value) for name, kind in orgs),
-        kpis={k.key: k.label for k in kpi_definitions(session)},
+        kpis={k.key: k.label for k in kpi_definitions(session) if kinds is None or k.kind in kinds},
         people={row.display_name: row.slack_user_id for row in people},
     )

@@ -62,11 +62,10 @@ def study_status(
     st.open_actions = _count(session, ActionItem, open_now)
     st.overdue_count = _count(session, ActionItem, open_now, ActionItem.due_date < today)
     st.overdue_actions = actions.list_for(session, audience, today=today, overdue=True, limit=SHOWN)
-    points = kpis.latest_per_kpi(session, audience, since=kpis.since_weeks(today, kpi_weeks))
-    if points:
-        defs = session.scalars(select(KpiDefinition).where(KpiDefinition.id.in_(points))).all()
-        for d in sorted(defs, key=lambda d: d.label):
-            st.kpis.append((d, kpis.trend_of(d, points[d.id])))
+    # Definitions and the study's targets (each organisation's) come with the points.
+    since = kpis.since_weeks(today, kpi_weeks)
+    for kp in kpis.latest_with_definitions(session, audience, since=since, study_code=study.code):
+        st.kpis.append((kp.definition, kpis.trend_of(kp.definition, kp.points, kp.target_of)))
     pending = and_(approval_filter(audience), Approval.state == ApprovalState.PENDING)
     st.pending_count = _count(session, Approval, pending)
     st.pending_approvals = list(

@@ -126,6 +126,17 @@ class Aggregation(enum.StrEnum):
     AVERAGE = "average"
 
 
+class KpiKind(enum.StrEnum):
+    """Who reports a KPI: vendors of one kind (an organisation's `OrgKind`), any vendor,
+    or only the sponsor (a rating of the vendor, never the vendor's own word)."""
+
+    CRO = "cro"
+    CMO = "cmo"
+    LAB = "lab"
+    ANY = "any"
+    SPONSOR = "sponsor"
+
+
 class ApprovalState(enum.StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
@@ -401,6 +412,42 @@ class KpiDefinition(Base):
     max_value: Mapped[float | None] = mapped_column(Float)
     integer: Mapped[bool] = mapped_column(Boolean, default=False)
     description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[KpiKind] = mapped_column(
+        _enum(KpiKind, "kpi_kind"), default=KpiKind.ANY, server_default=KpiKind.ANY.value
+    )
+    # Retired: its history stays readable (show, trend, exports); it takes no new values.
+    retired_at: Mapped[datetime | None] = mapped_column()
+
+
+class KpiTarget(Base):
+    """A study's own target for one KPI, study-wide (`org_id` NULL) or one organisation's:
+    it overrides the catalogue's default (services/kpi_targets.py).
+
+    Keyed by the KPI's key, not its id, so computed measures (services/computed_keys.py),
+    which have no definition row, take targets too. One per study, key and organisation:
+    NULLs are distinct in a unique constraint on both backends, so the study-wide row
+    has its own partial unique index."""
+
+    __tablename__ = "kpi_targets"
+    __table_args__ = (
+        UniqueConstraint("study_id", "kpi_key", "org_id", name="uq_kpi_target_org"),
+        Index(
+            "uq_kpi_target_study",
+            "study_id",
+            "kpi_key",
+            unique=True,
+            sqlite_where=text("org_id IS NULL"),
+            postgresql_where=text("org_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    kpi_key: Mapped[str] = mapped_column(String(40))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    target: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str] = mapped_column(String(80))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class KpiUpdate(Base):

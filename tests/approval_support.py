@@ -54,18 +54,27 @@ def wait_until(fn: Callable[[], T | None], timeout: float = 10.0) -> T:
 
 
 def pending_kpi(
-    world: World, value: float = 12, user: str = "UAPEX", note: str | None = None
+    world: World,
+    value: float = 12,
+    user: str = "UAPEX",
+    note: str | None = None,
+    kpi: str = "enrollment",
+    period: str | None = None,
+    org: str | None = None,
 ) -> int:
-    """A vendor reports a KPI value through the service; returns the approval id."""
+    """A vendor (or a sponsor member, for `org`) reports a KPI value through the service;
+    returns the approval id."""
     with world.db.write() as s:
         rep = kpis.report(
             s,
             world.actor(user),
             today=TODAY,
             study="ONC-301",
-            kpi="enrollment",
+            kpi=kpi,
             value=value,
             note=note,
+            period=period,
+            org=org,
         )
         approval = for_subject(s, SubjectType.KPI_UPDATE, rep.update.id)
         assert approval is not None

@@ -86,6 +86,7 @@ def seed(world: World, scale: int, *, names: dict[str, str] | None = None) -> No
     be searched for another vendor's data.
     """
     names = names or {"UAPEX": "APEXDATA", "ULAB": "LABDATA", "USPONSOR": "SPONSORDATA"}
+    sponsor = world.actor("USPONSOR")
     with world.db.write() as s:
         for user, tag in names.items():
             actor = world.actor(user)
@@ -110,12 +111,15 @@ def seed(world: World, scale: int, *, names: dict[str, str] | None = None) -> No
                     owner_user_id=user,
                     due=TODAY + timedelta(days=(i % 7) - 3),
                 )
+            # Enrolment is a CRO's KPI: the sponsor enters the lab's on its behalf.
+            reporter, org = (sponsor, "CentraLab") if user == "ULAB" else (actor, None)
             for week in range(40, 48):
                 kpis.report(
                     s,
-                    actor,
+                    reporter,
                     today=TODAY,
                     study="ONC-301",
+                    org=org,
                     kpi="enrollment",
                     value=float(week - 30 + len(tag)),
                     period=f"2026-W{week}",

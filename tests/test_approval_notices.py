@@ -142,7 +142,7 @@ def test_value_entered_for_a_vendor_tells_the_person_and_that_vendors_channel(
     (in New York time), the channel notice to CentraLab's channel (Dublin time)."""
     with db.write() as s:
         rep = kpis.report(
-            s, world.actor("ULAB"), today=TODAY, study="ONC-301", kpi="enrollment", value=9
+            s, world.actor("ULAB"), today=TODAY, study="ONC-301", kpi="query_aging", value=9
         )
         approval = for_subject(s, SubjectType.KPI_UPDATE, rep.update.id)
         assert approval is not None

@@ -26,6 +26,8 @@ from crobot.services import (
     directory,
     enrolment,
     escalations,
+    kpi_admin,
+    kpi_targets,
     kpis,
     milestones,
     qtl,
@@ -36,7 +38,7 @@ from crobot.services import (
 from crobot.services.actor import SYSTEM
 from crobot.services.audit_actions import ACTIONS, CREATE, EVENT, UPDATE, UPSERT
 from crobot.services.kpi_catalog import iso_week_label
-from crobot.storage.models import Approval, AuditEvent, ChannelLink, QtlBreach
+from crobot.storage.models import Approval, AuditEvent, ChannelLink, QtlBreach, utcnow
 from tests.conftest import TODAY, World
 from tests.test_sites import history
 
@@ -239,6 +241,19 @@ def _drive_every_write_path(world: World) -> None:
         evaluation = qtl.Evaluation(False, "Site training gap", "None on safety", True, "Retrain")
         qtl.close(s, approver, breach.id, evaluation, today=TODAY)
         qtl.turn_off(s, approver, lim.id)
+    # The KPI catalogue: a KPI defined and changed; a study's target for one organisation
+    # set, set again and cleared; the KPI retired.
+    with world.db.write() as s:
+        kpi_admin.define(
+            s, SYSTEM, key="audits_passed", label="Audits passed", unit="%", direction="up"
+        )
+        kpi_admin.update(s, SYSTEM, key="audits_passed", target="90")
+        for target in ("80", "85"):
+            kpi_targets.set_target(
+                s, approver, study="ONC-301", kpi="audits_passed", value=target, org="Apex CRO"
+            )
+        kpi_targets.clear_target(s, approver, study="ONC-301", kpi="audits_passed", org="Apex CRO")
+        kpi_admin.retire(s, SYSTEM, key="audits_passed", now=utcnow())
     # A workspace registered to an organisation, and its user recognised on first use.
     with world.db.write() as s:
         directory.update_org(s, SYSTEM, name="CentraLab", slack_team_id="TLAB9")

@@ -569,20 +569,22 @@ def test_a_digest_slack_refuses_goes_out_shorter_instead_of_failing(env: Env, er
 def _off_target_kpis(env: Env) -> None:
     from crobot.services import approvals
 
-    values = {  # per organisation's reporter and KPI: three weeks of approved values
-        ("UAPEX", "enrollment"): [5, 6, 7],  # target ≥ 20: far off
-        ("ULAB", "enrollment"): [25, 26, 27],  # on target
-        ("UAPEX", "screen_failure_rate"): [30, 32, 35],  # target ≤ 25: off
-        ("UAPEX", "query_aging"): [3, 3, 3],
+    values = {  # per reporter, organisation and KPI: three weeks of approved values
+        ("UAPEX", None, "enrollment"): [5, 6, 7],  # target ≥ 20: far off
+        # On target; enrolment is a CRO's KPI: the sponsor enters the lab's.
+        ("USPONSOR", "CentraLab", "enrollment"): [25, 26, 27],
+        ("UAPEX", None, "screen_failure_rate"): [30, 32, 35],  # target ≤ 25: off
+        ("UAPEX", None, "query_aging"): [3, 3, 3],
     }
     with env.world.db.write() as s:
-        for (user, kpi), series in values.items():
+        for (user, org, kpi), series in values.items():
             for week, value in zip((45, 46, 47), series, strict=True):
                 rep = kpis.report(
                     s,
                     env.world.actor(user),
                     today=TODAY,
                     study="ONC-301",
+                    org=org,
                     kpi=kpi,
                     value=value,
                     period=f"2026-W{week}",

@@ -27,12 +27,26 @@ THIS_WEEK, LAST_WEEK = "2026-W48", "2026-W47"
 
 
 def _report(
-    world: World, user: str, kpi: str, value: float, period: str, decide: bool | None
+    world: World,
+    user: str,
+    kpi: str,
+    value: float,
+    period: str,
+    decide: bool | None,
+    org: str | None = None,
 ) -> int:
-    """A vendor's value; `decide` approves (True), rejects (False) or leaves it pending."""
+    """A vendor's value (entered by `user`, for `org` if given); `decide` approves (True),
+    rejects (False) or leaves it pending."""
     with world.db.write() as s:
         rep = kpis.report(
-            s, world.actor(user), today=TODAY, study="ONC-301", kpi=kpi, value=value, period=period
+            s,
+            world.actor(user),
+            today=TODAY,
+            study="ONC-301",
+            kpi=kpi,
+            value=value,
+            period=period,
+            org=org,
         )
         assert rep.approval_id is not None
         if decide is not None:
@@ -63,7 +77,7 @@ def test_status_shows_the_current_value_and_marks_a_pending_one(
 ) -> None:
     for user, channel in ((SPONSOR, C_SPONSOR), (APEX_PM, C_APEX)):
         text = slash.send("status ONC-301", user, channel).text
-        assert "Enrolment · Apex CRO: *15* patients ▲ (target 20) ✗" in text, text
+        assert "Enrolment · Apex CRO: *15* patients ▲ · target 20 (default) ✗" in text, text
         assert "*30*" not in text
         assert "Query aging · Apex CRO: *9* days (pending approval)" in text, text
         assert "Compliance rate" not in text  # its only value was rejected
@@ -77,7 +91,7 @@ def test_kpi_show_and_trend_skip_rejected_values_and_mark_pending_ones(
         assert f"{LAST_WEEK}: *10* · {THIS_WEEK}: *15*" in show and "*30*" not in show, show
         trend = slash.send("kpi trend ONC-301 enrollment", user, channel).text
         assert f"*Apex CRO*: 15 patients in {THIS_WEEK} ▲ +5 (better)" in trend, trend
-        assert "target 20 ✗" in trend
+        assert "target 20 (default) ✗" in trend
         aging = slash.send("kpi show ONC-301 query_aging", user, channel).text
         assert f"{THIS_WEEK}: *9* (pending approval)" in aging, aging
         aging = slash.send("kpi trend ONC-301 query_aging", user, channel).text
@@ -90,8 +104,9 @@ def test_kpi_show_and_trend_draw_a_native_chart_and_a_table(
 ) -> None:
     """One series per organisation the reader may see plus the target; a table of every
     value with its state; the text lines stay below as the fallback. Valid Block Kit."""
-    _report(world, LAB_PM, "enrollment", 4, LAST_WEEK, True)
-    _report(world, LAB_PM, "enrollment", 6, THIS_WEEK, None)
+    # Enrolment is a CRO's KPI: the sponsor enters CentraLab's (a lab's) on its behalf.
+    _report(world, SPONSOR, "enrollment", 4, LAST_WEEK, True, org="CentraLab")
+    _report(world, SPONSOR, "enrollment", 6, THIS_WEEK, None, org="CentraLab")
     for user, channel, orgs in (
         (SPONSOR, C_SPONSOR, ["Apex CRO", "CentraLab", "Target (20)"]),
         (APEX_PM, C_APEX, ["Apex CRO", "Target (20)"]),

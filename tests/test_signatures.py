@@ -153,7 +153,8 @@ def test_every_decision_shows_name_utc_local_time_and_meaning(
 
 
 def _decide_two(world: World) -> tuple[int, int]:
-    first, second = pending_kpi(world, 12), pending_kpi(world, 40, user="ULAB")
+    # A lab reports query aging (enrolment is a CRO's KPI).
+    first, second = pending_kpi(world, 12), pending_kpi(world, 40, user="ULAB", kpi="query_aging")
     with world.db.write() as s:
         for aid in (first, second):
             approvals.decide(s, world.actor("UAPPROVER"), aid, approve=True)

@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from crobot.bot.app import build_web_client
+from crobot.bot.cli import catalogue_cmds
 from crobot.bot.cli.context import CLI_ACTOR, CliContext, CliError, acting_as
 from crobot.bot.cli.progress import Progress
 from crobot.digests.delivery import Delivery, delivery_client
@@ -39,7 +40,7 @@ class Importer(Protocol):
 
 
 def register(sub: Any) -> None:
-    kpi = sub.add_parser("kpi", help="KPI values")
+    kpi = sub.add_parser("kpi", help="KPI values, the KPI catalogue and study targets")
     ksub = kpi.add_subparsers(dest="kpi_command", required=True)
     p = ksub.add_parser("import", help="import KPI values from CSV (all rows or none)")
     p.add_argument("file", type=Path, help="CSV with columns study,org,kpi,period,value[,note]")
@@ -51,6 +52,7 @@ def register(sub: Any) -> None:
         "which rows wait for an approver; default: the operator, every row waits",
     )
     p.set_defaults(func=cmd_kpi_import)
+    catalogue_cmds.register(ksub)
 
     p = sub.add_parser(
         "export", help="export milestones, actions, KPI values or the approval history as CSV"

@@ -36,7 +36,7 @@ def render_status(st: StudyStatus) -> str:
     lines += ["", "KPIs (latest vs previous period)"]
     for kpi, trends in st.kpis:
         for t in trends:
-            target = f" target {shown(kpi.target)}" if kpi.target is not None else ""
+            target = f" {t.target.describe()}" if t.target.value is not None else ""
             mark = {True: "on target", False: "off target", None: ""}[t.on_target]
             change = f" {t.arrow} {t.change:+g}" if t.change else f" {t.arrow}"
             lines.append(

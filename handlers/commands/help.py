@@ -44,9 +44,16 @@ TOPICS: dict[str, tuple[str, list[str]]] = {
         "KPIs",
         [
             '`/cro kpi report STUDY KPI VALUE [period:2026-W47] [note:"..."] [org:ORG]`',
-            "`/cro kpi show STUDY KPI [last:8w]` · `/cro kpi trend STUDY KPI` · `/cro kpi list`",
+            "`/cro kpi show STUDY KPI [last:8w]` · `/cro kpi trend STUDY KPI` · "
+            "`/cro kpi list [STUDY]`",
+            "`/cro kpi target STUDY KPI N [org:ORG]` · `/cro kpi target STUDY KPI --clear "
+            "[org:ORG]` — sponsor approvers; the organisation's target, else the study's, "
+            "else the catalogue's default applies, and every view says which.",
             "A value waits for a sponsor approver, unless an approver reports the sponsor's "
-            "own (and the study has no four eyes); corrections supersede.",
+            "own (and the study has no four eyes); corrections supersede. A vendor reports "
+            "the KPIs of its kind (CRO, CMO, lab) and those for everyone; a retired KPI "
+            "takes no new value. The catalogue itself is the operator's (`crobot kpi define "
+            "| update | retire`).",
             "Values: `12`, `1.5` or `1,5`; `1,500` is 1500; `%` only for percentages; each "
             "KPI has a range (`/cro kpi list`).",
         ],

@@ -1,4 +1,7 @@
-"""`/cro kpi report | show | trend | list`."""
+"""`/cro kpi report | show | trend | list | target`.
+
+The catalogue itself (`define`, `update`, `retire`) is the operator's, on the server
+(`crobot kpi …`): asked for here, crobot says so and changes nothing."""
 
 from __future__ import annotations
 
@@ -17,20 +20,24 @@ from crobot.handlers.commands.common import (
     study_for,
 )
 from crobot.handlers.kpi_charts import visuals
-from crobot.services import kpis
+from crobot.services import kpi_targets, kpis
 from crobot.services.command_parser import classify
 from crobot.services.dates import parse_weeks
 from crobot.services.errors import UserError
+from crobot.services.kpi_targets import AppliedTarget, TargetBook
 from crobot.services.kpi_values import shown, value_range
-from crobot.services.lookup import kpi_by_key, kpi_definitions
-from crobot.services.visibility import is_visible
-from crobot.storage.models import KpiDefinition
+from crobot.services.lookup import kpi_by_key, kpi_definitions, reportable_kpis
+from crobot.services.permissions import reportable_kinds, require_catalogue_editor
+from crobot.services.visibility import Audience, is_visible
+from crobot.storage.models import KpiDefinition, KpiKind
 
 REPORT_HINT = kpis.REPORT_HINT
 SHOW_HINT = "Write it as `/cro kpi show STUDY KPI [last:8w]`."
 TREND_HINT = "Write it as `/cro kpi trend STUDY KPI`."
-WRITE_VERBS = frozenset({"report"})
-GROUP_HINT = "Use `/cro kpi report`, `show`, `trend` or `list` (`/cro help kpi`)."
+LIST_HINT = "Write it as `/cro kpi list [STUDY]`."
+TARGET_HINT = kpi_targets.TARGET_HINT
+WRITE_VERBS = frozenset({"report", "target"})
+GROUP_HINT = "Use `/cro kpi report`, `show`, `trend`, `list` or `target` (`/cro help kpi`)."
 TREND_WEEKS = 8
 NO_VALUES = Mrkdwn("_No values reported yet._")
 
@@ -104,6 +111,8 @@ def _show(ctx: CommandContext, words: list[str]) -> Reply:
         kpi = kpi_by_key(s, key)
         aud = reader_audience(s, ctx, study)
         points = kpis.series(s, aud, kpi, since=since)
+        book = kpi_targets.targets_for_study(s, study.id)
+    targets = _targets(book, kpi, points)
     by_org: dict[str, list[Mrkdwn]] = {}
     for pt in points:
         by_org.setdefault(pt.org_name, []).append(
@@ -112,7 +121,8 @@ def _show(ctx: CommandContext, words: list[str]) -> Reply:
     title = f"{kpi.label} — {study.code}, last {weeks} week(s)"
     lines = [fmt("*{}*\n", org) + Mrkdwn(" · ").join(vals) for org, vals in sorted(by_org.items())]
     blocks = [header(title), context(_kpi_note(kpi) + Mrkdwn(" · ") + audience_note(aud, study))]
-    blocks += visuals(kpi, points)
+    blocks.append(context(_targets_note(kpi, book, aud, targets)))
+    blocks += visuals(kpi, points, targets)
     blocks += lines_block(lines, budget=40) if lines else [section(NO_VALUES)]
     counts = [fmt("{}: {} value(s)", org, len(vals)) for org, vals in by_org.items()]
     return Reply(fmt("{}: {}", title, Mrkdwn("; ").join(counts) or "no values"), blocks)
@@ -125,14 +135,16 @@ def _trend(ctx: CommandContext, words: list[str]) -> Reply:
         kpi = kpi_by_key(s, key)
         aud = reader_audience(s, ctx, study)
         points = kpis.series(s, aud, kpi, since=kpis.since_weeks(ctx.today(), TREND_WEEKS))
+        book = kpi_targets.targets_for_study(s, study.id)
     lines: list[Mrkdwn] = []
-    for t in kpis.trend_of(kpi, points):
+    trends = kpis.trend_of(kpi, points, lambda org_id: book.get(kpi.key, org_id, kpi.target))
+    for t in trends:
         # crobot's own words around the values: Mrkdwn, so their spaces are kept as written.
         change = Mrkdwn("" if t.change is None else f" {t.arrow} {t.change:+g}")
         verdict = Mrkdwn("" if t.good is None else (" (better)" if t.good else " (worse)"))
         target = Mrkdwn("")
-        if kpi.target is not None:
-            target = Mrkdwn(f" · target {shown(kpi.target)} " + ("✓" if t.on_target else "✗"))
+        if t.target.value is not None:  # this study's and organisation's, saying whose
+            target = fmt(" · {} ", t.target.describe()) + Mrkdwn("✓" if t.on_target else "✗")
         lines.append(
             fmt(
                 "*{}*: {} {}{} in {}{}{}{}",
@@ -147,36 +159,140 @@ def _trend(ctx: CommandContext, words: list[str]) -> Reply:
             )
         )
     title = f"{kpi.label} trend — {study.code}"
+    targets = {t.org_name: t.target for t in trends}
     blocks = [header(title), context(_kpi_note(kpi) + Mrkdwn(" · ") + audience_note(aud, study))]
-    blocks += visuals(kpi, points)
+    blocks.append(context(_targets_note(kpi, book, aud, targets)))
+    blocks += visuals(kpi, points, targets)
     blocks += lines_block(lines, budget=40) if lines else [section(NO_VALUES)]
     return Reply(fmt("{}: {}", title, Mrkdwn("; ").join(lines) or "no values"), blocks)
 
 
+def _targets(
+    book: TargetBook, kpi: KpiDefinition, points: list[kpis.Point]
+) -> dict[str, AppliedTarget]:
+    """The target that applies to each organisation shown, by its name."""
+    return {p.org_name: book.get(kpi.key, p.org_id, kpi.target) for p in points}
+
+
+def _targets_note(
+    kpi: KpiDefinition, book: TargetBook, aud: Audience, targets: dict[str, AppliedTarget]
+) -> Mrkdwn:
+    """Which target each organisation shown is measured against, and whose it is."""
+    if targets:
+        parts = [fmt("{}: {}", org, t.describe()) for org, t in sorted(targets.items())]
+        return Mrkdwn("Targets · ") + Mrkdwn("; ").join(parts)
+    # No values yet: the target this reader's organisation (or the study) would meet.
+    return fmt("Target: {}", book.get(kpi.key, aud.org_id, kpi.target).describe())
+
+
 def _key(kpi: KpiDefinition) -> Mrkdwn:
-    """A KPI key is crobot's own word: only the shipped catalogue (`kpi_catalog.SHIPPED`)
-    creates definitions, so it is shown as is (`screen_failure_rate`, not look-alikes)."""
+    """A KPI key is crobot's own word (checked by `services.kpi_admin.check_key`: letters,
+    digits and `_`), so it is shown as is (`screen_failure_rate`, not look-alikes)."""
     return Mrkdwn(f"`{kpi.key}`") if kpi.key.replace("_", "").isalnum() else fmt("`{}`", kpi.key)
 
 
 def _kpi_note(kpi: KpiDefinition) -> Mrkdwn:
     better = "higher is better" if kpi.direction.value == "up" else "lower is better"
-    return fmt("{} · {} · " + better, _key(kpi), kpi.unit)
+    retired = (
+        f" · retired {kpi.retired_at.date().isoformat()}: no new values" if kpi.retired_at else ""
+    )
+    return fmt("{} · {} · " + better + retired, _key(kpi), kpi.unit)
+
+
+KIND_NAMES = {
+    KpiKind.CRO: "CROs",
+    KpiKind.CMO: "CMOs",
+    KpiKind.LAB: "labs",
+    KpiKind.ANY: "everyone",
+    KpiKind.SPONSOR: "the sponsor",
+}
 
 
 def _list(ctx: CommandContext, words: list[str]) -> Reply:
-    if words:
-        raise UserError("`kpi list` takes nothing more.", "Write it as `/cro kpi list`.")
+    p = classify(words, hint=LIST_HINT)
+    if len(p.positionals) > 1 or p.mentions:
+        raise UserError("`kpi list` takes one study at most.", LIST_HINT)
     with ctx.runtime.db.read() as s:
-        defs = kpi_definitions(s)
+        defs = reportable_kpis(s, ctx.actor)
+        everything = reportable_kinds(ctx.actor) is None
+        retired = [d for d in kpi_definitions(s) if d.retired_at] if everything else []
+        study = study_for(s, ctx, p.positionals[0], LIST_HINT) if p.positionals else None
+        aud = reader_audience(s, ctx, study) if study else None
+        book = kpi_targets.targets_for_study(s, study.id) if study else None
     lines = []
     for d in defs:
-        target = "" if d.target is None else f", target {shown(d.target)}"
+        # The study's target for the reader's own organisation (a vendor) or study-wide.
+        t = book.get(d.key, aud.org_id if aud else None, d.target) if book else None
+        target = (
+            fmt(", {}", t.describe())
+            if t is not None and t.value is not None
+            else Mrkdwn("" if d.target is None else f", target {shown(d.target)}")
+        )
         arrow = "↑" if d.direction.value == "up" else "↓"
-        valid = Mrkdwn(f", {value_range(d)}")
+        valid = Mrkdwn(f", {value_range(d)}, reported by {KIND_NAMES[d.kind]}")
         lines.append(fmt("{} — {} ({}, {}{}{})", _key(d), d.label, d.unit, arrow, target, valid))
-    blocks = [header("KPIs crobot tracks"), *lines_block(lines, budget=40)]
+    who = "The KPI catalogue" if everything else f"KPIs {_org_name(ctx)} reports"
+    title = f"{who} — targets for {study.code}" if study else who
+    note = (
+        "↑ higher is better, ↓ lower is better. A study may set its own targets "
+        "(`/cro kpi target`); `/cro kpi list STUDY` shows them."
+    )
+    blocks = [header(title), *lines_block(lines, budget=40), context(Mrkdwn(note))]
+    if retired:
+        keys = Mrkdwn(", ").join(_key(d) for d in retired)
+        blocks.append(context(Mrkdwn("Retired (history kept, no new values): ") + keys))
     return Reply(fmt("KPIs: {}", Mrkdwn(", ").join(_key(d) for d in defs)), blocks)
 
 
-VERBS: dict[str, Verb] = {"report": _report, "show": _show, "trend": _trend, "list": _list}
+def _org_name(ctx: CommandContext) -> str:
+    person = ctx.actor.person
+    return person.org.name if person is not None else "you"
+
+
+def _target(ctx: CommandContext, words: list[str]) -> Reply:
+    p = classify(words, options=("org",), flags=("clear",), hint=TARGET_HINT)
+    if p.mentions:
+        raise UserError("Targets take no mention.", TARGET_HINT)
+    clear = "clear" in p.flags
+    code, rest = split_study(ctx, p.positionals, full=2 if clear else 3, hint=TARGET_HINT)
+    with ctx.runtime.db.write() as s:
+        study = study_for(s, ctx, code, TARGET_HINT)
+        if clear:
+            change = kpi_targets.clear_target(
+                s, ctx.actor, study=study.code, kpi=rest[0], org=p.option("org")
+            )
+        else:
+            change = kpi_targets.set_target(
+                s, ctx.actor, study=study.code, kpi=rest[0], value=rest[1], org=p.option("org")
+            )
+        whom = fmt(" for {}", change.org.name) if change.org else Mrkdwn(" study-wide")
+        if change.value is None:
+            was = fmt(" (was {})", shown(change.previous)) if change.previous is not None else ""
+            text = fmt(
+                "{} for {}{}: target cleared{}.", change.subject.label, study.code, whom, was
+            )
+        else:
+            was = fmt(" (was {})", shown(change.previous)) if change.previous is not None else ""
+            text = fmt(
+                "{} for {}{}: {}{}.", change.subject.label, study.code, whom, change.describe(), was
+            )
+        summary = fmt("{} set a KPI target on {}", ctx.mention, study.code)
+    return Reply(summary, [section(fmt(":dart: {}", text)), context(by(ctx))])
+
+
+def _operator_only(ctx: CommandContext, words: list[str]) -> Reply:
+    """`define`, `update`, `retire`: the catalogue is changed on the server only."""
+    require_catalogue_editor(ctx.actor)
+    raise UserError("KPI definitions are changed with `crobot kpi …` on the server.")
+
+
+VERBS: dict[str, Verb] = {
+    "report": _report,
+    "show": _show,
+    "trend": _trend,
+    "list": _list,
+    "target": _target,
+    "define": _operator_only,
+    "update": _operator_only,
+    "retire": _operator_only,
+}

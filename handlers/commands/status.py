@@ -39,7 +39,9 @@ def _ms_line(m: Milestone) -> Mrkdwn:
 
 def _kpi_line(d: KpiDefinition, t: Trend) -> Mrkdwn:
     # crobot's own words around the values: Mrkdwn, so their spaces are kept as written.
-    target = Mrkdwn("" if d.target is None else f" (target {shown(d.target)})")
+    # The target that applies to this study and organisation, saying which it is.
+    # It may name an organisation: a value, escaped.
+    target = Mrkdwn("") if t.target.value is None else fmt(" · {}", t.target.describe())
     mark = Mrkdwn("" if t.on_target is None else (" ✓" if t.on_target else " ✗"))
     return fmt(
         "{} · {}: *{}* {}{} {}{}{} ({})",

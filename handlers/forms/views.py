@@ -1,5 +1,5 @@
-"""The forms' views: pickers limited to what the user may use (their studies, the KPI
-catalogue, dates, people).
+"""The forms' views: pickers limited to what the user may use (their studies, the KPIs
+their organisation reports, dates, people).
 
 Each input's `block_id` is the name of the service input it fills (`planned`,
 `owner_user_id`, …), so a submission's values go to the service as they are, and a
@@ -28,7 +28,7 @@ from crobot.handlers.blockkit import (
 from crobot.services.actor import Actor
 from crobot.services.errors import UserError, msg
 from crobot.services.home import MyStudy, orgs_for, studies_for
-from crobot.services.lookup import kpi_definitions
+from crobot.services.lookup import reportable_kpis
 from crobot.services.permissions import require_known
 from crobot.services.runtime import Runtime
 from crobot.storage.models import Priority
@@ -42,6 +42,7 @@ class FormContext:
     studies: list[MyStudy]
     initial_study: str | None
     today: date
+    actor: Actor
 
 
 def _study_block(studies: list[MyStudy], initial_code: str | None) -> Block:
@@ -85,7 +86,11 @@ def _action_blocks(session: Session, ctx: FormContext) -> list[Block]:
 
 
 def _kpi_blocks(session: Session, ctx: FormContext) -> list[Block]:
-    defs = sorted(kpi_definitions(session), key=lambda d: d.label)
+    # Only what the reporter's organisation reports (its kind's and everyone's KPIs), in
+    # use: a vendor is not offered another kind's KPIs, nor anyone a retired one.
+    defs = sorted(reportable_kpis(session, ctx.actor), key=lambda d: d.label)
+    if not defs:
+        raise UserError("There is no KPI in the catalogue that your organisation reports.")
     options = [option(f"{d.label} ({d.unit})", d.key) for d in defs]
     return [
         _study_block(ctx.studies, ctx.initial_study),
@@ -169,7 +174,7 @@ def build_modal(
     return modal(
         layout.callback_id,
         layout.title,
-        layout.blocks(session, FormContext(studies, initial_study, today)),
+        layout.blocks(session, FormContext(studies, initial_study, today, actor)),
         submit=layout.submit,
         private_metadata=json.dumps({"channel_id": channel_id}),
     )
