@@ -60,6 +60,8 @@ class OrgUpdate(_Input):
 
 # Patients a study plans to enrol (what the enrolment forecast aims at).
 EnrolmentTarget = Annotated[int, Field(ge=1, le=10_000_000)]
+# Days after a period's end within which a KPI report counts as on time (scorecards).
+ReportDays = Annotated[int, Field(ge=0, le=90)]
 
 
 class StudyCreate(_Input):
@@ -72,6 +74,7 @@ class StudyCreate(_Input):
     four_eyes: bool = False
     signatures: SignatureMode = SignatureMode.ACKNOWLEDGE
     enrolment_target: EnrolmentTarget | None = None
+    kpi_report_days: ReportDays = 5
 
 
 class StudyUpdate(_Input):
@@ -79,6 +82,7 @@ class StudyUpdate(_Input):
     four_eyes: bool | None = None
     signatures: SignatureMode | None = None
     enrolment_target: EnrolmentTarget | None = None
+    kpi_report_days: ReportDays | None = None
 
 
 class StudyVendorCreate(_Input):
@@ -297,6 +301,7 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         four_eyes=inp.four_eyes,
         signatures=inp.signatures,
         enrolment_target=inp.enrolment_target,
+        kpi_report_days=inp.kpi_report_days,
     )
     session.add(study)
     session.flush()
@@ -316,21 +321,23 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
             "four_eyes",
             "signatures",
             "enrolment_target",
+            "kpi_report_days",
         ),
     )
     return study
 
 
 def update_study(session: Session, actor: Actor, **data: object) -> Study:
-    """Change a study's settings (four eyes, signatures, enrolment target); audited with
-    the previous value."""
+    """Change a study's settings (four eyes, signatures, enrolment target, KPI report
+    days); audited with the previous value."""
     inp = validate(StudyUpdate, data)
     study = study_by_code(session, inp.code)
     changes = inp.model_dump(exclude={"code"}, exclude_none=True)
     if not changes:
         raise UserError(
             "Nothing to change.",
-            "Give --four-eyes, --no-four-eyes, --signatures MODE or --enrolment-target N.",
+            "Give --four-eyes, --no-four-eyes, --signatures MODE, --enrolment-target N or "
+            "--kpi-report-days N.",
         )
     before = audit.snapshot(study, *changes)
     for name, value in changes.items():

@@ -203,6 +203,9 @@ class Study(Base):
     )
     # Patients the study plans to enrol: what `crobot forecast` forecasts by default.
     enrolment_target: Mapped[int | None] = mapped_column(Integer)
+    # A KPI report counts as on time (vendor scorecards) when submitted within this many
+    # days after its period ended.
+    kpi_report_days: Mapped[int] = mapped_column(Integer, default=5, server_default=text("5"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sponsor: Mapped[Organization] = relationship(lazy="joined")
@@ -641,7 +644,11 @@ class DigestRun(Base):
       forecast, `period_key` `<audit seq>:<channel>`; see services/enrolment.py;
     - `qtl:<breach id>` — a quality tolerance limit breach posted (with its buttons),
       `period_key` `<channel>`; `qtlwarn:<limit id>` — a warning threshold crossed,
-      `period_key` `<org id>:<period start>:<channel>`; see services/qtl.py.
+      `period_key` `<org id>:<period start>:<channel>`; see services/qtl.py;
+    - `scorecard:<channel link id>` — a vendor's quarterly scorecard posted to a sponsor
+      channel or to that vendor's own channel, `period_key` `<quarter>:<org id>`
+      (`2026-Q4:7`), so once per channel, quarter and vendor; see
+      services/scorecard_posts.py.
     A row is claimed by the process that inserts it (digests) or, when enqueued unclaimed
     (`claimed_by` NULL) by the transaction that made the work, by the first deliverer.
     """

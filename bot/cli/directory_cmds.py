@@ -21,6 +21,10 @@ SIGNATURES_HELP = (
 
 
 TARGET_HELP = "patients the study plans to enrol (what `crobot forecast` aims at)"
+REPORT_DAYS_HELP = (
+    "days after a period's end within which a KPI report counts as on time in the vendor "
+    "scorecards (default 5)"
+)
 
 
 def register(sub: Any) -> None:
@@ -48,6 +52,7 @@ def register(sub: Any) -> None:
     p.add_argument("--four-eyes", action="store_true", help=FOUR_EYES_HELP)
     p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
     p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
+    p.add_argument("--kpi-report-days", type=int, help=REPORT_DAYS_HELP)
     p.set_defaults(func=cmd_study_add)
     p = ssub.add_parser("update", help="change a study's settings")
     p.add_argument("code", help="e.g. ONC-301")
@@ -56,6 +61,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
     p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
+    p.add_argument("--kpi-report-days", type=int, help=REPORT_DAYS_HELP)
     p.set_defaults(func=cmd_study_update)
     vendor = ssub.add_parser("vendor", help="vendors on a study")
     vsub = vendor.add_subparsers(dest="vendor_command", required=True)
@@ -149,7 +155,15 @@ def cmd_study_add(args: argparse.Namespace, ctx: CliContext) -> int:
         ctx,
         directory.add_study,
         **_fields(
-            args, "code", "title", "sponsor", "phase", "four_eyes", "signatures", "enrolment_target"
+            args,
+            "code",
+            "title",
+            "sponsor",
+            "phase",
+            "four_eyes",
+            "signatures",
+            "enrolment_target",
+            "kpi_report_days",
         ),
     )
     notes = [_four_eyes(True)] if study.four_eyes else []
@@ -165,11 +179,12 @@ def cmd_study_update(args: argparse.Namespace, ctx: CliContext) -> int:
     study = run_service(
         ctx,
         directory.update_study,
-        **_fields(args, "code", "four_eyes", "signatures", "enrolment_target"),
+        **_fields(args, "code", "four_eyes", "signatures", "enrolment_target", "kpi_report_days"),
     )
     print(f"study {study.code}: {_four_eyes(study.four_eyes)}; {_signatures(study.signatures)}")
     if study.enrolment_target:
         print(f"enrolment target: {study.enrolment_target} patients")
+    print(f"KPI reports on time: within {study.kpi_report_days} day(s) of the period end")
     return 0
 
 
