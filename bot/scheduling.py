@@ -11,6 +11,9 @@ Deliberate choices:
 - Jobs run on the scheduler's own thread pool, never on Bolt's listener workers.
 - The audit chain's head is anchored in each study's sponsor channel once a UTC day
   (`anchor`, hourly; the outbox claim makes the first run of the day the only post).
+- Quarter-end vendor scorecards (`scorecards`, every few minutes) go out on the first
+  working morning after a quarter ends in each channel's zone; the outbox claim keyed by
+  channel, quarter and vendor makes each post once across replicas.
 - Schedule changes reach every scheduler within seconds: a change made in this process
   re-adds its job at once (`Runtime.schedule_changed`); one made elsewhere (a request-only
   replica, the CLI) is seen by polling a one-row summary of `channel_links` every few
@@ -50,6 +53,7 @@ SYNC_MINUTES = 10  # a full rebuild, in case a change was missed
 CHANGE_POLL_SECONDS = 5  # schedule changes made by other processes (replicas, the CLI)
 HOLIDAY_MINUTES = 5  # how late after its local time a holiday-shifted digest may go out
 ANCHOR_HOURS = 1  # the audit anchor job; it posts once per study and UTC day
+SCORECARD_MINUTES = 10  # quarter-end scorecards: how late after 09:00 local they may go out
 
 
 class DigestScheduler:
@@ -116,6 +120,13 @@ class DigestScheduler:
             replace_existing=True,
         )
         self.scheduler.add_job(
+            self.scorecards,
+            "interval",
+            minutes=SCORECARD_MINUTES,
+            id="scorecards",
+            replace_existing=True,
+        )
+        self.scheduler.add_job(
             self.poll_changes,
             "interval",
             seconds=CHANGE_POLL_SECONDS,
@@ -138,6 +149,10 @@ class DigestScheduler:
         self._follow_up(self.delivery.resume_pending())
         self._follow_up(self.runner.catch_up())
         self._follow_up(self.runner.nudge_catch_up())
+        self.scorecards()
+
+    def scorecards(self) -> None:
+        self._follow_up(self.runner.scorecards())
 
     def shifted(self) -> None:
         self._follow_up(self.runner.shifted())

@@ -2,8 +2,8 @@
 
 Digests, overdue nudges, failure notices, an approval's request post, decision updates
 and the submitter's notices, the audit chain's daily anchors, an enrolment milestone
-flagged at risk (or recovered) by the forecast, QTL breaches and warnings (kinds: see
-`DigestRun`). The protocol, for one (target, key):
+flagged at risk (or recovered) by the forecast, QTL breaches and warnings, quarter-end
+vendor scorecards (kinds: see `DigestRun`). The protocol, for one (target, key):
 1. Claim: INSERT a `DigestRun` row. The UNIQUE (target, period_key) constraint decides
    which process (or thread) posts; every other claimant gets an IntegrityError and stops.
    Work written by a transaction (an approval's rows) is inserted unclaimed, and the first
@@ -57,7 +57,7 @@ from crobot.digests.nudges import compose_nudge
 from crobot.digests.render import render, render_detail, render_short
 from crobot.digests.targets import GONE_PREFIX, target_team
 from crobot.handlers import blockkit as bk
-from crobot.handlers import forecast_news, installs, qtl_news
+from crobot.handlers import forecast_news, installs, qtl_news, scorecard_news
 from crobot.handlers.approvals import posts as approval_posts
 from crobot.handlers.user_tz import with_token
 from crobot.services import anchors, approval_log
@@ -87,6 +87,7 @@ METADATA_EVENT = "crobot_digest_run"
 APPROVAL_METADATA_EVENT = "crobot_approval"
 FORECAST_EVENT = forecast_news.METADATA_EVENT
 QTL_EVENT = qtl_news.METADATA_EVENT
+SCORECARD_EVENT = scorecard_news.METADATA_EVENT
 HISTORY_PAGES = 25  # 5,000 messages since a run's first attempt
 # Slack's refusals of a message's size or shape: a digest is then posted in a shorter form.
 TOO_BIG = frozenset({"invalid_blocks", "msg_too_long"})
@@ -582,6 +583,9 @@ class Delivery:
         if kind in ("qtl", "qtlwarn"):
             said = qtl_news.payload(self.runtime, run.target, run.period_key)
             return None if said is None else Payload(**said, metadata_event=QTL_EVENT)
+        if kind == "scorecard":
+            card = scorecard_news.payload(self.runtime, run.target, run.period_key)
+            return None if card is None else Payload(**card, metadata_event=SCORECARD_EVENT)
         if kind == "approval":
             msg = approval_posts.payload(self.runtime, self.client, run.target, run.period_key)
             if msg is None:
