@@ -17,7 +17,7 @@ from crobot.services.quarters import Quarter
 from crobot.services.visibility import Audience, Scope
 from crobot.storage.db import Database
 from crobot.storage.models import Study
-from tests.conftest import TODAY, World
+from tests.conftest import APEX_PM, C_APEX, TODAY, World
 from tests.dbstate import assert_unchanged, snapshot
 from tests.test_scorecards import _record
 
@@ -96,6 +96,17 @@ def test_text_and_bad_input(recorded: World, capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         main(["scorecard", "--json", "--csv"])
     assert_unchanged(recorded.db, before)
+
+
+def test_the_console_shows_the_table_as_lines(
+    recorded: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["console", "--user", APEX_PM, "--channel", C_APEX, "-c"]
+    assert main([*argv, "/cro scorecard period:2026-Q4"]) == 0
+    out = capsys.readouterr().out
+    assert "Vendor scorecard — Apex CRO · ONC-301 · 2026-Q4" in out
+    assert "  Milestones on time · computed | 33.3 % | ≥ 90 % (default) | OFF TARGET | —" in out
+    assert "CentraLab" not in out and '"type"' not in out
 
 
 def test_kpi_report_days_per_study(cli_env: Database, capsys: pytest.CaptureFixture[str]) -> None:
