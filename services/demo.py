@@ -307,40 +307,24 @@ def _sites(session: Session, t: date) -> None:
 
 def _actions(session: Session, t: date) -> None:
     d = timedelta
-    items = [
-        ("Resolve open queries at site 104", "UDEMOCRO", -3, "high"),
-        ("Send updated enrolment forecast", "UDEMOCRO", 4, "normal"),
-        ("Re-ship temperature-excursion kits to site 212", "UDEMOLAB", -1, "high"),
-        ("Approve revised monitoring plan", "UDEMOSPON", 6, "normal"),
-        ("Confirm lab normal ranges for site 305", "UDEMOLAB", 9, "low"),
-        ("Schedule DSMB data cut", "UDEMOAPPR", 14, "normal"),
+    # (title, owner, due, priority, closed — days from today; None: open). The closed ones
+    # give the vendors' scorecards a record: by the due date, and late.
+    items: list[tuple[str, str, int, str, int | None]] = [
+        ("Resolve open queries at site 104", "UDEMOCRO", -3, "high", None),
+        ("Send updated enrolment forecast", "UDEMOCRO", 4, "normal", None),
+        ("Re-ship temperature-excursion kits to site 212", "UDEMOLAB", -1, "high", None),
+        ("Approve revised monitoring plan", "UDEMOSPON", 6, "normal", None),
+        ("Confirm lab normal ranges for site 305", "UDEMOLAB", 9, "low", None),
+        ("Schedule DSMB data cut", "UDEMOAPPR", 14, "normal", None),
+        ("Submit DE01 monitoring visit report", "UDEMOCRO", -20, "normal", -21),
+        ("Send FR01 follow-up letters", "UDEMOCRO", -15, "normal", -12),
+        ("Update CRA contact list", "UDEMOCRO", -9, "low", -9),
+        ("Send sample stability data", "UDEMOLAB", -18, "normal", -19),
+        ("Calibrate Dublin centrifuges", "UDEMOLAB", -11, "normal", -10),
+        ("Issue lab manual v2", "UDEMOLAB", -6, "low", -7),
     ]
-    # Closed ones (scorecards): (title, owner, due, closed — days from today).
-    closed = [
-        ("Submit DE01 monitoring visit report", "UDEMOCRO", -20, -21),
-        ("Send FR01 follow-up letters", "UDEMOCRO", -15, -12),
-        ("Update CRA contact list", "UDEMOCRO", -9, -9),
-        ("Send sample stability data", "UDEMOLAB", -18, -19),
-        ("Calibrate Dublin centrifuges", "UDEMOLAB", -11, -10),
-        ("Issue lab manual v2", "UDEMOLAB", -6, -7),
-    ]
-    for title, owner, due, done in closed:
+    for title, owner, due, prio, closed in items:
         item = actions.add(
-            session,
-            SYSTEM,
-            today=t,
-            allow_past=True,
-            study=STUDY,
-            title=title,
-            owner_user_id=owner,
-            owner_team_id=TEAM,
-            due=t + d(due),
-        )
-        actions.complete(session, _vendor(session, owner), item.id)
-        zone = next(p[4] for p in PEOPLE if p[0] == owner)
-        _happened(item, "completed_at", t + d(done), zone, t)
-    for title, owner, due, prio in items:
-        actions.add(
             session,
             SYSTEM,
             today=t,
@@ -352,6 +336,10 @@ def _actions(session: Session, t: date) -> None:
             due=t + d(due),
             priority=prio,
         )
+        if closed is not None:
+            actions.complete(session, _vendor(session, owner), item.id)
+            zone = next(p[4] for p in PEOPLE if p[0] == owner)
+            _happened(item, "completed_at", t + d(closed), zone, t)
 
 
 def _limits(session: Session) -> None:

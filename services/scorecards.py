@@ -42,7 +42,7 @@ from crobot.storage.models import KpiDefinition, Organization, Study
 
 ON, OFF, NO_DATA, NO_TARGET = "on target", "off target", "no data", "no target"
 BETTER, WORSE, SAME = "better", "worse", "unchanged"
-HINT = "Write it as `/cro scorecard [ORG] [period:2026-Q4]`."
+HINT = "Write it as `/cro scorecard [ORG] [period:2026-Q4] [study:CODE]`."
 CSV_HEADER = (
     "study",
     "org",
@@ -190,18 +190,19 @@ def reported_lines(
         kpi = kpis.get(kpi_id)
         now, n = _latest_in(vals, q)
         before, _ = _latest_in(vals, prev_q)
-        if kpi is None or (now is None and before is None):
+        if kpi is None:
             continue
         if now is not None:
             explanation = (
                 f"latest approved value, for {now.period.label} "
                 f"({n} approved period{'s' if n != 1 else ''} ending in {q.label})"
             )
-        else:
-            assert before is not None
+        elif before is not None:
             explanation = (
                 f"no approved value for a period ending in {q.label} (last: {before.period.label})"
             )
+        else:
+            continue  # neither quarter has one: not this scorecard's KPI
         lines.append(
             Line(
                 kpi.key,
