@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crobot.services import scorecards
+from crobot.services.errors import UserError
 from crobot.services.lookup import vendor_org_ids
 from crobot.services.quarters import Quarter
 from crobot.services.scorecards import Scorecard
@@ -49,11 +50,15 @@ class Due:
 
 
 def parse(target: str, key: str) -> Due | None:
+    """The post an outbox row stands for; None for a row that names none."""
     quarter, _, org = key.partition(":")
     link = target.removeprefix(TARGET_PREFIX)
     if not (link.isdigit() and org.isdigit()):
         return None
-    return Due(int(link), Quarter.parse(quarter), int(org))
+    try:
+        return Due(int(link), Quarter.parse(quarter), int(org))
+    except UserError:
+        return None
 
 
 def due_at(link: ChannelLink, q: Quarter) -> datetime:

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from crobot.bot.scheduling import DigestScheduler
 from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
+from crobot.digests.targets import target_team
 from crobot.services import scorecard_posts
 from crobot.services.quarters import Quarter
 from crobot.services.runtime import Runtime
@@ -133,6 +134,8 @@ def test_two_replicas_post_each_scorecard_exactly_once(world: World, fake_slack:
     said = _outcomes([_replica(world, fake_slack, start_at, ALL_DUE) for _ in range(2)])
     runs = _scorecard_runs(world)
     assert len(runs) == 4 and {r.state for r in runs} == {DigestRunState.SENT}
+    with world.db.read() as s:  # posted by the workspace that linked each channel
+        assert {target_team(s, r) for r in runs} == {"T1"}
     # Each run was sent by exactly one replica (the other saw the claim, or the claim
     # was already there when it looked).
     sent = Counter(run_id for outcomes in said for run_id, state in outcomes if state == "sent")
@@ -173,7 +176,8 @@ def test_no_outbox_row_shows_a_vendor_channel_another_vendors_scorecard(
     delivery = Delivery(runtime, client, pacer=ChannelPacer(0.0))
     wrong = delivery.send(f"scorecard:{link_id(world.db, C_APEX)}", f"2026-Q4:{world.lab_id}")
     joint = delivery.send(f"scorecard:{link_id(world.db, C_JOINT)}", f"2026-Q4:{world.apex_id}")
-    assert (wrong.state, joint.state) == ("skipped", "skipped")
+    garbled = delivery.send(f"scorecard:{link_id(world.db, C_APEX)}", "2026-Q9:2")
+    assert (wrong.state, joint.state, garbled.state) == ("skipped", "skipped", "skipped")
     assert fake_slack.posted() == []
 
 
