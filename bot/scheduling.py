@@ -11,6 +11,9 @@ Deliberate choices:
 - Jobs run on the scheduler's own thread pool, never on Bolt's listener workers.
 - The audit chain's head is anchored in each study's sponsor channel once a UTC day
   (`anchor`, hourly; the outbox claim makes the first run of the day the only post).
+- Quarter-end vendor scorecards (`scorecards`, every few minutes) go out on the first
+  working morning after a quarter ends in each channel's zone; the outbox claim keyed by
+  channel, quarter and vendor makes each post once across replicas.
 - Schedule changes reach every scheduler within seconds: a change made in this process
   re-adds its job at once (`Runtime.schedule_changed`); one made elsewhere (a request-only
   replica, the CLI) is seen by polling a one-row summary of `channel_links` every few
@@ -51,6 +54,7 @@ CHANGE_POLL_SECONDS = 5  # schedule changes made by other processes (replicas, t
 ESCALATION_MINUTES = 5  # how late after 09:00 a missed escalation is made up
 HOLIDAY_MINUTES = 5  # how late after its local time a holiday-shifted digest may go out
 ANCHOR_HOURS = 1  # the audit anchor job; it posts once per study and UTC day
+SCORECARD_MINUTES = 10  # quarter-end scorecards: how late after 09:00 local they may go out
 
 
 class DigestScheduler:
@@ -101,6 +105,7 @@ class DigestScheduler:
         # Overdue actions reaching their study's escalation threshold: the 09:00 nudge job
         # escalates its zone's at once; this catches owners whose job a restart missed.
         self._every(self.escalate, "escalations", minutes=ESCALATION_MINUTES)
+        self._every(self.scorecards, "scorecards", minutes=SCORECARD_MINUTES)
         self._every(self.poll_changes, "changes", seconds=CHANGE_POLL_SECONDS)
         self.runtime.schedule_listeners.append(self.on_schedule_changed)
         self.scheduler.start()
@@ -121,6 +126,10 @@ class DigestScheduler:
         self._follow_up(self.delivery.resume_pending())
         self._follow_up(self.runner.catch_up())
         self._follow_up(self.runner.nudge_catch_up())
+        self.scorecards()
+
+    def scorecards(self) -> None:
+        self._follow_up(self.runner.scorecards())
 
     def shifted(self) -> None:
         self._follow_up(self.runner.shifted())

@@ -3,7 +3,8 @@
 Digests, overdue nudges, failure notices, an approval's request post, decision updates
 and the submitter's notices, the audit chain's daily anchors, an enrolment milestone
 flagged at risk (or recovered) by the forecast, QTL breaches and warnings, an overdue
-action's escalation (kinds: see `DigestRun`). The protocol, for one (target, key):
+action's escalation, quarter-end vendor scorecards (kinds: see `DigestRun`). The protocol,
+for one (target, key):
 1. Claim: INSERT a `DigestRun` row. The UNIQUE (target, period_key) constraint decides
    which process (or thread) posts; every other claimant gets an IntegrityError and stops.
    Work written by a transaction (an approval's rows) is inserted unclaimed, and the first
@@ -57,7 +58,7 @@ from crobot.digests.nudges import compose_nudge
 from crobot.digests.render import render, render_detail, render_short
 from crobot.digests.targets import GONE_PREFIX, target_team
 from crobot.handlers import blockkit as bk
-from crobot.handlers import escalation_news, forecast_news, installs, qtl_news
+from crobot.handlers import escalation_news, forecast_news, installs, qtl_news, scorecard_news
 from crobot.handlers.approvals import posts as approval_posts
 from crobot.handlers.user_tz import with_token
 from crobot.services import anchors, approval_log, escalations
@@ -88,6 +89,7 @@ APPROVAL_METADATA_EVENT = "crobot_approval"
 FORECAST_EVENT = forecast_news.METADATA_EVENT
 QTL_EVENT = qtl_news.METADATA_EVENT
 ESCALATION_EVENT = escalation_news.METADATA_EVENT
+SCORECARD_EVENT = scorecard_news.METADATA_EVENT
 HISTORY_PAGES = 25  # 5,000 messages since a run's first attempt
 # Slack's refusals of a message's size or shape: a digest is then posted in a shorter form.
 TOO_BIG = frozenset({"invalid_blocks", "msg_too_long"})
@@ -590,6 +592,9 @@ class Delivery:
             if escalation_news.DM_USER in told:
                 told["channel"] = self._open_dm(told.pop(escalation_news.DM_USER))
             return Payload(**told, metadata_event=ESCALATION_EVENT)
+        if kind == "scorecard":
+            card = scorecard_news.payload(self.runtime, run.target, run.period_key)
+            return None if card is None else Payload(**card, metadata_event=SCORECARD_EVENT)
         if kind == "approval":
             msg = approval_posts.payload(self.runtime, self.client, run.target, run.period_key)
             if msg is None:

@@ -18,7 +18,7 @@ from crobot.digests.nudges import (
     owner_zones,
 )
 from crobot.digests.schedule import Schedule
-from crobot.services import escalations
+from crobot.services import escalations, scorecard_posts
 from crobot.services.runtime import Runtime
 from crobot.services.workdays import (
     country_of,
@@ -199,6 +199,18 @@ class DigestRunner:
                 targets = escalations.escalate(s, item)
             for target in targets:
                 out.extend(self.delivery.resume_pending(target))
+        return out
+
+    def scorecards(self) -> list[Outcome]:
+        """Quarter-end scorecards due in their channels' mornings and not yet claimed: each
+        (channel, quarter, vendor) once, whichever replica gets there first."""
+        with self.runtime.db.read() as s:
+            due = scorecard_posts.due_posts(s, self.runtime.now())
+        out = []
+        for d in due:
+            outcome = self.delivery.send(d.target, d.key, link_id=d.link_id)
+            log.info("scorecard for link %s (%s): %s", d.link_id, d.key, outcome.state)
+            out.append(outcome)
         return out
 
     def nudge_catch_up(self) -> list[Outcome]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from crobot.services import anchors, approval_log, enrolment, escalations, qtl
+from crobot.services import anchors, approval_log, enrolment, escalations, qtl, scorecard_posts
 from crobot.services.approval_log import DM, Work
 from crobot.services.lookup import sponsor_channels
 from crobot.storage.models import (
@@ -82,7 +82,7 @@ def gone_study(period_key: str) -> int:
 def target_team(session: Session, run: DigestRun) -> str | None:
     """The workspace whose bot posts `run`, or None when it names no place any more."""
     kind, _, rest = run.target.partition(":")
-    if kind in ("link", "notice"):
+    if kind in ("link", "notice", scorecard_posts.TARGET_PREFIX.rstrip(":")):
         link = session.get(ChannelLink, int(rest))
         return link.team_id if link is not None else None
     if kind == "thread":

@@ -3,17 +3,26 @@ milestones, action items, 12 weeks of KPI history relative to today, and 14 site
 active, 2 planned) with weekly enrolment since their activation, so that
 `crobot forecast DEMO-301` forecasts its 300 patients, and one quality tolerance limit
 (protocol deviations) that last week's value breached: one open breach to evaluate.
+
+The vendors' record over the last weeks gives their scorecards something to compute
+(`crobot scorecard --study DEMO-301`): milestones and actions done on time, late or not
+yet, forecasts moved later, two CRO values rejected and corrected, and KPI reports sent a
+day or more after their week ended (some of the CRO's a week late). History is loaded
+today, so the rows' own times are set to when it happened (`_happened`): the audit trail
+still records the load, as it was.
+
 Loading is idempotent: a second run finds DEMO-301 and changes nothing."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from crobot.services import (
     actions,
@@ -28,7 +37,13 @@ from crobot.services import (
 )
 from crobot.services.actor import SYSTEM, Actor, resolve_actor
 from crobot.services.kpi_catalog import iso_week_label, seed_definitions
-from crobot.storage.models import Organization, Study
+from crobot.storage.models import (
+    ActionItem,
+    Approval,
+    KpiUpdate,
+    Organization,
+    Study,
+)
 
 STUDY = "DEMO-301"
 TEAM = "TDEMO"
@@ -150,22 +165,38 @@ def _entrant(session: Session, org: str | None) -> Actor:
     return resolve_actor(session, TEAM, ENTRANTS[org or SPONSOR])
 
 
+# Hours the demo approver took to decide (the sponsor's approval turnaround, scorecards).
+DECISION_HOURS = (3, 9, 18, 26, 41, 55)
+
+
 def _accept(session: Session, approval_id: int | None, today: date | None = None) -> None:
-    """The history was accepted by the demo approver, as it would have been in Slack."""
+    """The history was accepted by the demo approver, as it would have been in Slack: some
+    hours after it was asked for (the decision itself is made, and signed, now)."""
     if approval_id is not None:
+        asked = session.get_one(Approval, approval_id)
+        hours = DECISION_HOURS[approval_id % len(DECISION_HOURS)]
+        asked.requested_at = datetime.now(UTC) - timedelta(hours=hours)
         approver = resolve_actor(session, TEAM, APPROVER)
         approvals.decide(session, approver, approval_id, approve=True, today=today)
 
 
 def _milestones(session: Session, t: date) -> None:
     d = timedelta
-    done = [
+    # Planned in the past: (name, org, planned, actual — None: still open). The vendors'
+    # recent ones give their scorecards a record: on time, late, and one not done.
+    past: list[tuple[str, str | None, int, int | None]] = [
         ("Protocol finalised", None, -120, -118),
         ("First site activated", CRO, -90, -85),
         ("First patient in", None, -70, -72),
         ("Lab kit distribution complete", LAB, -60, -61),
+        ("Monitoring plan v2 in force", CRO, -25, -27),
+        ("Database build UAT complete", CRO, -15, -15),
+        ("Site FR01 close-out visit", CRO, -8, None),
+        ("Reference ranges loaded", LAB, -22, -20),
+        ("Sample kit resupply, wave 2", LAB, -12, -13),
+        ("Biobank transfer", LAB, -3, -3),
     ]
-    for name, org, planned, actual in done:
+    for name, org, planned, actual in past:
         ms = milestones.add(
             session,
             SYSTEM,
@@ -177,6 +208,8 @@ def _milestones(session: Session, t: date) -> None:
             org=org,
             shared=org is None,
         )
+        if actual is None:
+            continue
         change = milestones.update(
             session, _entrant(session, org), today=t, id=ms.id, status="done", actual=t + d(actual)
         )
@@ -188,6 +221,7 @@ def _milestones(session: Session, t: date) -> None:
         ("Interim database lock", CRO, 120, 134, "at_risk", None),
         ("Last patient in", None, 150, None, None, TARGET),
     ]
+    ids: dict[str, int] = {}
     for name, org, planned, forecast, status, count in upcoming:
         ms = milestones.add(
             session,
@@ -200,6 +234,7 @@ def _milestones(session: Session, t: date) -> None:
             shared=org is None,
             count=count,
         )
+        ids[name] = ms.id
         if forecast is not None or status is not None:
             milestones.update(
                 session,
@@ -209,6 +244,14 @@ def _milestones(session: Session, t: date) -> None:
                 forecast=t + d(forecast) if forecast else None,
                 status=status,
             )
+    # Forecasts moved later by the vendors themselves: forecast slips.
+    for name, org, forecast in (
+        ("50% enrolment", CRO, 100),
+        ("Central lab validation report", LAB, 14),
+    ):
+        milestones.update(
+            session, _entrant(session, org), today=t, id=ids[name], forecast=t + d(forecast)
+        )
     # A vendor completion waiting for the sponsor's approval.
     late = milestones.add(
         session,
@@ -266,16 +309,24 @@ def _sites(session: Session, t: date) -> None:
 
 def _actions(session: Session, t: date) -> None:
     d = timedelta
-    items = [
-        ("Resolve open queries at site 104", "UDEMOCRO", -3, "high"),
-        ("Send updated enrolment forecast", "UDEMOCRO", 4, "normal"),
-        ("Re-ship temperature-excursion kits to site 212", "UDEMOLAB", -1, "high"),
-        ("Approve revised monitoring plan", "UDEMOSPON", 6, "normal"),
-        ("Confirm lab normal ranges for site 305", "UDEMOLAB", 9, "low"),
-        ("Schedule DSMB data cut", "UDEMOAPPR", 14, "normal"),
+    # (title, owner, due, priority, closed — days from today; None: open). The closed ones
+    # give the vendors' scorecards a record: by the due date, and late.
+    items: list[tuple[str, str, int, str, int | None]] = [
+        ("Resolve open queries at site 104", "UDEMOCRO", -3, "high", None),
+        ("Send updated enrolment forecast", "UDEMOCRO", 4, "normal", None),
+        ("Re-ship temperature-excursion kits to site 212", "UDEMOLAB", -1, "high", None),
+        ("Approve revised monitoring plan", "UDEMOSPON", 6, "normal", None),
+        ("Confirm lab normal ranges for site 305", "UDEMOLAB", 9, "low", None),
+        ("Schedule DSMB data cut", "UDEMOAPPR", 14, "normal", None),
+        ("Submit DE01 monitoring visit report", "UDEMOCRO", -20, "normal", -21),
+        ("Send FR01 follow-up letters", "UDEMOCRO", -15, "normal", -12),
+        ("Update CRA contact list", "UDEMOCRO", -9, "low", -9),
+        ("Send sample stability data", "UDEMOLAB", -18, "normal", -19),
+        ("Calibrate Dublin centrifuges", "UDEMOLAB", -11, "normal", -10),
+        ("Issue lab manual v2", "UDEMOLAB", -6, "low", -7),
     ]
-    for title, owner, due, prio in items:
-        actions.add(
+    for title, owner, due, prio, closed in items:
+        item = actions.add(
             session,
             SYSTEM,
             today=t,
@@ -287,6 +338,10 @@ def _actions(session: Session, t: date) -> None:
             due=t + d(due),
             priority=prio,
         )
+        if closed is not None:
+            actions.complete(session, _vendor(session, owner), item.id)
+            zone = next(p[4] for p in PEOPLE if p[0] == owner)
+            _happened(item, "completed_at", t + d(closed), zone, t)
 
 
 def _limits(session: Session) -> None:
@@ -317,6 +372,50 @@ def _targets(session: Session) -> None:
     )  # the lab's contract asks more than the default 95 %
 
 
+# Days after its week ended that an organisation's report came in: the CRO's every fourth
+# a week late (its scorecard's KPI reports on time), the lab's and the sponsor's on time.
+REPORT_DELAY: dict[str, Callable[[int], int]] = {
+    CRO: lambda week: 8 if week % 4 == 2 else 1,
+    LAB: lambda week: 2,
+    SPONSOR: lambda week: 1,
+}
+# Two weeks whose CRO screen-failure rate was first sent with a typo, rejected, then sent
+# right (its scorecard's rejected share).
+TYPO_KPI, TYPO_WEEKS = (CRO, "screen_failure_rate"), (WEEKS - 9, WEEKS - 3)
+
+
+def _rejected_typo(session: Session, t: date, key: str, value: float, start: date) -> None:
+    wrong = min(100.0, round(value + 40, 1))
+    rep = kpis.report(
+        session,
+        _vendor(session, "UDEMOCRO"),
+        today=t,
+        study=STUDY,
+        kpi=key,
+        value=wrong,
+        period=iso_week_label(start),
+    )
+    _happened(rep.update, "submitted_at", start + timedelta(days=7), "UTC", t)
+    if rep.approval_id is not None:
+        approvals.decide(
+            session,
+            resolve_actor(session, TEAM, APPROVER),
+            rep.approval_id,
+            approve=False,
+            reason=f"{wrong}% cannot be right: last week was about {round(value)}%.",
+        )
+
+
+def _happened(row: KpiUpdate | ActionItem, attr: str, day: date, zone: str, t: date) -> None:
+    """Give a history row the time it happened (10:00 local that day) instead of the load's;
+    a day not yet past keeps the load's time."""
+    if day < t:
+        setattr(row, attr, datetime.combine(day, time(10), ZoneInfo(zone)).astimezone(UTC))
+    session = object_session(row)
+    if session is not None:
+        session.flush()
+
+
 def _kpis(session: Session, t: date) -> None:
     rng = random.Random(301)
     series: dict[tuple[str, str], Callable[[int], float]] = {
@@ -337,19 +436,25 @@ def _kpis(session: Session, t: date) -> None:
     monday = t - timedelta(days=t.weekday())
     for week in range(WEEKS):
         start = monday - timedelta(weeks=WEEKS - 1 - week)
+        end = start + timedelta(days=6)
         for (org, key), fn in series.items():
             # A rating of a vendor (kind `sponsor`) is the sponsor's to enter, never its own.
             rated = key in SPONSOR_RATINGS and org != SPONSOR
+            value = fn(week)
+            if (org, key) == TYPO_KPI and week in TYPO_WEEKS:
+                _rejected_typo(session, t, key, value, start)
             rep = kpis.report(
                 session,
                 _entrant(session, SPONSOR if rated else org),
                 today=t,
                 study=STUDY,
                 kpi=key,
-                value=fn(week),
+                value=value,
                 period=iso_week_label(start),
                 org=org if rated else None,
             )
+            delay = 3 if week in TYPO_WEEKS else REPORT_DELAY[org](week)
+            _happened(rep.update, "submitted_at", end + timedelta(days=delay), "UTC", t)
             _accept(session, rep.approval_id)
     # This week's CRO enrolment, reported by the CRO itself: pending sponsor approval.
     kpis.report(

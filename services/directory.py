@@ -60,6 +60,8 @@ class OrgUpdate(_Input):
 
 # Patients a study plans to enrol (what the enrolment forecast aims at).
 EnrolmentTarget = Annotated[int, Field(ge=1, le=10_000_000)]
+# Days after a period's end within which a KPI report counts as on time (scorecards).
+ReportDays = Annotated[int, Field(ge=0, le=90)]
 
 
 # Working days an action may be overdue before it is escalated; 0 turns it off.
@@ -77,6 +79,7 @@ class StudyCreate(_Input):
     signatures: SignatureMode = SignatureMode.ACKNOWLEDGE
     enrolment_target: EnrolmentTarget | None = None
     escalate_after_days: EscalateAfter = 3
+    kpi_report_days: ReportDays = 5
 
 
 class StudyUpdate(_Input):
@@ -85,6 +88,7 @@ class StudyUpdate(_Input):
     signatures: SignatureMode | None = None
     enrolment_target: EnrolmentTarget | None = None
     escalate_after_days: EscalateAfter | None = None
+    kpi_report_days: ReportDays | None = None
 
 
 class StudyVendorCreate(_Input):
@@ -308,6 +312,7 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
         signatures=inp.signatures,
         enrolment_target=inp.enrolment_target,
         escalate_after_days=inp.escalate_after_days,
+        kpi_report_days=inp.kpi_report_days,
     )
     session.add(study)
     session.flush()
@@ -328,6 +333,7 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
             "signatures",
             "enrolment_target",
             "escalate_after_days",
+            "kpi_report_days",
         ),
     )
     return study
@@ -335,16 +341,15 @@ def add_study(session: Session, actor: Actor, **data: object) -> Study:
 
 def update_study(session: Session, actor: Actor, **data: object) -> Study:
     """Change a study's settings (four eyes, signatures, enrolment target, escalation
-    threshold); audited with
-    the previous value."""
+    threshold, KPI report days); audited with the previous value."""
     inp = validate(StudyUpdate, data)
     study = study_by_code(session, inp.code)
     changes = inp.model_dump(exclude={"code"}, exclude_none=True)
     if not changes:
         raise UserError(
             "Nothing to change.",
-            "Give --four-eyes, --no-four-eyes, --signatures MODE, --enrolment-target N "
-            "or --escalate-after DAYS.",
+            "Give --four-eyes, --no-four-eyes, --signatures MODE, --enrolment-target N, "
+            "--escalate-after DAYS or --kpi-report-days N.",
         )
     before = audit.snapshot(study, *changes)
     for name, value in changes.items():

@@ -19,6 +19,9 @@ enrolment reports count (`site_report_filter`).
   own items, because everyone in the channel would see them.
 - public (someone we do not know): shared study-level items only, approved only.
 
+Vendor scorecards follow the same scopes (`scorecard_orgs`): the sponsor sees every
+vendor's, a vendor its own, a joint channel none.
+
 A person in a channel sees the narrower of their own view and the channel's
 (`narrowest`), so `/cro` and the digest give the same view for the same reader there.
 """
@@ -195,3 +198,14 @@ def is_visible(session: Session, aud: Audience, row: Milestone | ActionItem | Kp
     else:
         stmt = select(KpiUpdate.id).where(KpiUpdate.id == row.id, kpi_filter(aud))
     return session.scalar(stmt) is not None
+
+
+def scorecard_orgs(aud: Audience, vendor_org_ids: set[int]) -> set[int]:
+    """The vendors whose scorecards an audience may see: every vendor of the study for the
+    sponsor, a vendor its own only. A joint channel sees none: a scorecard is computed from
+    pending and rejected submissions too."""
+    if aud.scope == Scope.SPONSOR:
+        return set(vendor_org_ids)
+    if aud.scope == Scope.VENDOR and aud.org_id in vendor_org_ids:
+        return {aud.org_id}
+    return set()

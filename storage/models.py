@@ -221,6 +221,9 @@ class Study(Base):
     # Working days an open action may be overdue before its owner's lead and the sponsor
     # channel are told (once); 0 turns escalation off for the study.
     escalate_after_days: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    # A KPI report counts as on time (vendor scorecards) when submitted within this many
+    # days after its period ended.
+    kpi_report_days: Mapped[int] = mapped_column(Integer, default=5, server_default=text("5"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     sponsor: Mapped[Organization] = relationship(lazy="joined")
@@ -700,7 +703,11 @@ class DigestRun(Base):
       `period_key` `<org id>:<period start>:<channel>`; see services/qtl.py;
     - `escalate:<action id>` — an overdue action escalated, `period_key`
       `<audit seq>:dm:<team>:<user>` (a lead of the owner's organisation) or
-      `<audit seq>:ch:<channel>` (a sponsor channel); see services/escalations.py.
+      `<audit seq>:ch:<channel>` (a sponsor channel); see services/escalations.py;
+    - `scorecard:<channel link id>` — a vendor's quarterly scorecard posted to a sponsor
+      channel or to that vendor's own channel, `period_key` `<quarter>:<org id>`
+      (`2026-Q4:7`), so once per channel, quarter and vendor; see
+      services/scorecard_posts.py.
     A row is claimed by the process that inserts it (digests) or, when enqueued unclaimed
     (`claimed_by` NULL) by the transaction that made the work, by the first deliverer.
     """

@@ -2,6 +2,7 @@
 
 python -m tests.digest_worker race DB_URL SLACK_URL LINK_ID START_AT PERIOD...
 python -m tests.digest_worker fanout DB_URL SLACK_URL PERIOD
+python -m tests.digest_worker scorecards DB_URL SLACK_URL START_AT NOW
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from slack_sdk import WebClient
 from sqlalchemy import select
 
 from crobot.digests.delivery import ChannelPacer, Delivery, delivery_client
+from crobot.digests.runner import DigestRunner
 from crobot.services.runtime import Runtime
 from crobot.storage.db import Database
 from crobot.storage.models import ChannelLink
@@ -51,12 +53,26 @@ def fanout(db_url: str, slack_url: str, period: str) -> None:
     db.dispose()
 
 
+def scorecards(db_url: str, slack_url: str, start_at: float, now: datetime) -> None:
+    """One replica's quarter-end scorecard job, its clock stopped at `now`."""
+    db, d = _delivery(db_url, slack_url)
+    d.lease = timedelta(minutes=5)  # a racing replica must never take over a live claim
+    d.runtime.now = lambda: now
+    while time.time() < start_at:
+        time.sleep(0.001)
+    outcomes = DigestRunner(d.runtime, d).scorecards()
+    print(json.dumps([[o.run_id, o.state] for o in outcomes]))
+    db.dispose()
+
+
 def main(argv: list[str]) -> None:
     mode = argv[0]
     if mode == "race":
         race(argv[1], argv[2], int(argv[3]), float(argv[4]), argv[5:])
     elif mode == "fanout":
         fanout(argv[1], argv[2], argv[3])
+    elif mode == "scorecards":
+        scorecards(argv[1], argv[2], float(argv[3]), datetime.fromisoformat(argv[4]))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

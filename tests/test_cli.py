@@ -166,7 +166,9 @@ def test_demo_is_idempotent_and_exports(
             s.scalar(select(func.count()).select_from(Milestone)),
             s.scalar(select(func.count()).select_from(KpiUpdate)),
         )
-    assert counts[0] == 9 and counts[1] == 12 * 10 + 1
+    # 9 milestones, and 6 more of the vendors' recent record (their scorecards); 12 weeks
+    # of 10 KPIs, this week's pending value, and 2 values first sent with a typo (rejected).
+    assert counts[0] == 9 + 6 and counts[1] == 12 * 10 + 1 + 2
     before = snapshot(cli_env)
     assert main(["demo"]) == 0
     assert_unchanged(cli_env, before)
@@ -179,17 +181,22 @@ def test_demo_is_idempotent_and_exports(
     out = tmp_path / "kpis.csv"
     assert main(["export", "kpis", "--study", "DEMO-301", "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 121 and {r["approval_state"] for r in rows} == {"approved", "pending"}
+    assert len(rows) == 123
+    assert {r["approval_state"] for r in rows} == {"approved", "pending", "rejected"}
     approvals_csv = tmp_path / "approvals.csv"
     assert main(["export", "approvals", "--out", str(approvals_csv)]) == 0
     approvals = list(csv.DictReader(approvals_csv.open()))
     pending = [a for a in approvals if a["state"] == "pending"]
     assert [a["subject"].split(":")[0] for a in pending] == ["milestone", "kpi_update"]
     assert json.loads(pending[1]["summary"])["new"] == 23
-    # Every vendor value of the history passed the demo approver.
+    # Every vendor value of the history passed the demo approver, but the two typos.
     decided = [a for a in approvals if a["state"] != "pending"]
     assert len(decided) == len(approvals) - 2 > 100
-    assert {(a["state"], a["decided_by"]) for a in decided} == {("approved", "TDEMO:UDEMOAPPR")}
+    assert {(a["state"], a["decided_by"]) for a in decided} == {
+        ("approved", "TDEMO:UDEMOAPPR"),
+        ("rejected", "TDEMO:UDEMOAPPR"),
+    }
+    assert sum(a["state"] == "rejected" for a in decided) == 2
     assert {a["org"] for a in decided} == {"Apex CRO", "CentraLab"}
     # One quality tolerance limit and one open breach to show (CSR table, Markdown).
     capsys.readouterr()

@@ -20,6 +20,7 @@ GROUPS = (
     "crobot.bot.cli.data_cmds",
     "crobot.bot.cli.site_cmds",
     "crobot.bot.cli.qtl_cmds",
+    "crobot.bot.cli.scorecard_cmds",
     "crobot.bot.cli.serve_cmds",
     "crobot.bot.cli.console_cmds",
     "crobot.bot.cli.digest_cmds",

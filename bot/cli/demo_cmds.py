@@ -1,4 +1,5 @@
-"""`crobot demo`: migrate, load the sample study (idempotently) and print its status."""
+"""`crobot demo`: migrate, load the sample study (idempotently) and print its status and
+this quarter's vendor scorecards (the vendor's own only, with `--as VENDOR`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 
 from crobot.bot.cli.context import CliContext
 from crobot.bot.cli.progress import Progress
+from crobot.bot.cli.scorecard_cmds import render_text
 from crobot.bot.cli.status_text import render_status
-from crobot.services import demo
+from crobot.services import demo, scorecards
 from crobot.services.lookup import study_by_code, vendor_org_ids
+from crobot.services.quarters import Quarter
 from crobot.services.runtime import Runtime
 from crobot.services.status import study_status
 from crobot.services.visibility import Audience, Scope
@@ -55,4 +58,11 @@ def cmd_demo(args: argparse.Namespace, ctx: CliContext) -> int:
             audience = Audience(study.id, Scope.VENDOR, org.id, study.sponsor_org_id)
         status = study_status(session, study, audience, today=today)
         print(render_status(status))
+        quarter = Quarter.of(today)
+        orgs = scorecards.orgs_for(session, study, audience, None)
+        cards = scorecards.build(
+            session, study, orgs, quarter, today=today, default_tz=runtime.default_tz
+        )
+        print(f"\nVendor scorecards, {quarter.label} so far (`crobot scorecard --help`)\n")
+        print(render_text(cards, quarter))
     return 0

@@ -26,6 +26,10 @@ ESCALATE_HELP = (
     "working days an action may be overdue before its owner's lead and the sponsor channel "
     "are told (default 3; 0: never)"
 )
+REPORT_DAYS_HELP = (
+    "days after a period's end within which a KPI report counts as on time in the vendor "
+    "scorecards (default 5)"
+)
 
 
 def register(sub: Any) -> None:
@@ -54,6 +58,7 @@ def register(sub: Any) -> None:
     p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
     p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
     p.add_argument("--escalate-after", type=int, dest="escalate_after_days", help=ESCALATE_HELP)
+    p.add_argument("--kpi-report-days", type=int, help=REPORT_DAYS_HELP)
     p.set_defaults(func=cmd_study_add)
     p = ssub.add_parser("update", help="change a study's settings")
     p.add_argument("code", help="e.g. ONC-301")
@@ -63,6 +68,7 @@ def register(sub: Any) -> None:
     p.add_argument("--signatures", choices=[m.value for m in SignatureMode], help=SIGNATURES_HELP)
     p.add_argument("--enrolment-target", type=int, help=TARGET_HELP)
     p.add_argument("--escalate-after", type=int, dest="escalate_after_days", help=ESCALATE_HELP)
+    p.add_argument("--kpi-report-days", type=int, help=REPORT_DAYS_HELP)
     p.set_defaults(func=cmd_study_update)
     vendor = ssub.add_parser("vendor", help="vendors on a study")
     vsub = vendor.add_subparsers(dest="vendor_command", required=True)
@@ -166,6 +172,7 @@ def cmd_study_add(args: argparse.Namespace, ctx: CliContext) -> int:
             "signatures",
             "enrolment_target",
             "escalate_after_days",
+            "kpi_report_days",
         ),
     )
     notes = [_four_eyes(True)] if study.four_eyes else []
@@ -184,7 +191,13 @@ def cmd_study_update(args: argparse.Namespace, ctx: CliContext) -> int:
         ctx,
         directory.update_study,
         **_fields(
-            args, "code", "four_eyes", "signatures", "enrolment_target", "escalate_after_days"
+            args,
+            "code",
+            "four_eyes",
+            "signatures",
+            "enrolment_target",
+            "escalate_after_days",
+            "kpi_report_days",
         ),
     )
     print(
@@ -193,6 +206,7 @@ def cmd_study_update(args: argparse.Namespace, ctx: CliContext) -> int:
     )
     if study.enrolment_target:
         print(f"enrolment target: {study.enrolment_target} patients")
+    print(f"KPI reports on time: within {study.kpi_report_days} day(s) of the period end")
     return 0
 
 

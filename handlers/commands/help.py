@@ -85,6 +85,18 @@ TOPICS: dict[str, tuple[str, list[str]]] = {
             "active sites or 8 weeks of data), and each enrolment milestone's on-time odds.",
         ],
     ),
+    "scorecard": (
+        "Vendor scorecards",
+        [
+            "`/cro scorecard [ORG] [period:2026-Q4] [study:CODE]` — per vendor: the measures "
+            "crobot computes from its records (milestones and actions on time, forecast "
+            "slips, KPI reports on time and rejected, the sponsor's approval turnaround) and "
+            "the vendor's reported KPIs, against their targets, with the change from the "
+            "previous quarter.",
+            "The sponsor's staff see every vendor's; a vendor sees only its own. Each "
+            "quarter's scorecards are posted on the first working morning after it ends.",
+        ],
+    ),
     "digest": (
         "Digests",
         [

@@ -63,7 +63,8 @@ def _plain(text: str) -> str:
 
 
 def to_terminal(r: Reply) -> str:
-    """Block Kit as readable text: headers underlined, context indented, dividers ruled."""
+    """Block Kit as readable text: headers underlined, context indented, dividers ruled,
+    table rows as lines."""
     if not r.blocks:
         return _plain(r.text)
     out: list[str] = []
@@ -81,5 +82,8 @@ def to_terminal(r: Reply) -> str:
             out += ["  " + _plain(e.get("text", "")) for e in b.get("elements", [])]
         elif kind == "divider":
             out.append("-" * 40)
+        elif kind == "table":  # raw text cells, one row a line
+            for row in b.get("rows", []):
+                out.append("  " + " | ".join(_plain(c.get("text", "")) for c in row))
     where = "(visible to the channel)" if r.in_channel else "(only you can see this)"
     return "\n".join(out) + "\n" + where

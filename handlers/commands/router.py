@@ -35,6 +35,7 @@ from crobot.handlers.commands import (
     kpi,
     milestone,
     qtl,
+    scorecard,
     site,
     status,
 )
@@ -84,6 +85,7 @@ TABLE: dict[str, Entry] = {
     "qtl": Entry(qtl.qtl_command, writes=qtl.WRITE_VERBS),
     # Thousands of simulated futures: answered after the ack, never against its 3 s.
     "forecast": Entry(forecast.forecast_command, deferred=True),
+    "scorecard": Entry(scorecard.scorecard_command),
 }
 ALIASES = {
     "milestones": "milestone",
@@ -91,6 +93,7 @@ ALIASES = {
     "kpis": "kpi",
     "digests": "digest",
     "sites": "site",
+    "scorecards": "scorecard",
 }
 USAGE = "Try `/cro help`."
 
