@@ -98,28 +98,37 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) 
     raise AssertionError("crobot serve did not become healthy")
 
 
-def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path: Path) -> None:
-    port = free_port()
-    env = {
+CLI = [sys.executable, "-c", "import sys; from crobot.bot.cli import main; sys.exit(main())"]
+
+
+def _bare_env() -> dict[str, str]:
+    """This process's environment without any Slack or crobot setting."""
+    return {
         k: v for k, v in os.environ.items() if k not in SLACK_ENV and not k.startswith("CROBOT_")
     }
-    env.update(
-        CROBOT_DATABASE_URL=world.db.url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        CROBOT_SLACK_API_URL=fake_slack.base_url,
-        CROBOT_SCHEDULER="false",
-        CROBOT_LOG_LEVEL="WARNING",
-        CROBOT_AUDIT_KEY=TEST_AUDIT_KEY,
-    )
-    cmd = [sys.executable, "-c", "import sys; from crobot.bot.cli import main; sys.exit(main())"]
-    proc = subprocess.Popen(
-        [*cmd, "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+
+
+def _serve_env(world: World, fake_slack: FakeSlack) -> dict[str, str]:
+    return {
+        **_bare_env(),
+        "CROBOT_DATABASE_URL": world.db.url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "CROBOT_SLACK_API_URL": fake_slack.base_url,
+        "CROBOT_SCHEDULER": "false",
+        "CROBOT_LOG_LEVEL": "WARNING",
+        "CROBOT_AUDIT_KEY": TEST_AUDIT_KEY,
+    }
+
+
+def _start(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path: Path) -> None:
+    port = free_port()
+    env = _serve_env(world, fake_slack)
+    proc = _start([*CLI, "serve", "--port", str(port)], env, tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
@@ -133,6 +142,99 @@ def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err.decode()  # a graceful stop, not killed by the signal
     assert b"Traceback" not in err
+
+
+def _workers_of(supervisor: int) -> list[int]:
+    """The worker processes uvicorn spawned for `supervisor` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == supervisor and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_crobot_serve_runs_worker_processes(
+    world: World, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**_bare_env(), "CROBOT_LOG_LEVEL": "WARNING"}
+    # Settings given in code reach the workers: the database, tokens and key are not in
+    # the environment here, only in the Settings the supervisor was started with.
+    settings = {
+        "CROBOT_DATABASE_URL": world.db.url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "CROBOT_SLACK_API_URL": fake_slack.base_url,
+        "CROBOT_SCHEDULER": False,
+        "CROBOT_AUDIT_KEY": TEST_AUDIT_KEY,
+    }
+    code = (
+        "import json, sys; from crobot.bot.runners import run_http; "
+        "from crobot.bot.settings import Settings; "
+        f"run_http(Settings(**json.loads(sys.argv[1])), port={port}, workers=2)"
+    )
+    proc = _start([sys.executable, "-c", code, json.dumps(settings)], env, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, timeout=60)
+        workers = _workers_of(proc.pid)
+        assert len(workers) == 2
+        # Each worker answers on its own: the other one is stopped meanwhile (briefly: the
+        # supervisor replaces a worker that stops answering its health pings for 5 s).
+        for paused in workers:
+            body = command_body("milestone list ONC-301", user_id=APEX_PM, channel_id=C_APEX)
+            os.kill(paused, signal.SIGSTOP)
+            try:
+                status, raw = post_signed(url + "/slack/events", body)
+            finally:
+                os.kill(paused, signal.SIGCONT)
+            assert status == 200 and "milestone(s)" in json.loads(raw)["text"]
+        assert post_signed(url + "/slack/events", body, secret="nope")[0] == 401
+        assert _workers_of(proc.pid) == workers  # none was replaced
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_workers_stop_when_their_supervisor_is_killed(
+    world: World, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = _serve_env(world, fake_slack)
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: list[int] = []
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=60)
+        workers = _workers_of(proc.pid)
+        assert len(workers) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.1)
+    alive = [p for p in workers if Path(f"/proc/{p}").exists()]
+    for pid in alive:  # do not leave them behind if the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []
 
 
 class _RecordingSocketClient:
