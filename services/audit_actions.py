@@ -37,6 +37,9 @@ ACTIONS: dict[str, str] = {
     "milestone.update": UPDATE,
     "kpi.report": CREATE,
     "kpi.correct": UPDATE,  # a new row superseding the current value: `before` is that value
+    # a CSV import, one event per study: the file's SHA-256, the rows' ids and their digest
+    # (services/kpi_import.py); a correction row names the row it supersedes, kept as it was
+    "kpi.import": CREATE,
     # sites and the enrolment forecast (services/sites.py, enrolment.py)
     "site.create": CREATE,
     "site.activate": UPDATE,

@@ -96,3 +96,18 @@ def test_replica_chaos_runs(bench_url: str) -> None:
     )  # fmt: skip
     assert "kills 2, lost 0, duplicated 0" in out
     assert "exactly once" in out and "NOT exactly once" not in out
+
+
+def test_kpi_import_runs_and_leaves_the_database_as_it_was(bench_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    count = text("SELECT (SELECT count(*) FROM kpi_updates), (SELECT count(*) FROM approvals)")
+    engine = create_engine(bench_url)
+    with engine.connect() as conn:
+        before = tuple(conn.execute(count).one())
+    out = run("kpi_import.py", "--url", bench_url, "--rows", "300", "--repeat", "1")
+    with engine.connect() as conn:
+        assert tuple(conn.execute(count).one()) == before  # every run was rolled back
+    engine.dispose()
+    assert "approver:" in out and "operator:" in out
+    assert out.count("import/generator") == 2 and "rows/s" in out
