@@ -29,6 +29,7 @@ from crobot.handlers.handoff import after_ack
 
 log = logging.getLogger(__name__)
 
+
 def reply_client(url: str) -> WebhookClient:
     """response_url replies, retried on 429 (honouring Retry-After), 5xx and dropped
     connections: a reply is worth a rare duplicate ephemeral message, never a lost one."""
