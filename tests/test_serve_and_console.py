@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from pydantic import SecretStr
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from benchmarks.common import workers_of
 from crobot.bot.cli import main
-from crobot.bot.runners import build, socket_handler
+from crobot.bot.runners import build, socket_handler, tcp_listener
 from crobot.bot.settings import Settings
 from tests.bot_server import free_port
 from tests.conftest import APEX_PM, C_APEX, TEST_AUDIT_KEY, World
@@ -144,23 +147,6 @@ def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path
     assert b"Traceback" not in err
 
 
-def _workers_of(supervisor: int) -> list[int]:
-    """The worker processes uvicorn spawned for `supervisor` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == supervisor and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_crobot_serve_runs_worker_processes(
     world: World, fake_slack: FakeSlack, tmp_path: Path
@@ -186,7 +172,7 @@ def test_crobot_serve_runs_worker_processes(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, timeout=60)
-        workers = _workers_of(proc.pid)
+        workers = workers_of(proc.pid)
         assert len(workers) == 2
         # Each worker answers on its own: the other one is stopped meanwhile (briefly: the
         # supervisor replaces a worker that stops answering its health pings for 5 s).
@@ -199,13 +185,31 @@ def test_crobot_serve_runs_worker_processes(
                 os.kill(paused, signal.SIGCONT)
             assert status == 200 and "milestone(s)" in json.loads(raw)["text"]
         assert post_signed(url + "/slack/events", body, secret="nope")[0] == 401
-        assert _workers_of(proc.pid) == workers  # none was replaced
+        assert workers_of(proc.pid) == workers  # none was replaced
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
     assert b"Traceback" not in err
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_the_workers_listening_socket_is_tcp_so_responses_are_not_held_by_nagle() -> None:
+    """uvicorn binds the workers' socket with protocol 0, and asyncio then leaves Nagle's
+    algorithm on for what they accept: ~40 ms on every kept-alive request (uvicorn #3149)."""
+    config = uvicorn.Config("x:y", host="127.0.0.1", port=free_port())
+    bound = config.bind_socket()
+    assert bound.proto == 0  # uvicorn's; if this fails, uvicorn fixed it and this can go
+    listener = tcp_listener(bound)
+    try:
+        assert listener.proto == socket.IPPROTO_TCP
+        listener.listen()
+        with socket.create_connection(listener.getsockname()[:2]):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.proto == socket.IPPROTO_TCP  # what asyncio looks at
+    finally:
+        listener.close()
 
 
 def test_workers_stop_when_their_supervisor_is_killed(
@@ -223,7 +227,7 @@ def test_workers_stop_when_their_supervisor_is_killed(
     workers: list[int] = []
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=60)
-        workers = _workers_of(proc.pid)
+        workers = workers_of(proc.pid)
         assert len(workers) == 2
     finally:
         proc.kill()
