@@ -169,8 +169,8 @@ def written_rows(db: Database, file: CsvFile, as_person: str | None) -> Written:
         import_csv(s, _actor(s, as_person), file, today=TODAY)
         for model in WRITTEN:
             table: Table = model.__table__  # type: ignore[assignment]
-            columns = [c for c in table.columns if c.name != "id"]
-            new = s.execute(select(*columns).where(table.c.id > last[model]))
+            # With their ids: a correction names the row it supersedes by id.
+            new = s.execute(select(table).where(table.c.id > last[model]).order_by(table.c.id))
             out[model] = [
                 {k: v.value if isinstance(v, Enum) else v for k, v in r._mapping.items()}
                 for r in new
@@ -218,9 +218,14 @@ def time_generator(db: Database, shape: Shape, pf: Portfolio, n: int) -> float:
         with conn.begin() as tx:
             offset = conn.scalar(select(func.max(table.c.id))) or 0
             rows = kpi_updates(replace(shape, kpi_rows=n), random.Random(1), pf, [])
-            bulk_insert(conn, table, ({**r, "id": r["id"] + offset} for r in rows))
+            bulk_insert(conn, table, (_moved(r, offset) for r in rows))
             tx.rollback()
     return time.perf_counter() - started
+
+
+def _moved(row: dict[str, Any], offset: int) -> dict[str, Any]:
+    old = row["supersedes_id"]
+    return {**row, "id": row["id"] + offset, "supersedes_id": old + offset if old else None}
 
 
 WORKLOADS = {
