@@ -76,10 +76,12 @@ def test_kpi_query_runs_and_agrees_with_floor(bench_url: str) -> None:
 def test_slash_roundtrip_runs(bench_url: str) -> None:
     out = run(
         "slash_roundtrip.py", "--url", bench_url, "--count", "24", "--concurrency", "1,4",
-        "--warmup", "3", "--servers", "bare,crobot", "--strict",
+        "--warmup", "3", "--servers", "bare,crobot", "--writes", "8",
+        "--write-concurrency", "1,4", "--strict",
     )  # fmt: skip
-    assert "bare c=4" in out
-    assert "peak RSS bare" in out
+    assert "bare w=1 c=4" in out
+    assert "writes w=1 c=4" in out and "p99 / p50 at c=1" in out  # answered at response_url
+    assert "peak RSS bare, 1 worker(s)" in out
 
 
 def test_digest_fanout_runs(bench_url: str) -> None:
