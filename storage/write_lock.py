@@ -45,6 +45,7 @@ class WriteLock:
         self.timeout = timeout
         self._threads = threading.Lock()
         self._fd: int | None = None
+        self._fd_pid = 0  # the process that opened `_fd` (a forked child opens its own)
         self._owner: int | None = None  # thread id holding it
 
     @contextmanager
@@ -72,9 +73,15 @@ class WriteLock:
             self._threads.release()
 
     def _lock_file(self, deadline: float) -> None:
-        if self._fd is None:
+        if self._fd is None or self._fd_pid != os.getpid():
+            # A descriptor inherited through fork shares its lock with the parent: a
+            # process takes the lock through a descriptor of its own.
             assert self.path is not None
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:  # no folder yet, no rights: SQLite could not open it either
+                raise _error(f"unable to open the database's write lock: {exc.strerror}") from exc
+            self._fd_pid = os.getpid()
         wait = POLL
         while True:
             try:
@@ -91,7 +98,12 @@ class WriteLock:
 
 def _locked() -> OperationalError:
     """What SQLite says when its own busy timeout runs out: callers already handle it."""
-    return OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
+    return _error("database is locked")
+
+
+def _error(message: str) -> OperationalError:
+    # As SQLite's own errors reach callers: "database unavailable" to them.
+    return OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(message))
 
 
 _locks: dict[str, WriteLock] = {}
