@@ -124,6 +124,32 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def workers_of(pid: int) -> list[int]:
+    """The worker processes uvicorn spawned for the supervisor `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def tree_peak_rss_mb(pid: int) -> dict[int, float]:
+    """Peak RSS of a server process and of each of its workers, by pid."""
+    out = {}
+    for p in (pid, *workers_of(pid)):
+        mb = peak_rss_mb(p)
+        if mb is not None:
+            out[p] = mb
+    return out
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
     if proc.poll() is not None:

@@ -1,23 +1,29 @@
 """One benchmark server process: crobot's HTTP stack, or a bare Bolt app on the same stack.
 
     python -m benchmarks.serve --kind crobot --url sqlite:///bench.db --port 8101 \
-        --slack-url http://127.0.0.1:9000/api/
+        --slack-url http://127.0.0.1:9000/api/ [--workers N]
     python -m benchmarks.serve --kind bare ...
 
 Both run uvicorn + `bot.http.SlackASGI` (thread-dispatched Bolt, GET /healthz) with the
-same signing secret, dispatch threads and listener pool size; only the Bolt app differs:
+same signing secret, dispatch threads, listener pool size and worker processes; only the
+Bolt app differs:
 
-- crobot: `bot.runners.run_http` — what `crobot serve` runs: `bot.app.create_app` with
-  every listener crobot registers (scheduler off: CROBOT_SCHEDULER=false);
-- bare:   a Bolt `App` whose only listener is `/cro` -> `ack()`.
+- crobot: `bot.runners.run_http` — what `crobot serve --workers N` runs:
+  `bot.app.create_app` with every listener crobot registers (scheduler off:
+  CROBOT_SCHEDULER=false);
+- bare:   a Bolt `App` whose only listener is `/cro` -> `ack()`, served the same way (with
+  N > 1, uvicorn's workers build it through the factory `bare_worker_app`).
 
-Run as its own process so the benchmark can read its peak RSS from /proc.
+Run as its own process so the benchmark can read its peak RSS (and its workers') from
+/proc.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import uvicorn
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", required=True, help="database URL")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--slack-url", required=True, help="Slack Web API base URL (the fake)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (uvicorn)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(
@@ -73,17 +80,35 @@ def main(argv: list[str] | None = None) -> int:
         # imported here so the bare process does not carry crobot's modules (its RSS).
         from crobot.bot import runners
 
-        runners.run_http(settings, host="127.0.0.1", port=args.port)
+        runners.run_http(settings, host="127.0.0.1", port=args.port, workers=args.workers)
         return 0
-    db = Database(settings.database_url)
-    app = bare_app(settings)
-    # The same SlackASGI (and thread count) as bot.runners.run_http gives crobot.
-    asgi = SlackASGI(app, db, workers=max(8, settings.listener_workers * 2))
+    if args.workers > 1:  # as crobot's workers are served (bot.runners)
+        from crobot.bot.runners import WORKER_SETTINGS, serve_in_workers, settings_json
+
+        os.environ[WORKER_SETTINGS] = settings_json(settings)
+        serve_in_workers(
+            "benchmarks.serve:bare_worker_app", host="127.0.0.1", port=args.port,
+            workers=args.workers, log_level="warning",
+        )  # fmt: skip
+        return 0
     uvicorn.run(
-        asgi, host="127.0.0.1", port=args.port, log_level="warning", lifespan="on",
-        access_log=False,
+        bare_asgi(settings), host="127.0.0.1", port=args.port, log_level="warning",
+        lifespan="on", access_log=False,
     )  # fmt: skip
     return 0
+
+
+def bare_asgi(settings: Settings) -> SlackASGI:
+    # The same SlackASGI (and thread count) as bot.runners.http_asgi gives crobot.
+    db = Database(settings.database_url)
+    return SlackASGI(bare_app(settings), db, workers=max(8, settings.listener_workers * 2))
+
+
+def bare_worker_app() -> SlackASGI:
+    """uvicorn's factory in each worker of the bare server (settings as crobot's get them)."""
+    from crobot.bot.runners import WORKER_SETTINGS
+
+    return bare_asgi(Settings(**json.loads(os.environ[WORKER_SETTINGS])))
 
 
 if __name__ == "__main__":

@@ -44,10 +44,10 @@ from benchmarks.common import (
     TEAM,
     Summary,
     machine_line,
-    peak_rss_mb,
     ratio,
     redact,
     stop_process,
+    tree_peak_rss_mb,
 )
 from crobot.storage.db import Database
 from crobot.storage.models import (
@@ -135,6 +135,7 @@ class Server:
 
 
 def launch(kind: str, db_url: str, slack_url: str, extra: list[str]) -> Server:
+    """A server process; `extra`: more arguments for benchmarks/serve.py (--workers N)."""
     port = free_port()
     cmd = [sys.executable, "-m", "benchmarks.serve", "--kind", kind, "--url", db_url,
            "--port", str(port), "--slack-url", slack_url, *extra]  # fmt: skip
@@ -228,6 +229,20 @@ def workload(db_url: str, studies: int) -> list[Request]:
     if not out:
         raise SystemExit("no study with a sponsor approver and a sponsor channel: generate first")
     return out
+
+
+def writes_of(reads: list[Request]) -> list[Request]:
+    """A write for each (user, channel) of the reads: `action add`, owned by the user
+    (each one adds an action item and an audit event to the database)."""
+    pairs = sorted(
+        {(r.user_id, r.channel_id, r.text.split()[1]) for r in reads if r.name == "status"}
+    )
+    return [
+        Request(
+            "action add", f'action add {code} "Benchmark follow-up" <@{user}> due:+2w', user, ch
+        )
+        for user, ch, code in pairs
+    ]
 
 
 @dataclass
@@ -338,11 +353,129 @@ def run_load(
     return run
 
 
-def describe(run: Run) -> str:
+def describe(run: Run, workers: int) -> str:
     s = Summary.of(run.ok_times)
     rps = len(run.outcomes) / run.wall if run.wall else float("nan")
     errs = f"  ERRORS {len(run.errors)}" if run.errors else ""
-    return f"{run.kind:>6} c={run.concurrency:<3} {s.ms()}  {rps:7.1f} req/s{errs}"
+    return f"{run.kind:>6} w={workers} c={run.concurrency:<3} {s.ms()}  {rps:7.1f} req/s{errs}"
+
+
+def verdict(ok: bool) -> str:
+    return "OK" if ok else "MISSED"
+
+
+@dataclass
+class Measured:
+    """Every run of one worker count, by (server kind, concurrency); writes by level."""
+
+    workers: int
+    reads: dict[tuple[str, int], Run] = field(default_factory=dict)
+    writes: dict[int, Run] = field(default_factory=dict)
+    rss: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def rps(self, kind: str, level: int) -> float:
+        run = self.reads[(kind, level)]
+        return len(run.ok_times) / run.wall if run.wall else 0.0
+
+
+def measure(
+    workers: int,
+    kinds: list[str],
+    levels: list[int],
+    write_levels: list[int],
+    args: argparse.Namespace,
+    reads: list[Request],
+    writes: list[Request],
+    fake: FakeSlack,
+    followups: Followups,
+) -> tuple[Measured, bool]:
+    m = Measured(workers)
+    failed = False
+    logs_to_drop: list[str] = []
+    with start_servers(kinds, args.url, fake.base_url, ["--workers", str(workers)]) as servers:
+        for kind in kinds:
+            warm = run_load(servers[kind], reads, args.warmup, 4, followups, f"w{kind}{workers}")
+            if warm.errors:
+                e = warm.errors[0]
+                print(f"  warm-up {kind}: {len(warm.errors)} errors, e.g. {e.name}: {e.detail}")
+        for level in levels:
+            for kind in kinds:  # same level back to back: ratios come from one run
+                tag = f"{kind}{workers}-{level}"
+                run = run_load(servers[kind], reads, args.count, level, followups, tag)
+                m.reads[(kind, level)] = run
+                print(describe(run, workers), flush=True)
+                failed |= _report_errors(run)
+        if "crobot" in kinds:
+            for level in write_levels:
+                tag = f"write{workers}-{level}"
+                run = run_load(servers["crobot"], writes, args.writes, level, followups, tag)
+                run.kind = "writes"
+                m.writes[level] = run
+                print(describe(run, workers), flush=True)
+                failed |= _report_errors(run)
+        for kind, server in servers.items():
+            m.rss[kind] = tree_peak_rss_mb(server.proc.pid)
+            if any(r.errors for (k, _), r in m.reads.items() if k == kind):
+                print(f"  {kind} server log: {server.log_path}")
+            else:
+                logs_to_drop.append(server.log_path)
+    for path in logs_to_drop:
+        Path(path).unlink(missing_ok=True)
+    return m, failed
+
+
+def _report_errors(run: Run) -> bool:
+    if not run.errors:
+        return False
+    e = run.errors[0]
+    print(f"         first error ({e.name}): {e.detail}")
+    return True
+
+
+def report(m: Measured, kinds: list[str], levels: list[int], write_levels: list[int]) -> None:
+    w = m.workers
+    if "bare" in kinds and "crobot" in kinds:
+        print(f"ratio crobot/bare, {w} worker(s) (targets: p99 <= 3 at c=1 and c=8):")
+        for level in levels:
+            c = Summary.of(m.reads[("crobot", level)].ok_times)
+            b = Summary.of(m.reads[("bare", level)].ok_times)
+            if c.n == 0 or b.n == 0:
+                print(f"  c={level:<3} not measured: no successful requests")
+                continue
+            r50, r99 = ratio(c.p50, b.p50), ratio(c.p99, b.p99)
+            target = f"  ({verdict(r99 <= 3)})" if level in (1, 8) else ""
+            print(
+                f"  c={level:<3} p50 {r50:5.2f}  p99 {r99:5.2f}{target}  "
+                f"(crobot p99 {c.p99 * 1000:.0f} ms vs Slack's 3000 ms)"
+            )
+    if "crobot" in kinds:
+        if 8 in levels:
+            rps = m.rps("crobot", 8)
+            print(f"  crobot reads at c=8: {rps:.0f} req/s (target >= 300: {verdict(rps >= 300)})")
+        by_cmd: dict[str, list[float]] = {}
+        for o in m.reads[("crobot", levels[0])].outcomes:
+            if o.ok:
+                by_cmd.setdefault(o.name, []).append(o.seconds)
+        print(f"crobot per command at c={levels[0]}, {w} worker(s):")
+        for name, times in sorted(by_cmd.items()):
+            print(f"  {name:<18} {Summary.of(times).ms()}")
+    if m.writes and 1 in m.writes:
+        base = Summary.of(m.writes[1].ok_times)
+        print(f"writes (action add, until the reply at response_url), {w} worker(s):")
+        for level, run in sorted(m.writes.items()):
+            s = Summary.of(run.ok_times)
+            r = ratio(s.p99, base.p50)
+            target = f"  (target <= 10: {verdict(r <= 10)})" if level == 8 else ""
+            print(f"  c={level:<3} p99 / p50 at c=1: {r:6.1f}{target}")
+    for kind in ("crobot", "bare"):
+        tree = m.rss.get(kind)
+        if tree:
+            each = ", ".join(f"{mb:.0f}" for mb in tree.values())
+            target = "  (target < 200 MB per process)" if kind == "crobot" else ""
+            print(
+                f"peak RSS {kind}, {w} worker(s): {each} MB (supervisor first), "
+                f"total {sum(tree.values()):.0f} MB{target}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,87 +484,52 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=600, help="requests per server and level")
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--servers", default="bare,crobot", help="which servers to measure")
+    p.add_argument(
+        "--workers", default="1", help="worker processes per server, e.g. 1,2,4 (each measured)"
+    )
+    p.add_argument("--writes", type=int, default=0, help="write requests per level (0: none)")
+    p.add_argument("--write-concurrency", default="1,8", help="levels for the writes")
     p.add_argument("--studies", type=int, default=10, help="studies the requests cycle over")
     p.add_argument("--warmup", type=int, default=30, help="unmeasured requests per server")
     p.add_argument("--strict", action="store_true", help="exit 1 if any request failed")
     args = p.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
+    write_levels = [int(c) for c in args.write_concurrency.split(",")] if args.writes else []
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
-    requests = workload(args.url, args.studies)
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    reads = workload(args.url, args.studies)
+    writes = writes_of(reads)
     print(machine_line())
     print(
         f"slash_roundtrip: {redact(args.url)}  {args.count} requests per server and level, "
-        f"concurrency {levels}, commands: {sorted({r.name for r in requests})}"
+        f"concurrency {levels}, workers {worker_counts}, commands: "
+        f"{sorted({r.name for r in reads})}"
+        + (f"; writes: {args.writes} per level {write_levels}" if args.writes else "")
     )
     fake = FakeSlack().start()
-    for r in requests:
+    for r in reads:
         fake.add_user(r.user_id, tz="America/New_York", team_id=TEAM)
     followups = Followups()
-    runs: dict[tuple[str, int], Run] = {}
-    rss: dict[str, float | None] = {}
     failed = False
-    logs_to_drop: list[str] = []
+    measured: list[Measured] = []
     try:
-        extra: list[str] = []
-        with start_servers(kinds, args.url, fake.base_url, extra) as servers:
-            for kind in kinds:
-                warm = run_load(servers[kind], requests, args.warmup, 4, followups, f"w{kind}")
-                if warm.errors:
-                    print(
-                        f"  warm-up {kind}: {len(warm.errors)} errors, e.g. "
-                        f"{warm.errors[0].name}: {warm.errors[0].detail}"
-                    )
-            for level in levels:
-                for kind in kinds:  # same level back to back: ratios come from one run
-                    run = run_load(
-                        servers[kind], requests, args.count, level, followups, f"{kind}{level}"
-                    )
-                    runs[(kind, level)] = run
-                    print(describe(run), flush=True)
-                    if run.errors:
-                        failed = True
-                        e = run.errors[0]
-                        print(f"         first error ({e.name}): {e.detail}")
-            for kind, server in servers.items():
-                rss[kind] = peak_rss_mb(server.proc.pid)
-                if any(r.errors for r in runs.values() if r.kind == kind):
-                    print(f"  {kind} server log: {server.log_path}")
-                else:
-                    logs_to_drop.append(server.log_path)
+        for workers in worker_counts:
+            m, bad = measure(
+                workers, kinds, levels, write_levels, args, reads, writes, fake, followups
+            )
+            measured.append(m)
+            failed |= bad
+            report(m, kinds, levels, write_levels)
     finally:
         followups.stop()
         fake.stop()
-        for path in logs_to_drop:
-            Path(path).unlink(missing_ok=True)
-    if "bare" in kinds and "crobot" in kinds:
-        print("ratio crobot/bare:")
+    if len(measured) > 1 and "crobot" in kinds:
+        print("scale: crobot reads, req/s by worker processes:")
         for level in levels:
-            c, b = (
-                Summary.of(runs[("crobot", level)].ok_times),
-                Summary.of(runs[("bare", level)].ok_times),
-            )
-            r50, r99 = ratio(c.p50, b.p50), ratio(c.p99, b.p99)
-            if c.n == 0 or b.n == 0:
-                print(f"  c={level:<3} not measured: no successful requests")
-                continue
-            verdict = "OK" if max(r50, r99) <= 1.5 else "OVER TARGET"
-            print(
-                f"  c={level:<3} p50 {r50:5.2f}  p99 {r99:5.2f}  (target <= 1.5: {verdict}; "
-                f"crobot p99 {c.p99 * 1000:.0f} ms vs Slack's 3000 ms)"
-            )
-    if "crobot" in kinds:
-        by_cmd: dict[str, list[float]] = {}
-        for o in runs[("crobot", levels[0])].outcomes:
-            if o.ok:
-                by_cmd.setdefault(o.name, []).append(o.seconds)
-        print(f"crobot per command at c={levels[0]}:")
-        for name, times in sorted(by_cmd.items()):
-            print(f"  {name:<18} {Summary.of(times).ms()}")
-    for kind in ("crobot", "bare"):
-        mb = rss.get(kind)
-        if mb is not None:
-            target = "  (target < 200 MB)" if kind == "crobot" else ""
-            print(f"peak RSS {kind}: {mb:.0f} MB{target}")
+            rates = "  ".join(f"w={m.workers}: {m.rps('crobot', level):6.0f}" for m in measured)
+            first = measured[0].rps("crobot", level)
+            gain = "  ".join(f"x{ratio(m.rps('crobot', level), first):.2f}" for m in measured[1:])
+            print(f"  c={level:<3} {rates}   ({gain} over w={measured[0].workers})")
     return 1 if failed and args.strict else 0
 
 

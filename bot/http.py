@@ -29,10 +29,19 @@ MAX_BODY = 1 << 20  # Slack payloads are far smaller; refuse anything absurd
 
 
 class SlackASGI:
-    def __init__(self, app: App, db: Database, *, workers: int = 32) -> None:
+    def __init__(
+        self,
+        app: App,
+        db: Database,
+        *,
+        workers: int = 32,
+        on_shutdown: Callable[[], None] | None = None,
+    ) -> None:
         self.app = app
         self.db = db
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crobot-http")
+        # What to release when the server stops (a worker process's database pool).
+        self.on_shutdown = on_shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -65,6 +74,8 @@ class SlackASGI:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.pool.shutdown(wait=False, cancel_futures=True)
+                if self.on_shutdown is not None:
+                    self.on_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -9,7 +9,8 @@ for one (target, key):
    which process (or thread) posts; every other claimant gets an IntegrityError and stops.
    Work written by a transaction (an approval's rows) is inserted unclaimed, and the first
    deliverer claims it by compare-and-set (`resume_pending`).
-2. Before each attempt, `attempts` is incremented and committed. An attempt > 1 means an
+2. Before each attempt, `attempts` is incremented and committed (the first one in the
+   claim's own transaction: a claim is made to be attempted). An attempt > 1 means an
    earlier one may have reached Slack (a crash, a timeout or a reset after the request
    was sent), so the channel's history (a DM's, for a direct message) since the row was
    made is searched for the run key, which every post carries in its message
@@ -231,12 +232,12 @@ class Delivery:
     # --- public API ---------------------------------------------------------------
     def send(self, target: str, period_key: str, *, link_id: int | None = None) -> Outcome:
         """Deliver (target, period) unless another claim already owns it."""
-        run_id = self._claim(target, period_key, link_id)
-        if run_id is None:
+        run = self._claim(target, period_key, link_id)
+        if run is None:
             return self._existing(target, period_key)
         if self.after_claim is not None:
-            self.after_claim(run_id)
-        return self._deliver(run_id)
+            self.after_claim(run.id)
+        return self._deliver(run.id, first=run)
 
     def send_anchors(self, day: str) -> list[Outcome]:
         """Post the audit chain's head to every study's sponsor channel, once per day."""
@@ -282,7 +283,9 @@ class Delivery:
         return self._deliver(run_id)
 
     # --- claim ----------------------------------------------------------------------
-    def _claim(self, target: str, period_key: str, link_id: int | None) -> int | None:
+    def _claim(self, target: str, period_key: str, link_id: int | None) -> DigestRun | None:
+        """The claimed row, its first attempt already counted (one write transaction, not
+        two); None if another claim owns (target, period)."""
         try:
             with self.runtime.db.write() as s:
                 run = DigestRun(
@@ -290,14 +293,15 @@ class Delivery:
                     period_key=period_key,
                     channel_link_id=link_id,
                     state=DigestRunState.PENDING,
-                    attempts=0,
+                    attempts=1,
                     claimed_by=self.worker_id,
                     claimed_at=self.runtime.now(),
                     created_at=self.runtime.now(),
                 )
                 s.add(run)
                 s.flush()
-                return run.id
+                s.expunge(run)
+                return run
         except IntegrityError:
             return None
 
@@ -367,12 +371,14 @@ class Delivery:
             s.expunge(run)
             return run
 
-    def _deliver(self, run_id: int) -> Outcome:
+    def _deliver(self, run_id: int, *, first: DigestRun | None = None) -> Outcome:
+        """Attempt until sent, failed or deferred; `first`: the claim, whose first attempt
+        is already counted."""
         if self.runtime.bot_token is not None and self.team_id is None:
-            return self._deliver_in_workspace(run_id)
+            return self._deliver_in_workspace(run_id, first=first)
         payload: Payload | None = None
         for try_no in range(self.max_tries):
-            run = self._begin_attempt(run_id)
+            run = first if try_no == 0 and first is not None else self._begin_attempt(run_id)
             if run is None:
                 return Outcome(run_id, "duplicate", detail="no longer ours")
             key = run_key(run.target, run.period_key)
@@ -433,7 +439,7 @@ class Delivery:
         retry_at = self.runtime.now() + self.lease
         return Outcome(run_id, "pending", detail="unknown outcome", retry_at=retry_at)
 
-    def _deliver_in_workspace(self, run_id: int) -> Outcome:
+    def _deliver_in_workspace(self, run_id: int, *, first: DigestRun | None = None) -> Outcome:
         """Several workspaces: deliver with the bot token of the row's workspace, fetched
         (and refreshed if about to expire) just before use; a workspace crobot is no longer
         installed in gets nothing (the row is skipped, said once in the log)."""
@@ -455,7 +461,7 @@ class Delivery:
             retry_at = self.runtime.now() + self.lease
             return Outcome(run_id, "pending", detail="no token", retry_at=retry_at)
         client = with_token(self.client, token)
-        return replace(self, client=client, team_id=team)._deliver(run_id)
+        return replace(self, client=client, team_id=team)._deliver(run_id, first=first)
 
     def _finish(
         self,

@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 
 from crobot.digests.compose import DigestView
 from crobot.handlers import blockkit, kpi_charts
@@ -106,14 +106,19 @@ def environment() -> Environment:
     return env
 
 
+@cache
+def _template(name: str) -> Template:
+    """Compiled once per process (a digest uses ~80 macro calls: no loader lookup each)."""
+    return environment().get_template(name)
+
+
 def _macro(name: str, *args: Any) -> Mrkdwn:
-    module = environment().get_template("lines.j2").module
-    return Mrkdwn(str(getattr(module, name)(*args)).strip("\n"))
+    return Mrkdwn(str(getattr(_template("lines.j2").module, name)(*args)).strip("\n"))
 
 
 def _render(template: str, **ctx: Any) -> Mrkdwn:
     """A template's output: escaped values inside crobot's own markup."""
-    return Mrkdwn(environment().get_template(template).render(**ctx).strip())
+    return Mrkdwn(_template(template).render(**ctx).strip())
 
 
 @dataclass

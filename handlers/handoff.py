@@ -14,10 +14,13 @@ carries (a plan holding a WebClient and ORM rows) must not be copied.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from slack_bolt import BoltContext
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -40,3 +43,22 @@ def take_over(context: BoltContext, key: str, kind: type[T]) -> T | None:
     if isinstance(handoff, Handoff) and isinstance(handoff.value, kind):
         return handoff.value
     return None
+
+
+def after_ack(context: BoltContext, work: Callable[[], None]) -> None:
+    """In an ack function: run `work` on Bolt's listener threads once the ack is answered.
+
+    What a lazy listener does, for a listener that needs it only for some requests: Bolt
+    starts every registered lazy listener for every request (a deep copy of the request,
+    a task on the executor), even when the ack already answered. Submitted from the ack
+    function, `work` may start before the response is written, as a lazy listener may;
+    it is on the same executor, so waiting for the executor waits for it too.
+    """
+
+    def run() -> None:
+        try:
+            work()
+        except Exception:  # nobody else would see it: the ack has been answered
+            log.exception("work after the ack failed")
+
+    context.listener_runner.listener_executor.submit(run)

@@ -25,6 +25,7 @@ So is every refused attempt to decide (`approval.refused`: who, which approval, 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session
 from crobot.services import audit
 from crobot.services.actor import SYSTEM, Actor, resolve_actor
 from crobot.services.lookup import sponsor_channels, vendor_channel
+from crobot.storage import bulk
 from crobot.storage.models import (
     Approval,
     ApprovalState,
@@ -289,6 +291,32 @@ def enqueue_requests(session: Session, approval: Approval) -> None:
         log.warning("approval %s: its study has no sponsor channel to ask in", approval.id)
     for channel in channels:
         _enqueue(session, approval.id, Work(REQUEST, channel))
+
+
+def enqueue_requests_many(session: Session, approvals: Sequence[tuple[int, int]]) -> None:
+    """`enqueue_requests` for new approvals, given as (approval id, study id): their rows
+    cannot exist yet, so they are inserted in bulk without looking."""
+    now = utcnow()
+    channels: dict[int, list[str]] = {}
+    rows = []
+    for approval_id, study_id in approvals:
+        if study_id not in channels:
+            channels[study_id] = sponsor_channels(session, study_id)
+            if not channels[study_id]:
+                log.warning("study %s has no sponsor channel to ask for approvals in", study_id)
+        rows += [
+            {
+                "target": outbox_target(approval_id),
+                "period_key": Work(REQUEST, channel).key,
+                "state": DigestRunState.PENDING,
+                "attempts": 0,
+                "claimed_by": None,
+                "claimed_at": now,
+                "created_at": now,
+            }
+            for channel in channels[study_id]
+        ]
+    bulk.insert_rows(session, DigestRun, rows)
 
 
 def enqueue_decision(session: Session, approval: Approval, also: Location | None = None) -> None:

@@ -14,6 +14,7 @@ right after the commit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -26,6 +27,7 @@ from crobot.services.actor import Actor
 from crobot.services.approval_log import Location
 from crobot.services.errors import UserError
 from crobot.services.permissions import require_second_approver
+from crobot.storage import bulk
 from crobot.storage.models import (
     Approval,
     ApprovalState,
@@ -74,6 +76,47 @@ def request(
     )
     approval_log.enqueue_requests(session, approval)
     return approval
+
+
+@dataclass(frozen=True)
+class Requested:
+    """One submission of a batch that waits for an approver (`request_many`)."""
+
+    subject_type: SubjectType
+    subject_id: int
+    study_id: int
+    org_id: int
+    summary: dict[str, Any]
+
+
+def request_many(session: Session, actor: Actor, items: Sequence[Requested]) -> list[int]:
+    """`request` for a batch (a CSV import's values): the approvals and their posts are
+    inserted in bulk. Their ids, in order. No `approval.request` event per approval: the
+    caller records the one event that names them all (`kpi.import`)."""
+    if not items:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "subject_type": i.subject_type,
+            "subject_id": i.subject_id,
+            "study_id": i.study_id,
+            "org_id": i.org_id,
+            "summary": i.summary,
+            "requested_by": actor.label,
+            "requested_at": now,
+            "state": ApprovalState.PENDING,
+        }
+        for i in items
+    ]
+    ids = bulk.reserve_ids(session, Approval, len(rows))
+    for row, approval_id in zip(rows, ids, strict=True):
+        row["id"] = approval_id
+    bulk.insert_rows(session, Approval, rows)
+    approval_log.enqueue_requests_many(
+        session, [(aid, i.study_id) for aid, i in zip(ids, items, strict=True)]
+    )
+    return ids
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,9 @@ ACTIONS: dict[str, str] = {
     "kpi.retire": UPDATE,  # `before` has no retirement date, `after` has one
     "kpi.target.set": UPSERT,  # a study's target (study-wide or one organisation's)
     "kpi.target.clear": UPDATE,  # removed: `after` says the target is none
+    # a CSV import, one event per study: the file's SHA-256, the rows' ids and their digest
+    # (services/kpi_import.py); a correction row names the row it supersedes, kept as it was
+    "kpi.import": CREATE,
     # sites and the enrolment forecast (services/sites.py, enrolment.py)
     "site.create": CREATE,
     "site.activate": UPDATE,

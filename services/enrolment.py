@@ -303,6 +303,7 @@ def _flag(
         before=before,
         after={**audit.snapshot(m, *fields), "reason": reason, "milestone": m.name},
     )
+    audit.seal(session)  # the event's seq names its announcements
     for channel in announce_channels(session, study, m):
         enqueue(session, f"{TARGET_PREFIX}{m.id}", f"{event.seq}:{channel}")
     return Flag(m.id, event.action, reason)

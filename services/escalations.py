@@ -176,6 +176,7 @@ def escalate(session: Session, due: Due) -> list[str]:
             "channels": channels,
         },
     )
+    audit.seal(session)  # the event's seq names its messages
     target = f"{TARGET_PREFIX}{item.id}"
     for lead in leads:
         enqueue(session, target, f"{event.seq}:dm:{lead.team_id}:{lead.slack_user_id}")

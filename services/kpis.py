@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
 from sqlalchemy import ColumnElement, Select, Subquery, and_, func, select
@@ -56,6 +56,7 @@ FIELDS = (
     "approval_state",
     "supersedes_id",
 )
+T = TypeVar("T")
 REPORT_HINT = 'Write it as `/cro kpi report STUDY KPI VALUE [period:2026-W47] [note:"..."]`.'
 
 
@@ -83,42 +84,115 @@ class Reported:
         return self.approval_id is not None
 
 
-def report(session: Session, actor: Actor, *, today: date, **data: object) -> Reported:
+class ReportLookups:
+    """The studies, KPIs, organisations and periods a series of reports names, read once
+    each, and the reporter's rights on each (study, organisation), decided once (a CSV
+    import names the same few thousands of times). A name that failed fails the same way
+    again without another query."""
+
+    def __init__(self, session: Session, actor: Actor) -> None:
+        self.session, self.actor = session, actor
+        self._found: dict[tuple[str, object], object] = {}
+
+    def _get(self, kind: str, key: object, find: Callable[[], T]) -> T:
+        found = self._found.get((kind, key))
+        if found is None:
+            try:
+                found = find()
+            except UserError as exc:
+                found = exc
+            self._found[(kind, key)] = found
+        if isinstance(found, UserError):
+            raise found.with_traceback(None)  # not one traceback grown by every row
+        return cast(T, found)
+
+    def study(self, code: str) -> Study:
+        return self._get(
+            "study", code.upper(), lambda: study_named_by(self.session, self.actor, code)
+        )
+
+    def kpi(self, raw: str) -> KpiDefinition:
+        return self._get("kpi", raw, lambda: kpi_by_key(self.session, raw))
+
+    def org(self, name: str) -> Organization:
+        return self._get("org", name.lower(), lambda: org_by_name(self.session, name))
+
+    def period(self, raw: str) -> Period:
+        return self._get("period", raw, lambda: parse_period(raw))
+
+    def waits(self, study: Study, org_id: int) -> bool:
+        """Whether the reporter may report `org_id`'s values on `study` (else UserError),
+        and whether those values wait for an approver."""
+
+        def decide() -> bool:
+            vendors = vendor_org_ids(self.session, study.id)
+            if org_id not in vendors and org_id != study.sponsor_org_id:
+                raise UserError("That organisation is not on this study.", REPORT_HINT, field="org")
+            require_org_write(self.actor, study, vendors, org_id)
+            return needs_approval(self.actor, study, org_id)
+
+        return self._get("waits", (study.id, org_id), decide)
+
+
+@dataclass(frozen=True)
+class CheckedReport:
+    """A report that passed every rule, not stored yet."""
+
+    study: Study
+    kpi: KpiDefinition
+    org_id: int
+    value: float
+    period: Period
+    note: str | None
+    waits: bool  # for an approver (services/permissions.py `needs_approval`)
+
+
+def check_report(
+    session: Session,
+    actor: Actor,
+    data: dict[str, object],
+    *,
+    today: date,
+    lookups: ReportLookups | None = None,
+) -> CheckedReport:
+    """Every rule a reported value must pass (input, visibility, rights, range, period)."""
     inp = validate(KpiReport, data, REPORT_HINT)
-    study = study_named_by(session, actor, inp.study)
-    kpi = kpi_by_key(session, inp.kpi)
-    vendors = vendor_org_ids(session, study.id)
+    look = lookups or ReportLookups(session, actor)
+    study = look.study(inp.study)
+    kpi = look.kpi(inp.kpi)
     if inp.org:
-        org_id = org_by_name(session, inp.org).id
+        org_id = look.org(inp.org).id
     elif actor.org_id is not None:
         org_id = actor.org_id
     else:
         org_id = study.sponsor_org_id
-    if org_id not in vendors and org_id != study.sponsor_org_id:
-        raise UserError("That organisation is not on this study.", REPORT_HINT, field="org")
-    require_org_write(actor, study, vendors, org_id)
+    waits = look.waits(study, org_id)
     require_open(kpi)
     require_reportable(session, actor, study, kpi)
     value = check_value(kpi, inp.value)
-    period: Period = parse_period(inp.period) if inp.period else current_period(today)
+    period: Period = look.period(inp.period) if inp.period else current_period(today)
     if period.start > today:
         raise UserError(
             msg("The period {} has not started yet.", period.label),
             "Report values for the current or a past period.",
             field="period",
         )
-    previous = latest_row(session, study.id, kpi.id, org_id, period.start)
-    waits = needs_approval(actor, study, org_id)
+    return CheckedReport(study, kpi, org_id, value, period, inp.note, waits)
+
+
+def report(session: Session, actor: Actor, *, today: date, **data: object) -> Reported:
+    c = check_report(session, actor, data, today=today)
+    previous = latest_row(session, c.study.id, c.kpi.id, c.org_id, c.period.start)
     update = KpiUpdate(
-        study_id=study.id,
-        org_id=org_id,
-        kpi_id=kpi.id,
-        period_start=period.start,
-        period_label=period.label,
-        value=value,
-        note=inp.note,
+        study_id=c.study.id,
+        org_id=c.org_id,
+        kpi_id=c.kpi.id,
+        period_start=c.period.start,
+        period_label=c.period.label,
+        value=c.value,
+        note=c.note,
         submitted_by=actor.label,
-        approval_state=ApprovalState.PENDING if waits else ApprovalState.APPROVED,
+        approval_state=ApprovalState.PENDING if c.waits else ApprovalState.APPROVED,
         supersedes_id=previous.id if previous else None,
     )
     session.add(update)
@@ -129,34 +203,24 @@ def report(session: Session, actor: Actor, *, today: date, **data: object) -> Re
         "kpi.report" if previous is None else "kpi.correct",
         "kpi_update",
         update.id,
-        study_id=study.id,
+        study_id=c.study.id,
         before=audit.snapshot(previous, *FIELDS) if previous else None,
         after=audit.snapshot(update, *FIELDS),
     )
     approval_id = None
-    if not waits:
+    if not c.waits:
         from crobot.services import qtl  # it reads KPI values: imported late
 
         qtl.check(session, update, today)  # approved at once: checked against the limits
-    if waits:
+    if c.waits:
         approval_id = approvals.request(
             session,
             actor,
             subject_type=SubjectType.KPI_UPDATE,
             subject_id=update.id,
-            study_id=study.id,
-            org_id=org_id,
-            summary={
-                "kind": "kpi",
-                "study": study.code,
-                "kpi": kpi.key,
-                "label": kpi.label,
-                "unit": kpi.unit,
-                "period": period.label,
-                "old": previous.value if previous else None,
-                "new": value,
-                "note": inp.note,
-            },
+            study_id=c.study.id,
+            org_id=c.org_id,
+            summary=approval_summary(c, previous.value if previous else None),
         ).id
     return Reported(update, previous, approval_id)
 
@@ -203,6 +267,21 @@ def require_reportable(session: Session, actor: Actor, study: Study, kpi: KpiDef
         else msg("It reports no KPI of the catalogue."),
         field="kpi",
     )
+
+
+def approval_summary(c: CheckedReport, old: float | None) -> dict[str, object]:
+    """What an approver is shown of a value that waits: the KPI, the period, old -> new."""
+    return {
+        "kind": "kpi",
+        "study": c.study.code,
+        "kpi": c.kpi.key,
+        "label": c.kpi.label,
+        "unit": c.kpi.unit,
+        "period": c.period.label,
+        "old": old,
+        "new": c.value,
+        "note": c.note,
+    }
 
 
 NOT_REJECTED = KpiUpdate.approval_state != ApprovalState.REJECTED

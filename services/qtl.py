@@ -26,6 +26,7 @@ or `closed:<channel>` (its closure), and `qtlwarn:<limit id>` keyed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -292,6 +293,36 @@ def check(session: Session, update: KpiUpdate, today: date) -> QtlBreach | None:
             )
         )
     )
+    return _check(session, rows, update, today)
+
+
+def check_many(session: Session, updates: Sequence[tuple[int, int, int]], today: date) -> None:
+    """`check` for a batch of values approved at once (a CSV import), given as (update id,
+    study id, KPI id): the limits are read once, and only values of a KPI with a limit
+    are loaded to be checked."""
+    studies = {study_id for _, study_id, _ in updates}
+    limits: dict[tuple[int, int], list[QualityLimit]] = {}
+    for lim in session.scalars(
+        select(QualityLimit).where(
+            QualityLimit.study_id.in_(studies), QualityLimit.active.is_(True)
+        )
+    ):
+        limits.setdefault((lim.study_id, lim.kpi_id), []).append(lim)
+    ids = [i for i, study_id, kpi_id in updates if (study_id, kpi_id) in limits]
+    for start in range(0, len(ids), 500):
+        chunk = select(KpiUpdate).where(KpiUpdate.id.in_(ids[start : start + 500]))
+        for update in session.scalars(chunk.order_by(KpiUpdate.id)):
+            rows = [
+                lim
+                for lim in limits[(update.study_id, update.kpi_id)]
+                if lim.org_id is None or lim.org_id == update.org_id
+            ]
+            _check(session, rows, update, today)
+
+
+def _check(
+    session: Session, rows: list[QualityLimit], update: KpiUpdate, today: date
+) -> QtlBreach | None:
     # An organisation's own limit speaks before the trial-level one.
     rows.sort(key=lambda r: (r.org_id is None, r.id))
     for lim in rows:

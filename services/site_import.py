@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from crobot.services import enrolment, sites
 from crobot.services.actor import Actor
 from crobot.services.errors import UserError, msg
-from crobot.services.kpi_import import ImportResult, Row, read_rows
+from crobot.services.kpi_import import CsvFile, ImportResult, Row, read_rows
 from crobot.services.lookup import org_by_name, study_named_by
 from crobot.storage.models import Site
 
@@ -34,7 +34,7 @@ OPTIONAL = ("name", "planned")
 def import_csv(
     session: Session,
     actor: Actor,
-    text: str,
+    file: CsvFile,
     *,
     today: date,
     progress: Callable[[int, int], None] | None = None,
@@ -44,7 +44,7 @@ def import_csv(
             return _store(session, actor, row, today)
 
     done = read_rows(
-        text, REQUIRED, OPTIONAL, store, command_hint=sites.REPORT_HINT, progress=progress
+        file.text, REQUIRED, OPTIONAL, store, command_hint=sites.REPORT_HINT, progress=progress
     )
     for study_id in sorted({study_id for _, study_id in done}):
         enrolment.recompute(session, study_id, today)

@@ -2,20 +2,23 @@
 
 SQLite: foreign keys on, WAL, a busy timeout, and write transactions opened with
 `BEGIN IMMEDIATE` so that a read-then-write transaction never fails half-way with a
-stale snapshot when another thread or process wrote in between. PostgreSQL: one pooled
-engine for both kinds of work.
+stale snapshot when another thread or process wrote in between; writers queue for the
+file's write lock (storage/write_lock.py) before they begin, rather than in SQLite's
+sleeping busy handler. PostgreSQL: one pooled engine for both kinds of work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from crobot.storage import write_lock
 
 
 def normalise_url(url: str) -> str:
@@ -69,9 +72,11 @@ class Database:
         if operator is not None:
             info["audit_operator"] = operator
         self.is_sqlite = self.url.startswith("sqlite")
+        self._write_lock: write_lock.WriteLock | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(self.url, "BEGIN", echo=echo)
             self.write_engine = _sqlite_engine(self.url, "BEGIN IMMEDIATE", echo=echo)
+            self._write_lock = write_lock.for_database(make_url(self.url).database)
         else:
             self.engine = create_engine(
                 self.url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20
@@ -88,8 +93,13 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any exception."""
-        with self._write() as session, session.begin():
+        with self.write_turn(), self._write() as session, session.begin():
             yield session
+
+    def write_turn(self) -> AbstractContextManager[object]:
+        """This process's turn to write (SQLite: one writer per file); nothing to wait
+        for on PostgreSQL."""
+        return self._write_lock.held() if self._write_lock is not None else nullcontext()
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

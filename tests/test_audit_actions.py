@@ -27,6 +27,7 @@ from crobot.services import (
     enrolment,
     escalations,
     kpi_admin,
+    kpi_import,
     kpi_targets,
     kpis,
     milestones,
@@ -145,6 +146,11 @@ def _drive_every_write_path(world: World) -> None:
         done = milestones.update(s, apex, today=TODAY, id=ms.id, status="done")
         kpis.report(s, apex, today=TODAY, study="ONC-301", kpi="enrollment", value=10)
         corrected = kpis.report(s, apex, today=TODAY, study="ONC-301", kpi="enrollment", value=11)
+        csv_file = kpi_import.CsvFile.of(
+            "values.csv",
+            b"study,org,kpi,period,value\nONC-301,Apex CRO,query_aging,2026-W40,4\n",
+        )
+        kpi_import.import_csv(s, apex, csv_file, today=TODAY)
         assert done.approval_id is not None and corrected.approval_id is not None
         approval = s.get_one(Approval, done.approval_id)
         approval_log.message_posted(s, SYSTEM, approval, "CSPONSOR", "1.000100")

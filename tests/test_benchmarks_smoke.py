@@ -76,10 +76,12 @@ def test_kpi_query_runs_and_agrees_with_floor(bench_url: str) -> None:
 def test_slash_roundtrip_runs(bench_url: str) -> None:
     out = run(
         "slash_roundtrip.py", "--url", bench_url, "--count", "24", "--concurrency", "1,4",
-        "--warmup", "3", "--servers", "bare,crobot", "--strict",
+        "--warmup", "3", "--servers", "bare,crobot", "--writes", "8",
+        "--write-concurrency", "1,4", "--strict",
     )  # fmt: skip
-    assert "bare c=4" in out
-    assert "peak RSS bare" in out
+    assert "bare w=1 c=4" in out
+    assert "writes w=1 c=4" in out and "p99 / p50 at c=1" in out  # answered at response_url
+    assert "peak RSS bare, 1 worker(s)" in out
 
 
 def test_digest_fanout_runs(bench_url: str) -> None:
@@ -96,3 +98,18 @@ def test_replica_chaos_runs(bench_url: str) -> None:
     )  # fmt: skip
     assert "kills 2, lost 0, duplicated 0" in out
     assert "exactly once" in out and "NOT exactly once" not in out
+
+
+def test_kpi_import_runs_and_leaves_the_database_as_it_was(bench_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    count = text("SELECT (SELECT count(*) FROM kpi_updates), (SELECT count(*) FROM approvals)")
+    engine = create_engine(bench_url)
+    with engine.connect() as conn:
+        before = tuple(conn.execute(count).one())
+    out = run("kpi_import.py", "--url", bench_url, "--rows", "300", "--repeat", "1")
+    with engine.connect() as conn:
+        assert tuple(conn.execute(count).one()) == before  # every run was rolled back
+    engine.dispose()
+    assert "approver:" in out and "operator:" in out
+    assert out.count("import/generator") == 2 and "rows/s" in out

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from slack_bolt.lazy_listener.thread_runner import ThreadLazyListenerRunner
 from sqlalchemy import select
 
 from crobot.services import directory
@@ -263,6 +267,32 @@ def test_acks_are_fast(slash: SlashClient) -> None:
         started = time.perf_counter()
         slash.send(text, APEX_PM, C_APEX)
         assert time.perf_counter() - started < 2.0
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """The listener executor, counting what is started on it (lazy listeners included)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=4, thread_name_prefix="test-listener")
+        self.started = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.started += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_reads_start_no_work_after_the_ack(slash: SlashClient) -> None:
+    executor = CountingExecutor()
+    runner = slash.bot.app.listener_runner
+    runner.listener_executor = executor
+    runner.lazy_listener_runner = ThreadLazyListenerRunner(logging.getLogger("test"), executor)
+    for text in ("help", "status", "milestone list", "action list", "kpi show enrollment"):
+        a = slash.send(text, APEX_PM, C_APEX)
+        assert not a.deferred and a.text.strip(), text
+    assert executor.started == 0  # answered in the ack: no lazy listener, no copy
+    a = slash.send('action add "Chase the lab" <@UAPEX|priya> due:fri', APEX_PM, C_APEX)
+    assert a.deferred and "Chase the lab" in a.text  # a write: answered at response_url
+    assert executor.started == 1
 
 
 def test_forged_stale_missing_and_replayed_requests_are_rejected(

@@ -65,8 +65,11 @@ def test_import_without_as_is_the_operator_and_every_row_waits(
     with posing.read() as s:
         states = [r.approval_state for r in s.scalars(select(KpiUpdate).order_by(KpiUpdate.id))]
     assert states == [ApprovalState.PENDING, ApprovalState.PENDING]
-    events = _events(posing, "kpi.report")
-    assert {(e.actor, e.operator) for e in events} == {(f"cli:{ACCOUNT}", f"cli:{ACCOUNT}")}
+    # One event for the import (one study), by the operator: both rows, both waiting.
+    (event,) = _events(posing, "kpi.import")
+    assert (event.actor, event.operator) == (f"cli:{ACCOUNT}", f"cli:{ACCOUNT}")
+    assert event.after is not None and (event.after["rows"], event.after["waiting"]) == (2, 2)
+    assert _events(posing, "kpi.report") == []
 
 
 def test_import_as_an_approver_approves_only_the_sponsors_own_rows(
@@ -77,10 +80,9 @@ def test_import_as_an_approver_approves_only_the_sponsors_own_rows(
         rows = s.scalars(select(KpiUpdate).order_by(KpiUpdate.id)).all()
     # The approver's own sponsor value needs no one else; a vendor's value waits.
     assert [r.approval_state for r in rows] == [ApprovalState.APPROVED, ApprovalState.PENDING]
-    events = _events(posing, "kpi.report")
-    assert {(e.actor, e.operator) for e in events} == {
-        (f"T1:{APPROVER}", f"cli:{ACCOUNT} as T1:{APPROVER}")
-    }
+    (event,) = _events(posing, "kpi.import")
+    assert (event.actor, event.operator) == (f"T1:{APPROVER}", f"cli:{ACCOUNT} as T1:{APPROVER}")
+    assert event.after is not None and (event.after["rows"], event.after["waiting"]) == (2, 1)
 
 
 def test_import_as_a_vendor_is_held_to_the_vendors_rights(

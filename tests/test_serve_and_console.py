@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from pydantic import SecretStr
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from benchmarks.common import workers_of
 from crobot.bot.cli import main
-from crobot.bot.runners import build, socket_handler
+from crobot.bot.runners import build, socket_handler, tcp_listener
 from crobot.bot.settings import Settings
 from tests.bot_server import free_port
 from tests.conftest import APEX_PM, C_APEX, TEST_AUDIT_KEY, World
@@ -98,28 +101,37 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) 
     raise AssertionError("crobot serve did not become healthy")
 
 
-def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path: Path) -> None:
-    port = free_port()
-    env = {
+CLI = [sys.executable, "-c", "import sys; from crobot.bot.cli import main; sys.exit(main())"]
+
+
+def _bare_env() -> dict[str, str]:
+    """This process's environment without any Slack or crobot setting."""
+    return {
         k: v for k, v in os.environ.items() if k not in SLACK_ENV and not k.startswith("CROBOT_")
     }
-    env.update(
-        CROBOT_DATABASE_URL=world.db.url,
-        SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        CROBOT_SLACK_API_URL=fake_slack.base_url,
-        CROBOT_SCHEDULER="false",
-        CROBOT_LOG_LEVEL="WARNING",
-        CROBOT_AUDIT_KEY=TEST_AUDIT_KEY,
-    )
-    cmd = [sys.executable, "-c", "import sys; from crobot.bot.cli import main; sys.exit(main())"]
-    proc = subprocess.Popen(
-        [*cmd, "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+
+
+def _serve_env(world: World, fake_slack: FakeSlack) -> dict[str, str]:
+    return {
+        **_bare_env(),
+        "CROBOT_DATABASE_URL": world.db.url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "CROBOT_SLACK_API_URL": fake_slack.base_url,
+        "CROBOT_SCHEDULER": "false",
+        "CROBOT_LOG_LEVEL": "WARNING",
+        "CROBOT_AUDIT_KEY": TEST_AUDIT_KEY,
+    }
+
+
+def _start(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path: Path) -> None:
+    port = free_port()
+    env = _serve_env(world, fake_slack)
+    proc = _start([*CLI, "serve", "--port", str(port)], env, tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
@@ -133,6 +145,100 @@ def test_crobot_serve_real_process(world: World, fake_slack: FakeSlack, tmp_path
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err.decode()  # a graceful stop, not killed by the signal
     assert b"Traceback" not in err
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_crobot_serve_runs_worker_processes(
+    world: World, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**_bare_env(), "CROBOT_LOG_LEVEL": "WARNING"}
+    # Settings given in code reach the workers: the database, tokens and key are not in
+    # the environment here, only in the Settings the supervisor was started with.
+    settings = {
+        "CROBOT_DATABASE_URL": world.db.url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "CROBOT_SLACK_API_URL": fake_slack.base_url,
+        "CROBOT_SCHEDULER": False,
+        "CROBOT_AUDIT_KEY": TEST_AUDIT_KEY,
+    }
+    code = (
+        "import json, sys; from crobot.bot.runners import run_http; "
+        "from crobot.bot.settings import Settings; "
+        f"run_http(Settings(**json.loads(sys.argv[1])), port={port}, workers=2)"
+    )
+    proc = _start([sys.executable, "-c", code, json.dumps(settings)], env, tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, timeout=60)
+        workers = workers_of(proc.pid)
+        assert len(workers) == 2
+        # Each worker answers on its own: the other one is stopped meanwhile (briefly: the
+        # supervisor replaces a worker that stops answering its health pings for 5 s).
+        for paused in workers:
+            body = command_body("milestone list ONC-301", user_id=APEX_PM, channel_id=C_APEX)
+            os.kill(paused, signal.SIGSTOP)
+            try:
+                status, raw = post_signed(url + "/slack/events", body)
+            finally:
+                os.kill(paused, signal.SIGCONT)
+            assert status == 200 and "milestone(s)" in json.loads(raw)["text"]
+        assert post_signed(url + "/slack/events", body, secret="nope")[0] == 401
+        assert workers_of(proc.pid) == workers  # none was replaced
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_the_workers_listening_socket_is_tcp_so_responses_are_not_held_by_nagle() -> None:
+    """uvicorn binds the workers' socket with protocol 0, and asyncio then leaves Nagle's
+    algorithm on for what they accept: ~40 ms on every kept-alive request (uvicorn #3149)."""
+    config = uvicorn.Config("x:y", host="127.0.0.1", port=free_port())
+    bound = config.bind_socket()
+    assert bound.proto == 0  # uvicorn's; if this fails, uvicorn fixed it and this can go
+    listener = tcp_listener(bound)
+    try:
+        assert listener.proto == socket.IPPROTO_TCP
+        listener.listen()
+        with socket.create_connection(listener.getsockname()[:2]):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.proto == socket.IPPROTO_TCP  # what asyncio looks at
+    finally:
+        listener.close()
+
+
+def test_workers_stop_when_their_supervisor_is_killed(
+    world: World, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = _serve_env(world, fake_slack)
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: list[int] = []
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=60)
+        workers = workers_of(proc.pid)
+        assert len(workers) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.1)
+    alive = [p for p in workers if Path(f"/proc/{p}").exists()]
+    for pid in alive:  # do not leave them behind if the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []
 
 
 class _RecordingSocketClient:

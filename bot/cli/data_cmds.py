@@ -22,7 +22,7 @@ from crobot.digests.delivery import Delivery, delivery_client
 from crobot.services import anchors, audit, export, signatures
 from crobot.services.actor import Actor
 from crobot.services.errors import UserError
-from crobot.services.kpi_import import ImportResult, import_csv
+from crobot.services.kpi_import import CsvFile, ImportResult, import_csv, verify_imports
 from crobot.services.runtime import Runtime
 from crobot.storage.models import DigestRun
 
@@ -32,7 +32,7 @@ class Importer(Protocol):
         self,
         session: Session,
         actor: Actor,
-        text: str,
+        file: CsvFile,
         *,
         today: date,
         progress: Callable[[int, int], None] | None = None,
@@ -122,15 +122,17 @@ def run_import(
     operator or as the registered person `as_person` names; a refused file is one CliError
     naming its bad rows."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        file = CsvFile.of(path.name, path.read_bytes())
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except UserError as exc:
+        raise CliError(f"{path}: {exc}") from None
     today = Runtime(ctx.db, ctx.settings.default_tz).today()
     progress = Progress("validating and importing rows")
     try:
         with ctx.db.write() as session:
             actor = acting_as(session, as_person) if as_person else CLI_ACTOR
-            result = importer(session, actor, text, today=today, progress=progress.update)
+            result = importer(session, actor, file, today=today, progress=progress.update)
     except UserError as exc:
         progress.done()
         raise CliError(f"{path}: {exc}") from None
@@ -163,9 +165,13 @@ def cmd_audit_verify(args: argparse.Namespace, ctx: CliContext) -> int:
     with ctx.db.read() as session:
         result = audit.verify(session)
         problems = signatures.verify_signatures(session)
+        imports = verify_imports(session)
     print(result.describe())
     for problem in problems:
         print(f"SIGNATURE BROKEN: {problem}")
+    for problem in imports:
+        print(f"IMPORTED ROWS CHANGED: {problem}")
+    problems += imports
     if result.unverifiable:
         return 2
     if not args.anchors:

@@ -1,9 +1,12 @@
-"""The `/cro` slash command: ack fast, answer reads in the ack, run the rest lazily.
+"""The `/cro` slash command: ack fast, answer reads in the ack, run the rest after it.
 
 Subcommands are listed in `router.TABLE` (one module per group: help, status,
 milestone, action, kpi, digest). The ack function plans the command and either answers
-it in the ack or leaves the plan for the lazy listener (`handlers.handoff`), which runs
-it and answers through the command's `response_url`.
+it in the ack (reads: nothing else is started) or, for writes and slow or Slack-calling
+commands, acks empty and hands the plan to Bolt's listener threads
+(`handlers.handoff.after_ack`), which run it and answer through the command's
+`response_url`. No lazy listener is registered: Bolt would start it, with a deep copy of
+the request, for every command, reads included.
 """
 
 from __future__ import annotations
@@ -22,11 +25,9 @@ from slack_sdk.webhook import WebhookClient
 
 from crobot.handlers import middleware
 from crobot.handlers.commands.router import CommandRequest, CommandRouter, Plan
-from crobot.handlers.handoff import hand_over, take_over
+from crobot.handlers.handoff import after_ack
 
 log = logging.getLogger(__name__)
-
-PLAN = "crobot_command_plan"
 
 
 def reply_client(url: str) -> WebhookClient:
@@ -58,20 +59,17 @@ def cro_ack(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebCli
     router = CommandRouter(middleware.runtime(context))
     plan = router.plan(CommandRequest.from_body(body, middleware.identity(context)), client)
     if plan.later:
-        hand_over(context, PLAN, plan)
         ack()
+        after_ack(context, lambda: cro_later(router, plan, client))
     else:
         ack(**router.execute(plan).payload())
 
 
-def cro_later(context: BoltContext, client: WebClient) -> None:
-    plan = take_over(context, PLAN, Plan)
-    if plan is None:
-        return  # answered in the ack
-    reply = CommandRouter(middleware.runtime(context)).finish(plan, client)
+def cro_later(router: CommandRouter, plan: Plan, client: WebClient) -> None:
+    reply = router.finish(plan, client)
     if not reply.silent:
         deliver_reply(plan.request.response_url or "", reply.payload())
 
 
 def register(app: App) -> None:
-    app.command("/cro")(ack=cro_ack, lazy=[cro_later])
+    app.command("/cro")(cro_ack)
