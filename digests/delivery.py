@@ -38,7 +38,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from http.client import HTTPException
@@ -54,9 +53,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crobot.digests.compose import compose
+from crobot.digests.compose import DigestView, compose
+from crobot.digests.fanout import FanOut
 from crobot.digests.nudges import compose_nudge
-from crobot.digests.render import render, render_detail, render_short
+from crobot.digests.render import RenderedDigest, render, render_detail, render_short
 from crobot.digests.targets import GONE_PREFIX, target_team
 from crobot.handlers import blockkit as bk
 from crobot.handlers import escalation_news, forecast_news, installs, qtl_news, scorecard_news
@@ -96,6 +96,7 @@ HISTORY_PAGES = 25  # 5,000 messages since a run's first attempt
 TOO_BIG = frozenset({"invalid_blocks", "msg_too_long"})
 THREAD_PREFIX = "thread:"
 MAX_RETRY_AFTER = 30.0  # longer waits are rescheduled, not slept in a worker thread
+DETAIL_CACHE = 4096  # digests whose thread replies are kept rendered (a few KB each)
 
 
 def worker_identity() -> str:
@@ -157,6 +158,11 @@ class ChannelPacer:
         self._due: dict[str, float] = {}  # when the channel's bucket is empty again
         self._lock = threading.Lock()
 
+    def ready_at(self, channel: str) -> float:
+        """When (time.monotonic) `wait` would no longer sleep for `channel`."""
+        with self._lock:
+            return self._due.get(channel, 0.0) - (self.burst - 1) * self.interval
+
     def wait(self, channel: str) -> None:
         with self._lock:
             now = time.monotonic()
@@ -187,6 +193,9 @@ class Payload:
     shorter: Payload | None = None  # posted instead if Slack refuses this one's size
     thread: list[str] = field(default_factory=list)  # a digest's parts to detail in its thread
     metadata: dict[str, Any] = field(default_factory=dict)  # more for the event payload
+    # The thread parts rendered from the very view this digest was composed from (no
+    # thread_ts yet): each reply is posted from here instead of composing the digest again.
+    details: dict[str, Payload] = field(default_factory=dict)
 
 
 class _Transient(Exception):
@@ -228,6 +237,13 @@ class Delivery:
     after_claim: Callable[[int], None] | None = None
     # Several workspaces: the one this copy posts to (its client holds that bot token).
     team_id: str | None = None
+    # A fan-out (digests/fanout.py) takes a sent digest's thread rows to post when the
+    # channel's pace allows, instead of this worker sleeping on the pacer for each.
+    defer_thread: Callable[[str, list[DigestRun]], None] | None = None
+    # Thread replies rendered with their parent, by parent run id (see Payload.details).
+    # Only a cache: a reply not found here is composed as of its parent's time, as after a
+    # restart. Shared by reference with the per-workspace copies `replace` makes.
+    details: dict[int, dict[str, Payload]] = field(default_factory=dict, repr=False)
 
     # --- public API ---------------------------------------------------------------
     def send(self, target: str, period_key: str, *, link_id: int | None = None) -> Outcome:
@@ -249,15 +265,20 @@ class Delivery:
         return self.send(f"link:{link_id}", period_key, link_id=link_id)
 
     def send_links(self, items: list[tuple[int, str]], *, workers: int = 8) -> list[Outcome]:
-        """Fan out many channels' digests on a private pool (never Bolt's workers).
+        """Fan out many channels' digests on private threads (never Bolt's workers).
 
-        Channels are distinct, so per-channel pacing holds; the workspace-wide 429s are
-        absorbed by the capped rate-limit handler or rescheduled.
+        Channels are distinct, so per-channel pacing holds; a digest's thread replies wait
+        for their channel's pace in a queue while the threads go on with other channels
+        (digests/fanout.py); the workspace-wide 429s are absorbed by the capped rate-limit
+        handler or rescheduled.
         """
-        if workers <= 1 or len(items) <= 1:
-            return [self.send_link(i, p) for i, p in items]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crobot-fanout") as pool:
-            return list(pool.map(lambda item: self.send_link(*item), items))
+        return FanOut(self, items, workers).run()
+
+    def deliver_thread_row(self, run: DigestRun) -> Outcome | None:
+        """A thread reply's row as written with its sent parent: taken over and attempted
+        in one write transaction (compare-and-set: only one process gets it)."""
+        taken = self._take_and_attempt(run)
+        return None if taken is None else self._deliver(run.id, first=taken)
 
     def resume_pending(self, target: str | None = None) -> list[Outcome]:
         """Deliver pending rows (of one `target`, or all): unclaimed ones at once, crash
@@ -268,8 +289,9 @@ class Delivery:
             if run.claimed_by is not None and leased_until > self.runtime.now():
                 outcomes.append(Outcome(run.id, "pending", detail="leased", retry_at=leased_until))
                 continue
-            if self._take_over(run):
-                outcomes.append(self._deliver(run.id))
+            taken = self._take_and_attempt(run)
+            if taken is not None:
+                outcomes.append(self._deliver(run.id, first=taken))
         return outcomes
 
     def resume(self, run_id: int) -> Outcome:
@@ -357,6 +379,39 @@ class Delivery:
             log.info("delivering outbox row %s (%s %s)", run.id, run.target, run.period_key)
         return taken
 
+    def _take_and_attempt(self, run: DigestRun) -> DigestRun | None:
+        """`_take_over` and `_begin_attempt` in one write transaction: the row as taken,
+        its attempt counted; None if another process changed its claim since `run` was
+        read."""
+        with self.runtime.db.write() as s:
+            now = self.runtime.now()
+            attempts = s.scalar(
+                update(DigestRun)
+                .where(
+                    DigestRun.id == run.id,
+                    DigestRun.state == DigestRunState.PENDING,
+                    DigestRun.claimed_by == run.claimed_by,
+                    DigestRun.claimed_at == run.claimed_at,
+                )
+                .values(claimed_by=self.worker_id, claimed_at=now, attempts=DigestRun.attempts + 1)
+                .returning(DigestRun.attempts)
+            )
+        if attempts is None:
+            return None
+        log.info("delivering outbox row %s (%s %s)", run.id, run.target, run.period_key)
+        taken = DigestRun(
+            target=run.target,
+            period_key=run.period_key,
+            channel_link_id=run.channel_link_id,
+            state=DigestRunState.PENDING,
+            attempts=attempts,
+            claimed_by=self.worker_id,
+            claimed_at=now,
+            created_at=run.created_at,
+        )
+        taken.id = run.id
+        return taken
+
     # --- deliver --------------------------------------------------------------------
     def _begin_attempt(self, run_id: int) -> DigestRun | None:
         """Count the attempt before touching Slack; None if the run is no longer ours."""
@@ -425,7 +480,7 @@ class Delivery:
                         wait = max(wait, float(self.client.timeout))
                     self.sleep(wait)
                 continue
-            self._finish(
+            replies = self._finish(
                 run_id,
                 DigestRunState.SENT,
                 ts=ts,
@@ -433,11 +488,29 @@ class Delivery:
                 thread=payload.thread,
                 posted=payload.metadata,
             )
-            if payload.thread:
-                self.resume_pending(f"{THREAD_PREFIX}{run_id}")
+            if replies:
+                self._thread(run_id, payload, ts, replies)
             return Outcome(run_id, "sent", ts)
         retry_at = self.runtime.now() + self.lease
         return Outcome(run_id, "pending", detail="unknown outcome", retry_at=retry_at)
+
+    def _thread(self, run_id: int, payload: Payload, ts: str, replies: list[DigestRun]) -> None:
+        """A sent digest's thread replies: now, one after the other, or (in a fan-out) when
+        the channel's pace allows. Their content is the parent's, already rendered."""
+        if payload.details:
+            rendered = {}
+            for part, reply in payload.details.items():
+                short = replace(reply.shorter, thread_ts=ts) if reply.shorter else None
+                rendered[part] = replace(reply, thread_ts=ts, shorter=short)
+            while len(self.details) >= DETAIL_CACHE:
+                self.details.pop(next(iter(self.details)), None)
+            self.details[run_id] = rendered
+        if self.defer_thread is not None:
+            self.defer_thread(payload.channel, replies)
+            return
+        for row in replies:
+            self.deliver_thread_row(row)
+        self.details.pop(run_id, None)
 
     def _deliver_in_workspace(self, run_id: int, *, first: DigestRun | None = None) -> Outcome:
         """Several workspaces: deliver with the bot token of the row's workspace, fetched
@@ -473,12 +546,14 @@ class Delivery:
         error: str | None = None,
         thread: Sequence[str] = (),
         posted: dict[str, Any] | None = None,
-    ) -> None:
-        """`posted`: what the message's metadata says (an anchor's seq and HMAC)."""
+    ) -> list[DigestRun]:
+        """`posted`: what the message's metadata says (an anchor's seq and HMAC). Returns
+        the thread reply rows written (unclaimed), detached."""
+        replies: list[DigestRun] = []
         with self.runtime.db.write() as s:
             run = s.get(DigestRun, run_id, with_for_update=True)
             if run is None:
-                return
+                return replies
             run.state = state
             run.error = error[:300] if error else None
             if state == DigestRunState.SENT:
@@ -487,10 +562,14 @@ class Delivery:
                     approval_log.delivered(s, run.target, run.period_key, channel, ts)
                 # The thread replies are outbox rows written with the parent's `sent`, so
                 # a crash between the two posts loses neither.
-                for part in thread:
-                    s.add(self._unclaimed(f"{THREAD_PREFIX}{run_id}", part))
+                replies = [self._unclaimed(f"{THREAD_PREFIX}{run_id}", p) for p in thread]
+                s.add_all(replies)
                 if run.target.startswith(anchors.TARGET_PREFIX) and channel and ts:
                     anchors.delivered(s, run.target, run.period_key, channel, ts, posted or {})
+            s.flush()
+            for reply in replies:
+                s.expunge(reply)
+        return replies
 
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
@@ -626,11 +705,19 @@ class Delivery:
             view = compose(s, link, self.runtime.now())
         out = render(view)
         short = render_short(view)
-        shorter = Payload(view.channel_id, short.text, short.blocks)
-        return Payload(view.channel_id, out.text, out.blocks, shorter=shorter, thread=out.thread)
+        channel = view.channel_id
+        shorter = Payload(channel, short.text, short.blocks)
+        details = {part: _detail(view, d) for part, d in out.details.items()}
+        payload = Payload(channel, out.text, out.blocks, shorter=shorter, thread=out.thread)
+        payload.details = details
+        return payload
 
     def _detail_payload(self, parent_id: int, part: str) -> Payload | None:
-        """A digest's thread reply, composed as of the parent's time (the same window)."""
+        """A digest's thread reply: rendered with its parent when this process posted it,
+        else composed as of the parent's time (the same window)."""
+        rendered = self.details.get(parent_id, {}).pop(part, None)
+        if rendered is not None:
+            return rendered
         with self.runtime.db.read() as s:
             parent = s.get(DigestRun, parent_id)
             link = s.get(ChannelLink, parent.channel_link_id or 0) if parent else None
@@ -640,10 +727,10 @@ class Delivery:
         out = render_detail(view, part)
         if out is None:
             return None
+        detail = _detail(view, out)
         channel, ts = parent.slack_channel, parent.slack_ts
-        note = bk.Mrkdwn("_This part did not fit in a Slack message; `/cro status` has it._")
-        short = Payload(channel, bk.fallback(note), [bk.section(note)], thread_ts=ts)
-        return Payload(channel, out.text, out.blocks, thread_ts=ts, shorter=short)
+        short = replace(detail.shorter, channel=channel, thread_ts=ts) if detail.shorter else None
+        return replace(detail, channel=channel, thread_ts=ts, shorter=short)
 
     def _nudge_payload(self, team: str, user: str) -> Payload | None:
         with self.runtime.db.read() as s:
@@ -707,6 +794,13 @@ class Delivery:
             log.warning("no sponsor channel to tell about failed run %s", run.target)
             return
         self.send(f"notice:{link_id}", run.period_key)
+
+
+def _detail(view: DigestView, out: RenderedDigest) -> Payload:
+    """One thread reply of a digest (its thread_ts set once the parent is posted)."""
+    note = bk.Mrkdwn("_This part did not fit in a Slack message; `/cro status` has it._")
+    short = Payload(view.channel_id, bk.fallback(note), [bk.section(note)])
+    return Payload(view.channel_id, out.text, out.blocks, shorter=short)
 
 
 def _sponsor_channel(session: Session, link: ChannelLink) -> str | None:

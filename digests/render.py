@@ -127,6 +127,8 @@ class RenderedDigest:
     blocks: list[Block]
     full_text: str  # every section, for the CLI preview
     thread: list[str] = field(default_factory=list)  # keys of sections detailed in a thread
+    # Those sections' thread replies, rendered from the same lines (`render_detail` each).
+    details: dict[str, RenderedDigest] = field(default_factory=dict)
 
 
 def _more(count: int, noun: str) -> Mrkdwn:
@@ -291,11 +293,13 @@ def render(view: DigestView) -> RenderedDigest:
         if sec.key == "kpis":  # the lines above stay as the fallback of what follows
             body += kpi_blocks(view)
     body = body or [blockkit.section(EMPTY)]
-    thread = [sec.key for sec, (_, more) in zip(parts, tops, strict=True) if more]
+    threaded = [sec for sec, (_, more) in zip(parts, tops, strict=True) if more]
     fallback = blockkit.fallback(_render("fallback.j2", v=view))
     texts = [t for sec in parts for t in _pack(sec.heading, sec.detail())] or [EMPTY]
     full = "\n\n".join([title, context, *texts])
-    return RenderedDigest(fallback, head + body, full, thread)
+    thread = [sec.key for sec in threaded]
+    details = {sec.key: _detail(view, sec) for sec in threaded}
+    return RenderedDigest(fallback, head + body, full, thread, details)
 
 
 def _changes(view: DigestView) -> Mrkdwn:
@@ -374,8 +378,10 @@ def kpi_blocks(view: DigestView) -> list[Block]:
 def render_detail(view: DigestView, key: str) -> RenderedDigest | None:
     """A thread reply with one section's full (capped) list; None if it has gone."""
     sec = next((s for s in sections(view) if s.key == key), None)
-    if sec is None:
-        return None
+    return None if sec is None else _detail(view, sec)
+
+
+def _detail(view: DigestView, sec: Section) -> RenderedDigest:
     texts = _pack(sec.heading, sec.detail())
     note = "_…cut to fit one Slack message; `/cro status` has the full picture._"
     blocks = blockkit.fit([blockkit.section(t) for t in texts], blockkit.MAX_BLOCKS, note=note)
