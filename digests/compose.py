@@ -352,15 +352,18 @@ def _since_last(
     since `default`): actions opened, closed and escalated, milestone forecasts changed
     and slipped (from their audit events), approvals asked for and decided. One
     statement."""
-    last = (
-        select(func.max(DigestRun.sent_at))
+    # The previous digest's time, looked up once: a one-row derived table the counts below
+    # refer to (inlined in each of them, the lookup ran once per count).
+    prev = (
+        select(func.max(DigestRun.sent_at).label("sent_at"))
         .where(
             DigestRun.target == f"link:{link_id}",
             DigestRun.state == DigestRunState.SENT,
             DigestRun.sent_at < now,
         )
-        .scalar_subquery()
+        .subquery("prev")
     )
+    last = prev.c.sent_at
     start = func.coalesce(last, literal(default, UtcDateTime()))
 
     def actions(cond: ColumnElement[bool]) -> ScalarSelect[int]:
@@ -404,7 +407,7 @@ def _since_last(
             # the plan when there was none.
             reforecasts(new > func.coalesce(old, planned)),
             actions(ActionItem.escalated_at >= start),
-        )
+        ).select_from(prev)
     ).one()
     return sent, Changes(*(int(n or 0) for n in counts))
 
