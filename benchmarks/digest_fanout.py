@@ -26,30 +26,33 @@ them afterwards (unless `--keep-runs`), so every run composes the same digests.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from slack_sdk import WebClient
-from sqlalchemy import Engine, delete, event, select
+from sqlalchemy import Engine, delete, event, func, select
 
 from benchmarks.common import Summary, machine_line, ratio, redact
 from crobot.services.runtime import Runtime
 from crobot.storage.db import Database
-from crobot.storage.models import ChannelLink, DigestRun, DigestRunState
+from crobot.storage.models import ChannelLink, DigestRun
 from tests.fake_slack import FakeSlack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 try:
     from crobot.digests.compose import compose
-    from crobot.digests.delivery import Delivery, delivery_client
+    from crobot.digests.delivery import Delivery, Outcome, delivery_client
+    from crobot.digests.pool import DigestPool, WorkerSpec
     from crobot.digests.render import render
 except ImportError as exc:  # the digests package lands with the digests branch
     raise SystemExit(f"digest_fanout needs the digests package: {exc}") from exc
@@ -137,66 +140,144 @@ def fake_slack(pace: float, where: str) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def posted_run_keys(client: WebClient, channels: list[str]) -> list[str]:
-    """Every crobot digest message in the channels, as run keys (history API, like crobot)."""
-    keys = []
+def posted_run_keys(client: WebClient, channels: list[str], period: str) -> dict[str, list[str]]:
+    """Every crobot message of the run (`period`) in the channels, as run keys, read back
+    through the history API like crobot does: the digests, and each one's thread replies."""
+    keys: dict[str, list[str]] = {"digests": [], "replies": []}
     for channel in channels:
         for msg in client.conversations_history(channel=channel, limit=200)["messages"]:
             payload = (msg.get("metadata") or {}).get("event_payload") or {}
-            keys.append(str(payload.get("run_key")))
+            if not str(payload.get("run_key")).endswith(f"|{period}"):
+                continue  # an earlier run's
+            keys["digests"].append(str(payload["run_key"]))
+            thread = client.conversations_replies(channel=channel, ts=msg["ts"], limit=999)
+            for reply in thread["messages"][1:]:
+                meta = (reply.get("metadata") or {}).get("event_payload") or {}
+                keys["replies"].append(str(meta.get("run_key")))
     return keys
+
+
+@dataclass
+class Delivered:
+    processes: int
+    wall: float
+    start_up: float
+    statements: int | None  # counted in this process only: with one process
+    outcomes: list[Outcome]
+    keys: dict[str, list[str]]
+    rows: dict[str, int]  # DigestRun rows of the run by kind and state
+    load: str
+
+    @property
+    def exactly_once(self) -> bool:
+        n = len(self.outcomes)
+        digests, replies = self.keys["digests"], self.keys["replies"]
+        return (
+            all(o.state == "sent" for o in self.outcomes)
+            and n == len(digests) == len(set(digests))
+            and len(replies) == len(set(replies)) == self.rows.get("replies sent", 0)
+            and set(self.rows) <= {"digests sent", "replies sent"}
+        )
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}"
+
+
+def _run_rows(db: Database, period: str) -> tuple[dict[str, int], list[str]]:
+    """The run's outbox rows by kind and state, and the thread targets of its digests."""
+    with db.read() as s:
+        parents = list(s.scalars(select(DigestRun.id).where(DigestRun.period_key == period)))
+        threads = [f"thread:{i}" for i in parents]
+        rows: dict[str, int] = {}
+        for kind, where in (
+            ("digests", DigestRun.period_key == period),
+            ("replies", DigestRun.target.in_(threads)),
+        ):
+            for state, n in s.execute(
+                select(DigestRun.state, func.count()).where(where).group_by(DigestRun.state)
+            ):
+                rows[f"{kind} {state.value}"] = int(n)
+    return rows, threads
 
 
 def deliver_pass(
     db: Database,
     counter: QueryCounter,
     ids: list[int],
-    workers: int,
-    pace: float,
+    processes: int,
+    threads: int,
+    slack_url: str,
     keep_runs: bool = False,
-    where: str = "process",
-) -> dict[str, Any]:
+) -> Delivered:
     period = f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S.%f}"
-    runtime = Runtime(db, now=lambda: NOW)
     with db.read() as s:
         channels = list(s.scalars(select(ChannelLink.channel_id).where(ChannelLink.id.in_(ids))))
-    with fake_slack(pace, where) as url:
-        client = delivery_client(WebClient(token="xoxb-bench-token", base_url=url))
-        delivery = Delivery(runtime, client)
+    spec = WorkerSpec(
+        db.url, slack_url, "xoxb-bench-token", threads=threads, now=NOW, slack_timeout=60
+    )
+    runtime = Runtime(db, now=lambda: NOW)
+    client = delivery_client(WebClient(token=spec.token, base_url=slack_url, timeout=60))
+    pool = DigestPool(spec, processes, local=Delivery(runtime, client))
+    started = time.perf_counter()
+    pool.start()
+    start_up = time.perf_counter() - started
+    try:
         before = counter.total
         started = time.perf_counter()
-        outcomes = delivery.send_links([(i, period) for i in ids], workers=workers)
+        outcomes = pool.deliver(db, [(i, period) for i in ids])
         wall = time.perf_counter() - started
-        statements = counter.total - before
-        keys = posted_run_keys(WebClient(base_url=url), channels)
-    with db.read() as s:
-        not_sent = s.scalar(
-            select(DigestRun.id)
-            .where(DigestRun.period_key == period, DigestRun.state != DigestRunState.SENT)
-            .limit(1)
-        )
+        statements = counter.total - before if processes == 1 else None
+        load = load_average()
+    finally:
+        pool.shutdown()
+    keys = posted_run_keys(WebClient(base_url=slack_url), channels, period)
+    rows, thread_targets = _run_rows(db, period)
     if not keep_runs:
         # Later runs must compose the same digests: "completed since the last digest"
         # reads the newest sent run of each channel.
         with db.write() as s:
+            s.execute(delete(DigestRun).where(DigestRun.target.in_(thread_targets)))
             s.execute(delete(DigestRun).where(DigestRun.period_key == period))
-    return {
-        "wall": wall,
-        "statements": statements,
-        "states": {o.state for o in outcomes},
-        "sent": sum(1 for o in outcomes if o.state == "sent"),
-        "posted": len(keys),
-        "distinct_keys": len(set(keys)),
-        "not_sent_rows": not_sent is not None,
-        "period": period,
-    }
+    return Delivered(processes, wall, start_up, statements, outcomes, keys, rows, load)
+
+
+def report(d: Delivered, threads: int) -> None:
+    n = len(d.outcomes)
+    target_s = 10 * n / 1000
+    verdict = "OK" if d.wall < target_s else "OVER TARGET"
+    replies = len(d.keys["replies"])
+    print(
+        f"  {d.processes} process(es) x {threads} threads: {n} digests + {replies} thread "
+        f"replies in {d.wall:.2f} s ({n / d.wall:.1f} digests/s); "
+        f"/ {target_s:g} s target = {d.wall / target_s:.2f} ({verdict}); "
+        f"pool start-up {d.start_up:.2f} s; {d.load}"
+    )
+    if d.statements is not None:
+        print(
+            f"    SQL statements per delivered digest (its replies included): "
+            f"{d.statements / n:.1f}"
+        )
+    digests = d.keys["digests"]
+    print(
+        f"    outcomes {sorted({o.state for o in d.outcomes})}: digests posted {len(digests)}, "
+        f"distinct {len(set(digests))}; replies posted {replies}, distinct "
+        f"{len(set(d.keys['replies']))}; rows {d.rows} -> "
+        f"{'exactly once' if d.exactly_once else 'NOT exactly once'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--url", required=True)
     p.add_argument("--digests", type=int, default=1000)
-    p.add_argument("--workers", type=int, default=8, help="delivery threads (scheduler pool)")
+    p.add_argument(
+        "--processes",
+        default="1,2,4",
+        help="worker process counts to measure, comma-separated (digests/pool.py)",
+    )
+    p.add_argument("--threads", type=int, default=2, help="fan-out threads per process")
     p.add_argument("--pace", type=float, default=0.0, help="fake Slack seconds per call")
     p.add_argument("--skip-compose", action="store_true")
     p.add_argument("--keep-runs", action="store_true", help="keep the DigestRun rows written")
@@ -242,25 +323,15 @@ def main(argv: list[str] | None = None) -> int:
             f"for {len(ids)} digests"
         )
         ok = ok and constant
-    d = deliver_pass(db, counter, ids, args.workers, args.pace, args.keep_runs, args.fake_slack)
-    n = len(ids)
-    target = "OK" if d["wall"] < 10 * n / 1000 else "OVER TARGET"
     print(
-        f"deliver pass ({args.workers} threads, fake Slack in a {args.fake_slack}, "
-        f"Slack pace {args.pace * 1000:.0f} ms/call):"
+        f"deliver pass (fake Slack in a {args.fake_slack}, Slack pace "
+        f"{args.pace * 1000:.0f} ms/call, 1 message/s per channel as crobot paces Slack):"
     )
-    print(
-        f"  {n} digests in {d['wall']:.2f} s  ({n / d['wall']:.1f} digests/s, "
-        f"{d['wall'] / n * 1000:.2f} ms each; target 1,000 in < 10 s: {target})"
-    )
-    print(f"  SQL statements per delivered digest: {d['statements'] / n:.1f}")
-    exactly_once = d["sent"] == n == d["posted"] == d["distinct_keys"] and not d["not_sent_rows"]
-    print(
-        f"  outcomes {sorted(d['states'])}: sent {d['sent']}, messages posted {d['posted']}, "
-        f"distinct run keys {d['distinct_keys']} -> "
-        f"{'exactly once' if exactly_once else 'NOT exactly once'}"
-    )
-    ok = ok and exactly_once
+    with fake_slack(args.pace, args.fake_slack) as url:
+        for processes in (int(n) for n in args.processes.split(",")):
+            d = deliver_pass(db, counter, ids, processes, args.threads, url, args.keep_runs)
+            report(d, args.threads)
+            ok = ok and d.exactly_once
     db.dispose()
     return 0 if ok else 1
 

@@ -86,7 +86,10 @@ def test_slash_roundtrip_runs(bench_url: str) -> None:
 
 def test_digest_fanout_runs(bench_url: str) -> None:
     out = run("digest_fanout.py", "--url", bench_url)
-    assert "12 digests in" in out
+    # The scale story: the same fan-out at 1, 2 and 4 worker processes, replies counted.
+    for processes in (1, 2, 4):
+        assert f"{processes} process(es) x 2 threads: 12 digests + " in out
+    assert "/ 0.12 s target = " in out
     assert "exactly once" in out and "NOT exactly once" not in out
 
 
