@@ -9,6 +9,11 @@ Deliberate choices:
   `misfire_grace_time` = CROBOT_DIGEST_GRACE_HOURS (APScheduler's default of 1 s would
   silently drop a run that starts a little late, e.g. under load).
 - Jobs run on the scheduler's own thread pool, never on Bolt's listener workers.
+- Digest jobs firing together (every channel at 09:00 somewhere) do not each deliver on a
+  job thread: each decides its period and hands it to a batch, delivered BATCH_SECONDS
+  later as one fan-out — on CROBOT_DIGEST_PROCESSES worker processes (default: one per
+  core; digests/pool.py) when this process runs on the real clock with one workspace's
+  token, else on threads here — whose threads never sleep on a channel's pace.
 - The audit chain's head is anchored in each study's sponsor channel once a UTC day
   (`anchor`, hourly; the outbox claim makes the first run of the day the only post).
 - Quarter-end vendor scorecards (`scorecards`, every few minutes) go out on the first
@@ -24,6 +29,7 @@ Deliberate choices:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, timedelta
 from typing import Any
@@ -40,6 +46,7 @@ from sqlalchemy.orm import Session
 from crobot.bot.settings import Settings
 from crobot.digests.delivery import Delivery, Outcome, delivery_client
 from crobot.digests.nudges import NUDGE_HOUR, owner_zones
+from crobot.digests.pool import DigestPool, WorkerSpec, default_processes
 from crobot.digests.runner import DigestRunner
 from crobot.digests.schedule import Schedule
 from crobot.handlers.user_tz import fetch_timezone, workspace_client
@@ -55,6 +62,51 @@ ESCALATION_MINUTES = 5  # how late after 09:00 a missed escalation is made up
 HOLIDAY_MINUTES = 5  # how late after its local time a holiday-shifted digest may go out
 ANCHOR_HOURS = 1  # the audit anchor job; it posts once per study and UTC day
 SCORECARD_MINUTES = 10  # quarter-end scorecards: how late after 09:00 local they may go out
+BATCH_SECONDS = 1.0  # how long digest jobs firing together are collected into one fan-out
+FANOUT_THREADS = 8  # a fan-out in this process (no pool): its threads
+
+
+class DigestBatch:
+    """Digests whose jobs fire together, delivered as one fan-out `window` seconds after the
+    first arrives (on a timer thread, not a job thread); outcomes go to `follow_up`."""
+
+    def __init__(
+        self,
+        deliver: Callable[[list[tuple[int, str]]], list[Outcome]],
+        follow_up: Callable[[list[Outcome]], None],
+        window: float = BATCH_SECONDS,
+    ) -> None:
+        self._deliver = deliver
+        self._follow_up = follow_up
+        self.window = window
+        self._items: list[tuple[int, str]] = []
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def add(self, link_id: int, period_key: str) -> None:
+        with self._lock:
+            self._items.append((link_id, period_key))
+            if self._timer is None:
+                self._timer = threading.Timer(self.window, self.flush)
+                self._timer.daemon = True
+                self._timer.name = "crobot-digest-batch"
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Deliver what is collected (a timer's run, or shutdown's last word)."""
+        with self._lock:
+            items, self._items = self._items, []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if not items:
+            return
+        try:
+            outcomes = self._deliver(items)
+        except Exception:  # the database or the pool is gone: the claims say what is left
+            log.exception("digest fan-out of %d channel(s) failed; catch-up resends", len(items))
+            return
+        self._follow_up(outcomes)
 
 
 class DigestScheduler:
@@ -76,7 +128,20 @@ class DigestScheduler:
         # Outbox rows still pending (approval posts whose kick failed, a dead replica's
         # expired claims): CROBOT_OUTBOX_SWEEP_SECONDS.
         self.sweep_seconds = settings.outbox_sweep_seconds
-        self.runner = DigestRunner(runtime, self.delivery, self.grace)
+        self.pool: DigestPool | None = None
+        processes = settings.digest_processes or default_processes()
+        if processes > 1 and runtime.wall_clock and runtime.bot_token is None:
+            # One workspace, the real clock: what a worker process can rebuild on its own.
+            # (Several workspaces fetch each one's token through this process's store.)
+            spec = WorkerSpec(
+                runtime.db.url,
+                client.base_url,
+                client.token,
+                lease_seconds=runtime.outbox_lease.total_seconds(),
+            )
+            self.pool = DigestPool(spec, processes, local=self.delivery)
+        self.runner = DigestRunner(runtime, self.delivery, self.grace, fan_out=self._fan_out)
+        self.batch = DigestBatch(self.runner.send_many, self._follow_up)
         self._links_version: tuple[object, ...] | None = None
         self.scheduler = scheduler or BackgroundScheduler(
             timezone=UTC,
@@ -119,6 +184,16 @@ class DigestScheduler:
             self.runtime.schedule_listeners.remove(self.on_schedule_changed)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
+        if wait:
+            self.batch.flush()  # digests whose jobs already ran: not left to the catch-up
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def _fan_out(self, items: list[tuple[int, str]]) -> list[Outcome]:
+        """Many digests at once: on the worker processes, else on threads here."""
+        if self.pool is not None and len(items) > 1:
+            return self.pool.deliver(self.runtime.db, items)
+        return self.delivery.send_links(items, workers=FANOUT_THREADS)
 
     def recover(self) -> None:
         """Resume crash leftovers, then send missed digests and nudges within grace."""
@@ -210,7 +285,7 @@ class DigestScheduler:
         if existing is not None and existing.name == name:
             return job_id
         self.scheduler.add_job(
-            self._digest,
+            self._digest_due,
             sched.trigger(),
             args=[link.id],
             id=job_id,
@@ -231,9 +306,16 @@ class DigestScheduler:
             pass
 
     def _digest(self, link_id: int) -> None:
+        """One channel's digest job, delivered at once on this thread."""
         outcome = self.runner.scheduled(link_id)
         if outcome is not None:
             self._follow_up([outcome])
+
+    def _digest_due(self, link_id: int) -> None:
+        """A digest job's fire: its period joins the batch of digests firing together."""
+        period = self.runner.due_period(link_id)
+        if period is not None:
+            self.batch.add(link_id, period)
 
     def _nudges(self, zone: str) -> None:
         """09:00 in `zone`: its owners' nudges, then their actions due for escalation."""

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=120.0, alias="CROBOT_OUTBOX_LEASE_SECONDS", gt=0)
     # How often each scheduler looks for pending outbox rows (expired claims, failed kicks).
     outbox_sweep_seconds: float = Field(default=60.0, alias="CROBOT_OUTBOX_SWEEP_SECONDS", gt=0)
+    # Worker processes for a digest fan-out (digests/pool.py): unset, one per core; 1 runs
+    # it on threads in the scheduler's own process.
+    digest_processes: int | None = Field(default=None, alias="CROBOT_DIGEST_PROCESSES", ge=1, le=64)
     # The audit chain's HMAC keys (services/audit_keys.py): `id:base64` entries, comma-
     # separated, the last one current; or a file of such lines. Neither: SQLite keeps a key
     # file beside the database, PostgreSQL refuses to write audit events.

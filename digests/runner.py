@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -54,15 +55,26 @@ def working_time(fire: datetime, sched: Schedule, country: str | None) -> dateti
     return shifted
 
 
+FanOutFn = Callable[[list[tuple[int, str]]], list[Outcome]]
+
+
 @dataclass
 class DigestRunner:
     runtime: Runtime
     delivery: Delivery
     grace: timedelta = timedelta(hours=6)
+    # Many digests at once ((link id, period key) each): the scheduler's process pool
+    # (digests/pool.py), else the delivery's own thread fan-out.
+    fan_out: FanOutFn | None = None
 
     def scheduled(self, link_id: int) -> Outcome | None:
         """Scheduler job body: deliver the period of the latest fire time, if within grace;
         a fire time on the channel's weekend or public holiday waits for `shifted`."""
+        period = self.due_period(link_id)
+        return None if period is None else self._send_link(link_id, period)
+
+    def due_period(self, link_id: int) -> str | None:
+        """The period a digest job for `link_id` delivers now, if any (see `scheduled`)."""
         with self.runtime.db.read() as s:
             link = s.get(ChannelLink, link_id)
             if link is None or not link.digest_enabled:
@@ -85,7 +97,18 @@ class DigestRunner:
         if now - due > self.grace:
             log.info("digest for link %s at %s is past the grace window; skipped", link_id, fire)
             return None
-        return self._send_link(link_id, sched.period_key(fire))
+        return sched.period_key(fire)
+
+    def send_many(self, items: list[tuple[int, str]]) -> list[Outcome]:
+        """Deliver digests ((link id, period key) each) in one fan-out, saying what this
+        process did for each, as `_send_link` does."""
+        if not items:
+            return []
+        fan_out = self.fan_out or self.delivery.send_links
+        outcomes = fan_out(items)
+        for (link_id, period_key), outcome in zip(items, outcomes, strict=True):
+            log.info("digest for link %s (%s): %s", link_id, period_key, outcome.state)
+        return outcomes
 
     def _send_link(self, link_id: int, period_key: str) -> Outcome:
         """Deliver, and say what this process did: with replicas, one says "sent" and the
@@ -127,7 +150,7 @@ class DigestRunner:
                     )
                 )
             }
-        outcomes = []
+        missed: list[tuple[int, str]] = []
         claimed = 0
         for link in links:
             sched = Schedule.of(link)
@@ -154,7 +177,8 @@ class DigestRunner:
                 )
                 continue
             log.info("catching up missed digest for %s (%s)", link.channel_id, key)
-            outcomes.append(self._send_link(link.id, key))
+            missed.append((link.id, key))
+        outcomes = self.send_many(missed)
         log.info(
             "catch-up done: %d missed digest(s) sent here, %d already claimed by a run",
             sum(o.state == "sent" for o in outcomes),

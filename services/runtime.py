@@ -59,6 +59,11 @@ class Runtime:
         for listener in self.schedule_listeners:
             listener(link_id)
 
+    @property
+    def wall_clock(self) -> bool:
+        """`now` is the real clock (not a test's or a benchmark's fixed one)."""
+        return self.now is _utcnow
+
     def __deepcopy__(self, memo: dict[int, object]) -> Runtime:
         # One runtime per process, shared by reference: Bolt deep-copies a request's
         # context for its lazy listeners, and a copied engine or listener list is useless.
