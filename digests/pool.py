@@ -142,11 +142,12 @@ def split_by_study(
     share (largest study first into the smallest share)."""
     ids = sorted({link_id for link_id, _ in items})
     with db.read() as s:
-        study_of = dict(
-            s.execute(select(ChannelLink.id, ChannelLink.study_id).where(ChannelLink.id.in_(ids)))
-            .tuples()
-            .all()
+        rows = s.execute(
+            select(ChannelLink.id, ChannelLink.study_id).where(ChannelLink.id.in_(ids))
         )
+        study_of: dict[int, int] = {}
+        for link_id, study_id in rows:
+            study_of[link_id] = study_id
     studies: dict[int | None, list[tuple[int, str]]] = defaultdict(list)
     for item in items:
         studies[study_of.get(item[0])].append(item)
