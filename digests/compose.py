@@ -18,12 +18,15 @@ filtered in the templates.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    Executable,
     Over,
     ScalarSelect,
     String,
@@ -329,7 +332,7 @@ def _milestones(
     )
     both = union_all(select(*window.c), select(*coming.c)).subquery()
     stmt = select(*both.c).order_by(both.c.later, both.c.effective, both.c.id)
-    for *row, n_due, n_slipped, n_completed, is_later, _ in session.execute(stmt):
+    for *row, n_due, n_slipped, n_completed, is_later, _ in _rows(session, stmt):
         m = MilestoneRow(*row)
         if is_later:
             view.later.append(m)
@@ -394,21 +397,25 @@ def _since_last(
         )
 
     decided = and_(Approval.decided_at.is_not(None), Approval.decided_at >= start)
-    sent, *counts = session.execute(
-        select(
-            last,
-            actions(ActionItem.created_at >= start),
-            actions(ActionItem.completed_at >= start),
-            approvals(Approval.requested_at >= start),
-            approvals(and_(decided, Approval.state == ApprovalState.APPROVED)),
-            approvals(and_(decided, Approval.state == ApprovalState.REJECTED)),
-            reforecasts(true()),
-            # ISO dates compare as text; a new forecast later than the last one, or than
-            # the plan when there was none.
-            reforecasts(new > func.coalesce(old, planned)),
-            actions(ActionItem.escalated_at >= start),
-        ).select_from(prev)
-    ).one()
+    sent, *counts = (
+        session.connection()
+        .execute(
+            select(
+                last,
+                actions(ActionItem.created_at >= start),
+                actions(ActionItem.completed_at >= start),
+                approvals(Approval.requested_at >= start),
+                approvals(and_(decided, Approval.state == ApprovalState.APPROVED)),
+                approvals(and_(decided, Approval.state == ApprovalState.REJECTED)),
+                reforecasts(true()),
+                # ISO dates compare as text; a new forecast later than the last one, or than
+                # the plan when there was none.
+                reforecasts(new > func.coalesce(old, planned)),
+                actions(ActionItem.escalated_at >= start),
+            ).select_from(prev)
+        )
+        .one()
+    )
     return sent, Changes(*(int(n or 0) for n in counts))
 
 
@@ -444,7 +451,7 @@ def _actions(session: Session, view: DigestView, aud: Audience, today: date) -> 
     )
     # One group per person: the same user id in two workspaces is two people.
     groups: dict[tuple[str | None, str], OwnerGroup] = {}
-    for aid, title, team, owner, name, due, prio, total, late in session.execute(stmt):
+    for aid, title, team, owner, name, due, prio, total, late in _rows(session, stmt):
         view.open_actions, view.overdue_actions = int(total), int(late or 0)
         label = name or owner
         row = ActionRow(aid, title, owner, label, due, prio.value, due < today)
@@ -477,8 +484,14 @@ def _approvals(session: Session, view: DigestView, aud: Audience, zone: ZoneInfo
         .order_by(Approval.requested_at, Approval.id)
         .limit(APPROVAL_LIMIT)
     )
-    for aid, kind, summary, by, at, total in session.execute(stmt):
+    for aid, kind, summary, by, at, total in _rows(session, stmt):
         view.pending_approvals = int(total)
         view.approvals.append(
             ApprovalRow(aid, kind.value, dict(summary or {}), by, at.astimezone(zone))
         )
+
+
+def _rows(session: Session, stmt: Executable) -> Iterator[Any]:
+    """A column select run on the session's connection: the rows as the database gives
+    them, without the ORM's result processing (no entities here; issue 18's profile)."""
+    return iter(session.connection().execute(stmt))

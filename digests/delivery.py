@@ -550,25 +550,34 @@ class Delivery:
         """`posted`: what the message's metadata says (an anchor's seq and HMAC). Returns
         the thread reply rows written (unclaimed), detached."""
         replies: list[DigestRun] = []
+        values: dict[str, Any] = {"state": state, "error": error[:300] if error else None}
+        if state == DigestRunState.SENT:
+            values.update(slack_ts=ts, slack_channel=channel, sent_at=self.runtime.now())
         with self.runtime.db.write() as s:
-            run = s.get(DigestRun, run_id, with_for_update=True)
-            if run is None:
+            # One statement: the UPDATE locks the row as SELECT … FOR UPDATE did, and says
+            # what the row is for.
+            row = s.execute(
+                update(DigestRun)
+                .where(DigestRun.id == run_id)
+                .values(**values)
+                .returning(DigestRun.target, DigestRun.period_key)
+            ).first()
+            if row is None:
                 return replies
-            run.state = state
-            run.error = error[:300] if error else None
+            target, period_key = row
             if state == DigestRunState.SENT:
-                run.slack_ts, run.slack_channel, run.sent_at = ts, channel, self.runtime.now()
-                if run.target.startswith(approval_log.TARGET_PREFIX) and channel and ts:
-                    approval_log.delivered(s, run.target, run.period_key, channel, ts)
+                if target.startswith(approval_log.TARGET_PREFIX) and channel and ts:
+                    approval_log.delivered(s, target, period_key, channel, ts)
                 # The thread replies are outbox rows written with the parent's `sent`, so
                 # a crash between the two posts loses neither.
                 replies = [self._unclaimed(f"{THREAD_PREFIX}{run_id}", p) for p in thread]
                 s.add_all(replies)
-                if run.target.startswith(anchors.TARGET_PREFIX) and channel and ts:
-                    anchors.delivered(s, run.target, run.period_key, channel, ts, posted or {})
-            s.flush()
-            for reply in replies:
-                s.expunge(reply)
+                if target.startswith(anchors.TARGET_PREFIX) and channel and ts:
+                    anchors.delivered(s, target, period_key, channel, ts, posted or {})
+            if replies:
+                s.flush()
+                for reply in replies:
+                    s.expunge(reply)
         return replies
 
     def _call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
