@@ -163,6 +163,7 @@ class Delivered:
     wall: float
     start_up: float
     statements: int | None  # counted in this process only: with one process
+    cpu: float  # crobot's CPU seconds: this process's with one, the workers' with several
     outcomes: list[Outcome]
     keys: dict[str, list[str]]
     rows: dict[str, int]  # DigestRun rows of the run by kind and state
@@ -225,9 +226,11 @@ def deliver_pass(
     start_up = time.perf_counter() - started
     try:
         before = counter.total
+        cpu = time.process_time()
         started = time.perf_counter()
         outcomes = pool.deliver(db, [(i, period) for i in ids])
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu + pool.worker_cpu
         statements = counter.total - before if processes == 1 else None
         load = load_average()
     finally:
@@ -240,7 +243,7 @@ def deliver_pass(
         with db.write() as s:
             s.execute(delete(DigestRun).where(DigestRun.target.in_(thread_targets)))
             s.execute(delete(DigestRun).where(DigestRun.period_key == period))
-    return Delivered(processes, wall, start_up, statements, outcomes, keys, rows, load)
+    return Delivered(processes, wall, start_up, statements, cpu, outcomes, keys, rows, load)
 
 
 def report(d: Delivered, threads: int) -> None:
@@ -253,6 +256,11 @@ def report(d: Delivered, threads: int) -> None:
         f"replies in {d.wall:.2f} s ({n / d.wall:.1f} digests/s); "
         f"/ {target_s:g} s target = {d.wall / target_s:.2f} ({verdict}); "
         f"pool start-up {d.start_up:.2f} s; {d.load}"
+    )
+    print(
+        f"    crobot CPU {d.cpu:.2f} s ({d.cpu / n * 1000:.1f} ms per digest, replies "
+        f"included; 2 cores for 10 s leave {20 * 1000 / n:.0f} ms for crobot, the database "
+        f"and Slack together)"
     )
     if d.statements is not None:
         print(

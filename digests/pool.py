@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +67,12 @@ _databases: dict[str, Database] = {}
 
 def _deliver_share(spec: WorkerSpec, items: list[tuple[int, str]]) -> list[Outcome]:
     """A worker process's share of a fan-out."""
+    return _timed_share(spec, items)[0]
+
+
+def _timed_share(spec: WorkerSpec, items: list[tuple[int, str]]) -> tuple[list[Outcome], float]:
+    """A worker process's share, and the CPU seconds it took there (the pool's account)."""
+    cpu = time.process_time()
     db = _databases.get(spec.database_url)
     if db is None:
         db = _databases[spec.database_url] = Database(spec.database_url)
@@ -79,7 +86,8 @@ def _deliver_share(spec: WorkerSpec, items: list[tuple[int, str]]) -> list[Outco
     delivery = Delivery(
         runtime, client, lease=runtime.outbox_lease, pacer=ChannelPacer(spec.pace_seconds)
     )
-    return delivery.send_links(items, workers=spec.threads)
+    outcomes = delivery.send_links(items, workers=spec.threads)
+    return outcomes, time.process_time() - cpu
 
 
 def _warm(spec: WorkerSpec) -> int:
@@ -103,6 +111,7 @@ class DigestPool:
         # client) when given.
         self.local = local
         self._pool: ProcessPoolExecutor | None = None
+        self.worker_cpu = 0.0  # CPU seconds the worker processes spent delivering so far
 
     def start(self) -> DigestPool:
         """Start the worker processes and wait until each is ready (its engine built)."""
@@ -128,10 +137,12 @@ class DigestPool:
         self.start()
         assert self._pool is not None
         shares = split_by_study(db, items, self.processes)
-        futures = [self._pool.submit(_deliver_share, self.spec, share) for share in shares]
+        futures = [self._pool.submit(_timed_share, self.spec, share) for share in shares]
         by_item: dict[tuple[int, str], Outcome] = {}
         for share, future in zip(shares, futures, strict=True):
-            by_item.update(zip(share, future.result(), strict=True))
+            outcomes, cpu = future.result()
+            self.worker_cpu += cpu
+            by_item.update(zip(share, outcomes, strict=True))
         return [by_item[item] for item in items]
 
 
