@@ -17,9 +17,12 @@ pacing holds. With one process, nothing is started: the fan-out runs in the call
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +38,8 @@ from crobot.storage.db import Database
 from crobot.storage.models import ChannelLink
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def default_processes() -> int:
@@ -90,6 +95,19 @@ def _timed_share(spec: WorkerSpec, items: list[tuple[int, str]]) -> tuple[list[O
     return outcomes, time.process_time() - cpu
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: a worker ends when its parent process does, even by SIGKILL
+    (Linux's PR_SET_PDEATHSIG), so a killed replica does not go on delivering through
+    orphaned workers; elsewhere a worker ends once its current share is done."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _warm(spec: WorkerSpec) -> int:
     """Start-up work done before the first fan-out: imports, the engine, a connection."""
     db = _databases.get(spec.database_url)
@@ -117,7 +135,12 @@ class DigestPool:
         """Start the worker processes and wait until each is ready (its engine built)."""
         if self.processes > 1 and self._pool is None:
             ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.processes, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.processes,
+                mp_context=ctx,
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            )
             futures = [self._pool.submit(_warm, self.spec) for _ in range(self.processes)]
             pids = {f.result() for f in futures}
             log.info("digest pool: %d worker processes (%d warmed)", self.processes, len(pids))
