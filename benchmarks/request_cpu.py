@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import os
 import pstats
 import threading
 import time
@@ -173,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--writes", type=int, default=100, help="measured `action add` (0: none)")
     p.add_argument("--profile", default="", help="cProfile this command's requests")
     args = p.parse_args(argv)
-    os.environ.setdefault("CROBOT_AUDIT_KEY", "bench:" + "Ymp" * 14 + "Yg==")
     print(machine_line())
     print(f"database: {redact(args.url)}; {args.count} requests per command, one at a time")
 
