@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import Any
 
 from crobot.services.errors import Msg
@@ -68,6 +69,7 @@ _ENTITY_TAIL = re.compile(r"&[a-z]{0,4}$")
 _CLEAN_CHARS = "\u202a-\u202e\u2066-\u2069\r\n\u2028\u2029\x0b\x0c\x85"
 _CLEAN_WORK = re.compile(f"[{_CLEAN_CHARS}]")
 _ESC_WORK = re.compile(f"[{_CLEAN_CHARS}&<>*_~`]")
+_SAFE_TYPES = frozenset({int, float, date})  # exact types: a subclass may print anything
 
 
 class Mrkdwn(str):
@@ -95,6 +97,8 @@ def esc(value: object, *, line: bool = False) -> Mrkdwn:
     """User text as safe mrkdwn. `Mrkdwn` passes through unchanged."""
     if isinstance(value, Mrkdwn):
         return value
+    if type(value) in _SAFE_TYPES:  # digits, signs, dots, dashes, letters: nothing to escape
+        return Mrkdwn(str(value))
     text = "" if value is None else str(value)
     if _ESC_WORK.search(text) is None:  # nothing to escape or drop: the common case, ~4x faster
         return Mrkdwn(text.strip() if line else text)

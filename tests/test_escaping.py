@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -488,4 +488,12 @@ def test_the_escape_fast_path_gives_what_the_full_escape_gives() -> None:
             assert bk.clean(text, line=line) == full_clean(text, line), (text, line)
             expected = full_clean(text, line).translate(bk._MRKDWN)
             assert bk.esc(text, line=line) == expected, (text, line)
-    assert bk.esc(None) == "" and bk.esc(3.5) == "3.5"
+    assert bk.esc(None) == "" and bk.esc(3.5) == "3.5" and bk.esc(-2) == "-2"
+    assert bk.esc(float("nan")) == "nan" and bk.esc(1e21) == "1e+21"
+    assert bk.esc(date(2026, 11, 27), line=True) == "2026-11-27"
+
+    class Sly(int):  # a subclass may print anything: it takes the full path
+        def __str__(self) -> str:
+            return "<!channel>"
+
+    assert bk.esc(Sly(1)) == "&lt;!channel&gt;"
