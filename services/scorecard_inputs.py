@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from crobot.services import forecast_changes
 from crobot.services.computed_measures import (
     ActionRow,
     ApprovalRow,
@@ -41,7 +41,6 @@ from crobot.storage.models import (
 
 # A period ending in the span may start this long before it (a month is the longest).
 LONGEST_PERIOD = timedelta(days=31)
-FORECAST_CHANGES = "milestone.update"  # the audit action that records a new forecast date
 
 
 @dataclass(frozen=True)
@@ -142,35 +141,26 @@ def _slips(
     last: Quarter,
     out: dict[int, _Vendor],
 ) -> None:
-    """Forecast dates moved later: read from the audit trail's milestone changes, whose
-    before/after snapshots carry the forecast (and planned) date."""
+    """Forecast dates moved later (services/forecast_changes.py: the digest counts the
+    same slips), read from the audit trail's milestone changes."""
     since, until = first.utc_bounds()[0], last.utc_bounds()[1]
-    stmt = select(AuditEvent.subject_id, AuditEvent.at, AuditEvent.before, AuditEvent.after).where(
+    stmt = select(
+        AuditEvent.subject_id,
+        AuditEvent.at,
+        forecast_changes.WAS,
+        forecast_changes.NEW,
+        AuditEvent.after,
+    ).where(
         AuditEvent.study_id == study_id,
-        AuditEvent.action == FORECAST_CHANGES,
         AuditEvent.at >= since,
         AuditEvent.at < until,
+        forecast_changes.slipped(),
     )
-    for subject, at, before, after in session.execute(stmt):
-        before, after = before or {}, after or {}
-        org = after.get("org_id")
-        slip = _slip(subject, at, before, after)
-        if slip is not None and org in orgs:
+    for subject, at, was, now, after in session.execute(stmt):
+        org = (after or {}).get("org_id")
+        if org in orgs:
+            slip = SlipRow(int(subject or 0), at, date.fromisoformat(was), date.fromisoformat(now))
             out[org].slips.append(slip)
-
-
-def _slip(
-    subject: str | None, at: datetime, before: dict[str, Any], after: dict[str, Any]
-) -> SlipRow | None:
-    now = _day(after.get("forecast_date"))
-    was = _day(before.get("forecast_date")) or _day(before.get("planned_date"))
-    if now is None or was is None or now == _day(before.get("forecast_date")):
-        return None  # no forecast now, or the forecast did not change
-    return SlipRow(int(subject or 0), at, was, now)
-
-
-def _day(value: object) -> date | None:
-    return date.fromisoformat(value) if isinstance(value, str) else None
 
 
 def _actions(

@@ -84,6 +84,19 @@ def test_slash_roundtrip_runs(bench_url: str) -> None:
     assert "peak RSS bare, 1 worker(s)" in out
 
 
+def test_request_cpu_runs_every_command_without_failures(bench_url: str) -> None:
+    out = run(
+        "request_cpu.py", "--url", bench_url, "--count", "6", "--warmup", "2", "--writes", "4"
+    )
+    rows = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(
+            r"^  (kpi show|status|action list mine|action add)\s.*\s(\d+)$", out, re.M
+        )
+    }
+    assert rows == {"kpi show": 0, "status": 0, "action list mine": 0, "action add": 0}, out
+
+
 def test_digest_fanout_runs(bench_url: str) -> None:
     out = run("digest_fanout.py", "--url", bench_url)
     # The scale story: the same fan-out at 1, 2 and 4 worker processes, replies counted.

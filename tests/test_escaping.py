@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -469,3 +469,31 @@ def test_the_validator_knows_native_charts_and_tables() -> None:
     wide_table = {**good_table, "rows": [[{"type": "raw_text", "text": "x"}] * 21]}
     for bad in (long_table, wide_table):
         assert call_problems(Call("chat.postMessage", {"text": "t", "blocks": [bad]}, {}, 0.0))
+
+
+def test_the_escape_fast_path_gives_what_the_full_escape_gives() -> None:
+    """`clean`/`esc` skip their translations when a scan finds nothing to change (most
+    text); every string of the characters they treat must come out as the full path's."""
+    import itertools
+
+    def full_clean(value: str, line: bool) -> str:
+        text = value.translate(bk._BIDI)
+        return bk._LINE_BREAKS.sub(" ", text).strip() if line else text
+
+    alphabet = "a <>&*_~`\u202a\u202e\u2066\u2069\r\n\u2028\u2029\x0b\x0c\x85\t\u00e9"
+    strings = ["".join(p) for n in range(4) for p in itertools.product(alphabet, repeat=n)]
+    strings += ["  Apex CRO  ", "ONC-301", "12.5", "\u202eevil\u202c", "a\r\nb"]
+    for text in strings:
+        for line in (False, True):
+            assert bk.clean(text, line=line) == full_clean(text, line), (text, line)
+            expected = full_clean(text, line).translate(bk._MRKDWN)
+            assert bk.esc(text, line=line) == expected, (text, line)
+    assert bk.esc(None) == "" and bk.esc(3.5) == "3.5" and bk.esc(-2) == "-2"
+    assert bk.esc(float("nan")) == "nan" and bk.esc(1e21) == "1e+21"
+    assert bk.esc(date(2026, 11, 27), line=True) == "2026-11-27"
+
+    class Sly(int):  # a subclass may print anything: it takes the full path
+        def __str__(self) -> str:
+            return "<!channel>"
+
+    assert bk.esc(Sly(1)) == "&lt;!channel&gt;"

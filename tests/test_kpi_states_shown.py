@@ -176,3 +176,40 @@ def test_the_digest_chart_says_which_values_wait_and_draws_no_rejected_one(
     assert series["name"] == "CentraLab" and [d["value"] for d in series["data"]] == [4, 6, 5]
     assert rest == [] and coq.target is None  # cost of quality has no target line to draw
     assert note["type"] == "context" and "pending approval: CentraLab 2026-W48" in str(note)
+
+
+def test_status_reads_only_the_last_two_points_and_trends_as_from_all_of_them(
+    slash: SlashClient, world: World
+) -> None:
+    """`/cro status` asks for each organisation's newest two current values only
+    (`last_periods=2`, catalogue read once): the same trends as from every point, for
+    every channel's audience, rejected and pending values included."""
+    from crobot.services.visibility import audience_for_channel
+
+    _report(world, APEX_PM, "enrollment", 4, "2026-W46", True)
+    _report(world, APEX_PM, "enrollment", 12, LAST_WEEK, None)  # a pending correction
+    _report(world, APEX_PM, "query_aging", 7, "2026-W45", True)
+    since = kpis.since_weeks(TODAY, 8)
+    cut = 0
+    with world.db.read() as s:
+        defs = kpis.definitions_by_id(s)
+        for link in s.scalars(select(ChannelLink)):
+            aud = audience_for_channel(link)
+            full = kpis.latest_with_definitions(s, aud, since=since, study_code="ONC-301")
+            two = kpis.latest_with_definitions(
+                s, aud, since=since, study_code="ONC-301", last_periods=2, definitions=defs
+            )
+            assert [k.definition.key for k in two] == [k.definition.key for k in full]
+            cut += sum(len(k.points) > 2 for k in full)
+            for f, t in zip(full, two, strict=True):
+                by_org: dict[int, list[kpis.Point]] = {}
+                for p in f.points:
+                    by_org.setdefault(p.org_id, []).append(p)
+                assert sorted(t.points, key=lambda p: (p.org_id, p.period_start)) == sorted(
+                    (p for pts in by_org.values() for p in pts[-2:]),
+                    key=lambda p: (p.org_id, p.period_start),
+                )
+                assert kpis.trend_of(t.definition, t.points, t.target_of) == kpis.trend_of(
+                    f.definition, f.points, f.target_of
+                )
+    assert cut  # some audience sees more than two points of a KPI: the cut is exercised

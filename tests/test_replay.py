@@ -58,3 +58,38 @@ def test_the_same_command_signed_again_is_a_new_request(slash: SlashClient, worl
         )
         assert answer.status == 200 and ":warning:" not in answer.text
     assert _actions(world) == 2
+
+
+def test_expired_signatures_are_pruned_once_a_minute_and_still_refused_until_then(
+    world: World,
+) -> None:
+    """The guard deletes signatures older than KEEP at most every PRUNE_EVERY; one kept a
+    little longer is still a replay, and after the next prune it is gone."""
+    from datetime import UTC, datetime, timedelta
+
+    from crobot.services.replay import KEEP, PRUNE_EVERY, ReplayGuard
+    from crobot.storage.models import SeenRequest
+
+    guard = ReplayGuard()
+    t0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    def seen(sig: str, at: datetime) -> bool:
+        with world.db.write() as s:
+            return guard.first_sighting(s, sig, now=at)
+
+    def stored() -> set[str]:
+        with world.db.read() as s:
+            return set(s.scalars(select(SeenRequest.signature)))
+
+    assert seen("v0=old", t0)
+    later = t0 + KEEP + timedelta(seconds=1)  # "old" has expired; the first call prunes
+    assert seen("v0=a", later)
+    assert stored() == {"v0=a"}
+    assert seen("v0=b", later + timedelta(seconds=1))
+    # Expired, but within PRUNE_EVERY of the last prune: kept, and a repeat is refused.
+    assert seen("v0=c", later + PRUNE_EVERY - timedelta(seconds=1))
+    assert not seen("v0=a", later + PRUNE_EVERY - timedelta(seconds=1))
+    assert stored() == {"v0=a", "v0=b", "v0=c"}
+    # The next prune deletes only what is older than KEEP at that moment.
+    assert seen("v0=d", later + KEEP + timedelta(seconds=1, milliseconds=500))
+    assert stored() == {"v0=c", "v0=d"}
