@@ -95,7 +95,12 @@ class Round:
 def start(
     name: str, url: str, slack_url: str, workdir: Path, lease: float, sweep: float
 ) -> Replica:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CROBOT_", "SLACK_"))}
+    # Only this run's settings, but the audit key the portfolio was signed with (a
+    # PostgreSQL database has no key file beside it to fall back on).
+    keep = ("CROBOT_AUDIT_KEY", "CROBOT_AUDIT_KEY_FILE")
+    env = {
+        k: v for k, v in os.environ.items() if k in keep or not k.startswith(("CROBOT_", "SLACK_"))
+    }
     env.update(
         CROBOT_DATABASE_URL=url,
         SLACK_BOT_TOKEN=f"xoxb-chaos-{name}",
