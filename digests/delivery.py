@@ -299,10 +299,14 @@ class Delivery:
             run = s.get(DigestRun, run_id)
         if run is None or run.state != DigestRunState.PENDING:
             return Outcome(run_id, "duplicate")
-        if run.claimed_by != self.worker_id:
-            if run.claimed_at + self.lease > self.runtime.now() or not self._take_over(run):
-                return Outcome(run_id, "pending", detail="owned elsewhere")
-        return self._deliver(run_id)
+        if run.claimed_by == self.worker_id:
+            return self._deliver(run_id)
+        taken = None
+        if run.claimed_at + self.lease <= self.runtime.now():
+            taken = self._take_and_attempt(run)
+        if taken is None:
+            return Outcome(run_id, "pending", detail="owned elsewhere")
+        return self._deliver(run_id, first=taken)
 
     # --- claim ----------------------------------------------------------------------
     def _claim(self, target: str, period_key: str, link_id: int | None) -> DigestRun | None:
@@ -350,8 +354,9 @@ class Delivery:
             run.state == DigestRunState.PENDING
             and run.claimed_at + self.lease <= self.runtime.now()
         ):
-            if self._take_over(run):
-                return self._deliver(run.id)
+            taken = self._take_and_attempt(run)
+            if taken is not None:
+                return self._deliver(run.id, first=taken)
         return Outcome(run.id, "duplicate", run.slack_ts, run.state.value)
 
     def _pending_runs(self, target: str | None = None) -> list[DigestRun]:
@@ -361,32 +366,14 @@ class Delivery:
         with self.runtime.db.read() as s:
             return list(s.scalars(stmt.order_by(DigestRun.id)))
 
-    def _take_over(self, run: DigestRun) -> bool:
-        """Compare-and-set: only one process replaces a given (claimed_by, claimed_at)."""
-        with self.runtime.db.write() as s:
-            result = s.execute(
-                update(DigestRun)
-                .where(
-                    DigestRun.id == run.id,
-                    DigestRun.state == DigestRunState.PENDING,
-                    DigestRun.claimed_by == run.claimed_by,
-                    DigestRun.claimed_at == run.claimed_at,
-                )
-                .values(claimed_by=self.worker_id, claimed_at=self.runtime.now())
-            )
-            taken = bool(getattr(result, "rowcount", 0) == 1)
-        if taken:
-            log.info("delivering outbox row %s (%s %s)", run.id, run.target, run.period_key)
-        return taken
-
     def _take_and_attempt(self, run: DigestRun) -> DigestRun | None:
-        """`_take_over` and `_begin_attempt` in one write transaction: the row as taken,
-        its attempt counted; None if another process changed its claim since `run` was
-        read."""
+        """Take over a stale claim and count its attempt in one write transaction: the
+        row as taken; None if another process changed its claim since `run` was read."""
         with self.runtime.db.write() as s:
             now = self.runtime.now()
             attempts = s.scalar(
                 update(DigestRun)
+                # Compare-and-set: only one process replaces a given (claimed_by, claimed_at).
                 .where(
                     DigestRun.id == run.id,
                     DigestRun.state == DigestRunState.PENDING,
