@@ -503,7 +503,9 @@ def latest_with_definitions(
             *fields, definition, org_target, study_target = row
         else:
             *fields, org_target, study_target = row
-            definition = definitions[fields[0]]
+            # A KPI defined after the catalogue was read (another transaction, between
+            # the two statements) is looked up on its own.
+            definition = definitions.get(fields[0]) or session.get_one(KpiDefinition, fields[0])
         kp = out.get(fields[0])
         if kp is None:
             kp = out[fields[0]] = KpiPoints(definition, [], {})

@@ -200,6 +200,13 @@ def test_status_reads_only_the_last_two_points_and_trends_as_from_all_of_them(
                 s, aud, since=since, study_code="ONC-301", last_periods=2, definitions=defs
             )
             assert [k.definition.key for k in two] == [k.definition.key for k in full]
+            # A KPI missing from the catalogue read earlier (defined meanwhile) is looked up.
+            unread = kpis.latest_with_definitions(
+                s, aud, since=since, study_code="ONC-301", last_periods=2, definitions={}
+            )
+            assert [(k.definition.key, k.points) for k in unread] == [
+                (k.definition.key, k.points) for k in two
+            ]
             cut += sum(len(k.points) > 2 for k in full)
             for f, t in zip(full, two, strict=True):
                 by_org: dict[int, list[kpis.Point]] = {}
